@@ -1,0 +1,425 @@
+"""The experiment schema: one YAML file per experiment, validated before anything runs.
+
+Every key is declared here with its default and what it means, so this file is the config reference
+(`experiments/run_eval_test.py --help-config` prints it). Defaults are ours and stated: in particular the KL
+coefficient `train.beta` is never left to TRL's (0.0) or Unsloth's (0.0 or 0.001 by loss type) silent default.
+
+    cfg = load_config("experiment_configs/quickstart.yaml", overrides=["train.beta=0.0"])
+
+Errors (missing file, YAML syntax, unknown key, wrong type, bad override) are `UserError`s: one paragraph naming
+the key, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from train.errors import UserError
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BuiltinModelConfig(Section):
+    """The recipe of the built-in tiny model (`model.name: builtin:tiny`); the cache is keyed by it."""
+
+    hidden_size: int = Field(96, ge=16, description="Width of the tiny Qwen2 model.")
+    num_layers: int = Field(3, ge=1, description="Transformer layers.")
+    num_heads: int = Field(4, ge=1, description="Attention heads (hidden_size must be divisible by it).")
+    sft_steps: int = Field(1500, ge=0, description="Warm-start SFT steps on the task's synthetic examples.")
+    sft_examples: int = Field(4000, ge=10, description="Synthetic examples generated for the warm start.")
+    solved_fraction: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="Share of warm-start examples whose completion solves its prompt; the rest are well formatted "
+        "but answer another prompt, so GRPO has both right and wrong samples to compare.",
+    )
+    sft_learning_rate: float = Field(3e-3, gt=0, description="Learning rate of the warm start.")
+    seed: int = Field(0, description="Seed of the warm start (the model is deterministic for a seed).")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> BuiltinModelConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class ModelConfig(Section):
+    name: str = Field(
+        "builtin:tiny",
+        description="A hub id (Qwen/Qwen3-1.7B), a local model directory, or builtin:tiny (offline, CPU).",
+    )
+    backend: Literal["auto", "unsloth", "hf"] = Field(
+        "auto",
+        description="auto: unsloth when CUDA and unsloth are importable, else hf (transformers + peft). "
+        "builtin:tiny always uses hf.",
+    )
+    load_in_4bit: bool = Field(True, description="4-bit weights (bitsandbytes). Only used on a GPU.")
+    max_seq_length: int = Field(1024, ge=32, description="Longest prompt + completion, in tokens.")
+    lora_rank: int = Field(
+        16, ge=0, description="LoRA rank r; 0 trains all weights (the built-in model's default is full)."
+    )
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Modules that get LoRA adapters.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.6, gt=0.0, le=0.95, description="Share of GPU memory vLLM may take (unsloth fast_inference)."
+    )
+    fast_inference: bool = Field(True, description="unsloth: generate with vLLM (fast_inference=True).")
+    builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.name.startswith("builtin:")
+
+
+class DataConfig(Section):
+    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, jsonl, hf.")
+    source: str | None = Field(
+        None,
+        description="Where the rows come from: a hub data set id or a local .jsonl path. None = the task's default.",
+    )
+    train_samples: int | None = Field(
+        None, ge=1, description="Training prompts (deterministic subset by seed)."
+    )
+    test_samples: int | None = Field(
+        None, ge=1, description="Evaluation prompts (deterministic subset by seed)."
+    )
+    seed: int = Field(42, description="Seed for subset selection and generated tasks.")
+    prompt_template: str = Field(
+        "r1_zero",
+        description="r1_zero, xml_reasoning, chat, or your own text with a {question} placeholder.",
+    )
+    system_prompt: str | None = Field(
+        None, description="System prompt for the chat template (None = default)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Task options, validated by the task (countdown: num_numbers, max_number, ...; "
+        "jsonl/hf: question_column, answer_column, extra_columns).",
+    )
+
+
+class RewardSpec(Section):
+    name: str = Field(description="A reward name from the rewards registry, or your own (with path).")
+    weight: float = Field(1.0, description="Weight in the summed reward that GRPO normalizes.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the reward factory."
+    )
+    path: str | None = Field(None, description="file.py:function for your own reward.")
+
+
+class TrainConfig(Section):
+    num_epochs: int = Field(1, ge=1, description="Passes over the training prompts.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run num_epochs).")
+    learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate.")
+    lr_scheduler_type: str = Field("constant", description="transformers scheduler name.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    optim: str = Field("auto", description="Optimizer; auto = adamw_8bit on a GPU, adamw_torch on CPU.")
+    beta: float = Field(
+        0.04,
+        ge=0,
+        description="KL coefficient against the reference policy (DeepSeekMath GRPO: 0.04; 0 = no reference model).",
+    )
+    clip_eps: float = Field(0.2, gt=0, description="PPO clip range epsilon of the ratio (TRL `epsilon`).")
+    clip_eps_high: float | None = Field(
+        None, gt=0, description="Upper clip (DAPO clip-higher); None = clip_eps."
+    )
+    loss_type: Literal["grpo", "dr_grpo", "bnpo", "dapo"] = Field(
+        "grpo",
+        description="grpo: per-sequence token mean (DeepSeekMath); dr_grpo: divide by batch x "
+        "max_completion_length (Dr. GRPO); bnpo: local token mean; dapo: token mean over the accumulated batch.",
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group",
+        description="Divide advantages by the reward std of the group, of the batch, or not at all "
+        "(Dr. GRPO: none). true/false mean group/none.",
+    )
+    baseline: Literal["mean", "none"] = Field(
+        "mean", description="Subtract the group mean reward (mean) or use the raw reward as advantage (none)."
+    )
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (the group size G).")
+    per_device_train_batch_size: int = Field(
+        8, ge=1, description="Completions (not prompts) per device per step; a multiple of num_generations."
+    )
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    num_iterations: int = Field(1, ge=1, description="Optimizer passes over each generated batch (GRPO mu).")
+    max_completion_length: int = Field(256, ge=1, description="Token budget of one completion.")
+    temperature: float = Field(0.9, gt=0, description="Sampling temperature of training rollouts.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = Field(42)
+    gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
+    save_steps: int = Field(
+        0,
+        ge=0,
+        description="Also checkpoint every N steps (0: only at the end of each epoch). Used by --resume.",
+    )
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+
+    @field_validator("scale_rewards", mode="before")
+    @classmethod
+    def _bool_scale(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "group" if value else "none"
+        return value
+
+    @model_validator(mode="after")
+    def _batch_holds_whole_groups(self) -> TrainConfig:
+        global_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if global_batch % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x gradient_accumulation_steps ({global_batch}) must be a multiple of "
+                f"num_generations ({self.num_generations}), so every prompt's group is generated together"
+            )
+        return self
+
+
+class EvalConfig(Section):
+    zero_shot: bool = Field(True, description="Evaluate the model before training (the baseline).")
+    when: Literal["epoch", "steps", "end"] = Field(
+        "epoch", description="Evaluate after every epoch, every `every_steps` steps, or only at the end."
+    )
+    every_steps: int | None = Field(None, ge=1, description="With when: steps.")
+    eval_temperature: float = Field(
+        0.8, gt=0, description="Sampling temperature for pass@k (greedy is separate)."
+    )
+    pass_k: list[int] = Field(
+        default_factory=lambda: [1, 5, 10], description="k values of the unbiased pass@k."
+    )
+    num_samples: int | None = Field(
+        None,
+        ge=1,
+        description="Samples per prompt for pass@k (n >= max k; None = max k). 0 sampling: set pass_k [].",
+    )
+    max_new_tokens: int | None = Field(None, ge=1, description="None = train.max_completion_length.")
+    batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
+    seed: int = Field(1234, description="Sampling seed (an evaluation is reproducible on the same hardware).")
+
+    @field_validator("pass_k")
+    @classmethod
+    def _positive_sorted(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value):
+            raise ValueError("every k in pass_k must be >= 1")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _enough_samples(self) -> EvalConfig:
+        if self.when == "steps" and self.every_steps is None:
+            raise ValueError("when: steps needs every_steps (evaluate every N optimizer steps)")
+        if self.num_samples is not None and self.pass_k and self.num_samples < max(self.pass_k):
+            raise ValueError(
+                f"num_samples ({self.num_samples}) is smaller than the largest k in pass_k ({max(self.pass_k)}): "
+                "pass@k needs n >= k samples per prompt; raise num_samples or drop that k"
+            )
+        return self
+
+    @property
+    def samples_per_prompt(self) -> int:
+        """n, the samples drawn per prompt for pass@k (0 when no k is asked for)."""
+        if not self.pass_k:
+            return 0
+        return self.num_samples or max(self.pass_k)
+
+
+class LoggingConfig(Section):
+    wandb: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="auto: online when credentials exist, else offline."
+    )
+    project: str = Field("grpo-lab", description="wandb project.")
+    run_name: str | None = Field(None, description="wandb run name (None = the run dir's name).")
+    logging_steps: int = Field(1, ge=1, description="Optimizer steps per metrics record (1 = every step).")
+
+
+class OutputConfig(Section):
+    dir: str = Field("runs", description="Parent directory of run dirs (runs/<name>-<timestamp>).")
+    save_adapter: bool = Field(True, description="Save the final LoRA adapter (or weights) and tokenizer.")
+
+
+class ExperimentConfig(Section):
+    name: str = Field("experiment", description="Experiment name (defaults to the YAML file's stem).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, description="Rewards by name; empty = the task's default reward set."
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _names_are_specs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        budget = self.eval.max_new_tokens or self.train.max_completion_length
+        if budget >= self.model.max_seq_length:
+            raise ValueError(
+                f"the completion budget ({budget} tokens) leaves no room for the prompt in "
+                f"model.max_seq_length ({self.model.max_seq_length})"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading, overrides and error messages
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment YAML; every problem is a one-paragraph `UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        nearby = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f" Configs in {path.parent}/: {', '.join(nearby)}." if nearby else ""
+        raise UserError(
+            f"config file not found: {path}. Pass the path of an experiment YAML, e.g. "
+            f"experiment_configs/quickstart.yaml.{hint}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(
+            f"{path} is not valid YAML{where}: {problem}. Fix the syntax there (indentation, a missing colon "
+            "or an unclosed quote are the usual causes)."
+        ) from None
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"{path} must hold a mapping of sections (model, data, rewards, train, ...), not a list."
+        )
+    raw.setdefault("name", path.stem)
+    for override in overrides:
+        apply_override(raw, override)
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_describe(error, source)) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply `key.path=value` to the raw config; the value is typed by the schema (YAML scalar, or text for str)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {override!r} is not of the form key.path=value, e.g. --set train.beta=0.0.")
+    parts = key.strip().split(".")
+    model: type[BaseModel] | None = ExperimentConfig
+    node = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if model is not None:
+            if part not in model.model_fields:
+                raise UserError(_unknown_key(".".join(parts[: depth + 1]), part, list(model.model_fields)))
+            annotation = model.model_fields[part].annotation
+            model = _section_type(annotation)
+        if last:
+            node[part] = text if model is None and _is_text(annotation) else _yaml_scalar(text, override)
+            return
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"--set {override!r}: {'.'.join(parts[: depth + 1])} is not a section.")
+        node = child
+
+
+def describe_schema(
+    model: type[BaseModel] = ExperimentConfig, prefix: str = ""
+) -> list[tuple[str, str, str]]:
+    """(key, default, help) for every key: the config reference printed by --help-config and the README."""
+    rows = []
+    instance = model()
+    for name, field in model.model_fields.items():
+        section = _section_type(field.annotation)
+        key = f"{prefix}{name}"
+        if section is not None:
+            rows.extend(describe_schema(section, prefix=f"{key}."))
+            continue
+        default = getattr(instance, name)
+        rows.append((key, repr(default), field.description or ""))
+    return rows
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_text(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return str in typing.get_args(annotation)
+    return False
+
+
+def _yaml_scalar(text: str, override: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UserError(
+            f"--set {override!r}: the value is not valid YAML; quote it or fix its syntax."
+        ) from None
+
+
+def _unknown_key(where: str, key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown config key '{where}'.{hint} Valid keys here: {', '.join(valid)}."
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(_unknown_key(location, str(item["loc"][-1]), _valid_keys(item["loc"][:-1])))
+        elif item["type"] in ("literal_error", "enum"):
+            problems.append(f"{location} = {item['input']!r} is not allowed: {item['msg'].lower()}.")
+        elif location == "(top level)" or item["type"] == "value_error":
+            message = item["msg"].removeprefix("Value error, ")
+            where = "" if location == "(top level)" else f"{location}: "
+            problems.append(f"{where}{message}.")
+        else:
+            problems.append(f"{location} = {item['input']!r} is invalid: {item['msg'].lower()}.")
+    return f"{source} does not validate: " + " ".join(problems) + " Fix the key in the YAML or with --set."
+
+
+def _valid_keys(location: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in location:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        model = _section_type(model.model_fields[part].annotation)
+    return list(model.model_fields) if model is not None else []
