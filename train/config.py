@@ -51,9 +51,7 @@ class BuiltinModelConfig(Section):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> BuiltinModelConfig:
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
-            )
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
         return self
 
 
@@ -95,20 +93,14 @@ class DataConfig(Section):
         None,
         description="Where the rows come from: a hub data set id or a local .jsonl path. None = the task's default.",
     )
-    train_samples: int | None = Field(
-        None, ge=1, description="Training prompts (deterministic subset by seed)."
-    )
-    test_samples: int | None = Field(
-        None, ge=1, description="Evaluation prompts (deterministic subset by seed)."
-    )
+    train_samples: int | None = Field(None, ge=1, description="Training prompts (deterministic subset by seed).")
+    test_samples: int | None = Field(None, ge=1, description="Evaluation prompts (deterministic subset by seed).")
     seed: int = Field(42, description="Seed for subset selection and generated tasks.")
     prompt_template: str = Field(
         "r1_zero",
         description="r1_zero, xml_reasoning, chat, or your own text with a {question} placeholder.",
     )
-    system_prompt: str | None = Field(
-        None, description="System prompt for the chat template (None = default)."
-    )
+    system_prompt: str | None = Field(None, description="System prompt for the chat template (None = default).")
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Task options, validated by the task (countdown: num_numbers, max_number, ...; "
@@ -119,9 +111,7 @@ class DataConfig(Section):
 class RewardSpec(Section):
     name: str = Field(description="A reward name from the rewards registry, or your own (with path).")
     weight: float = Field(1.0, description="Weight in the summed reward that GRPO normalizes.")
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments of the reward factory."
-    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the reward factory.")
     path: str | None = Field(None, description="file.py:function for your own reward.")
 
 
@@ -140,9 +130,7 @@ class TrainConfig(Section):
         description="KL coefficient against the reference policy (DeepSeekMath GRPO: 0.04; 0 = no reference model).",
     )
     clip_eps: float = Field(0.2, gt=0, description="PPO clip range epsilon of the ratio (TRL `epsilon`).")
-    clip_eps_high: float | None = Field(
-        None, gt=0, description="Upper clip (DAPO clip-higher); None = clip_eps."
-    )
+    clip_eps_high: float | None = Field(None, gt=0, description="Upper clip (DAPO clip-higher); None = clip_eps.")
     loss_type: Literal["grpo", "dr_grpo", "bnpo", "dapo"] = Field(
         "grpo",
         description="grpo: per-sequence token mean (DeepSeekMath); dr_grpo: divide by batch x "
@@ -198,12 +186,8 @@ class EvalConfig(Section):
         "epoch", description="Evaluate after every epoch, every `every_steps` steps, or only at the end."
     )
     every_steps: int | None = Field(None, ge=1, description="With when: steps.")
-    eval_temperature: float = Field(
-        0.8, gt=0, description="Sampling temperature for pass@k (greedy is separate)."
-    )
-    pass_k: list[int] = Field(
-        default_factory=lambda: [1, 5, 10], description="k values of the unbiased pass@k."
-    )
+    eval_temperature: float = Field(0.8, gt=0, description="Sampling temperature for pass@k (greedy is separate).")
+    pass_k: list[int] = Field(default_factory=lambda: [1, 5, 10], description="k values of the unbiased pass@k.")
     num_samples: int | None = Field(
         None,
         ge=1,
@@ -311,9 +295,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             "or an unclosed quote are the usual causes)."
         ) from None
     if not isinstance(raw, dict):
-        raise UserError(
-            f"{path} must hold a mapping of sections (model, data, rewards, train, ...), not a list."
-        )
+        raise UserError(f"{path} must hold a mapping of sections (model, data, rewards, train, ...), not a list.")
     raw.setdefault("name", path.stem)
     for override in overrides:
         apply_override(raw, override)
@@ -353,9 +335,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         node = child
 
 
-def describe_schema(
-    model: type[BaseModel] = ExperimentConfig, prefix: str = ""
-) -> list[tuple[str, str, str]]:
+def describe_schema(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, help) for every key: the config reference printed by --help-config and the README."""
     rows = []
     instance = model()
@@ -388,9 +368,7 @@ def _yaml_scalar(text: str, override: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
-        raise UserError(
-            f"--set {override!r}: the value is not valid YAML; quote it or fix its syntax."
-        ) from None
+        raise UserError(f"--set {override!r}: the value is not valid YAML; quote it or fix its syntax.") from None
 
 
 def _unknown_key(where: str, key: str, valid: list[str]) -> str:
