@@ -1,0 +1,194 @@
+"""Answer parsing: pull the final answer out of a completion and compare it with the gold answer.
+
+Everything here is pure standard library except `math_answers_match`, which calls math-verify (imported lazily:
+it pulls in sympy, about a second of import time the other functions do not need).
+
+Work is bounded on hostile text (1 MB completions, thousands of `\\boxed{`): tag search uses str.rfind, the last
+number is found from the end, and answers longer than `MAX_ANSWER_CHARS` never match. None of these bounds changes
+a result on a completion of normal size.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from fractions import Fraction
+
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+BOXED_OPEN = "\\boxed{"
+
+# An extracted answer longer than this is prose, not an answer: it never matches, and is never parsed.
+MAX_ANSWER_CHARS = 1_000
+# Only the last few `\boxed{` openings are tried, each for at most MAX_ANSWER_CHARS of content.
+MAX_BOXED_TRIES = 20
+# math-verify's own timeout (signal.alarm, whole seconds, main thread only), for parsing and for verifying.
+MATH_VERIFY_TIMEOUT_SECONDS = 1
+
+# One number as people write it: optional sign (not when glued to a word, as in "x-3"), thousands commas,
+# decimals, a/b fractions, LaTeX \frac{a}{b}. "18." stays 18: the dot needs a digit after it.
+_UNSIGNED = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
+_NUMBER_RE = re.compile(
+    rf"(?P<sign>(?<![\w)])[-+])?\s?"
+    rf"(?:\\[dt]?frac\{{(?P<fnum>{_UNSIGNED})\}}\{{(?P<fden>{_UNSIGNED})\}}"
+    rf"|(?P<num>{_UNSIGNED})(?:\s?/\s?(?P<den>{_UNSIGNED}))?)"
+)
+# Everything from the final number back to the start of text (DOTALL greedy `.*` backtracks from the end: fast).
+_LAST_DIGIT_RE = re.compile(r".*\d", re.DOTALL)
+_UNICODE_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
+
+
+def has_answer_block(text: str | None) -> bool:
+    """True when the text contains `<answer>` followed (anywhere later) by `</answer>`."""
+    if not text:
+        return False
+    close = text.rfind(ANSWER_CLOSE)
+    return close != -1 and text.rfind(ANSWER_OPEN, 0, close) != -1
+
+
+def extract_answer(text: str | None, fallback: str | None = None) -> str | None:
+    """The final answer in a completion, or None.
+
+    In order: the content of the LAST `<answer>...</answer>` block (stripped); else the content of the last
+    `\\boxed{...}` whose braces balance (stripped); else, with `fallback="last_number"`, the last number in the
+    text (as written, e.g. "1,000" or "-3.5"); else None.
+    """
+    if fallback not in (None, "last_number"):
+        raise ValueError(f"fallback must be None or 'last_number', got {fallback!r}")
+    if not text:
+        return None
+    close = text.rfind(ANSWER_CLOSE)
+    if close != -1:
+        open_ = text.rfind(ANSWER_OPEN, 0, close)
+        if open_ != -1:
+            return text[open_ + len(ANSWER_OPEN) : close].strip()
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return boxed
+    if fallback == "last_number":
+        return _last_number(text)
+    return None
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` whose braces balance within MAX_ANSWER_CHARS, or None."""
+    end = len(text)
+    for _ in range(MAX_BOXED_TRIES):
+        start = text.rfind(BOXED_OPEN, 0, end)
+        if start == -1:
+            return None
+        content_start = start + len(BOXED_OPEN)
+        depth = 1
+        # An opening that fails to close before the next (later) opening can never close after it: that later
+        # opening never closed either, so scanning up to `end` is enough.
+        scan_end = min(end, content_start + MAX_ANSWER_CHARS + 1)
+        for match in re.finditer(r"[{}]", text[content_start:scan_end]):
+            depth += 1 if match.group() == "{" else -1
+            if depth == 0:
+                return text[content_start : content_start + match.start()].strip()
+        end = start
+    return None
+
+
+def _last_number(text: str) -> str | None:
+    """The last number written in the text (as written), or None."""
+    last_digit = _LAST_DIGIT_RE.match(text)
+    if last_digit is None:
+        return None
+    stop = last_digit.end()
+    window = text[max(0, stop - 100) : stop]
+    candidates = list(_NUMBER_RE.finditer(window))
+    return candidates[-1].group().strip() if candidates else None
+
+
+def parse_number(text: str) -> Fraction | None:
+    """The exact value of a text that is one number as written (`1,000`, `-3`, `0.5`, `1/2`, `\\frac{1}{2}`).
+
+    Returns None when the text is not exactly one number (surrounding whitespace allowed). See `single_number`
+    for the lenient reading that tolerates words and units around the number.
+    """
+    text = text.strip().translate(_UNICODE_MINUS)
+    if len(text) > MAX_ANSWER_CHARS:
+        return None
+    match = _NUMBER_RE.fullmatch(text)
+    return _value(match) if match else None
+
+
+def single_number(text: str) -> Fraction | None:
+    """The value of the only number in `text` (`$18`, `18 dollars`, `x = 18`, `18.`), or None.
+
+    None when the text holds no number, or more than one, or is longer than MAX_ANSWER_CHARS.
+    """
+    if len(text) > MAX_ANSWER_CHARS:
+        return None
+    matches = list(_NUMBER_RE.finditer(text.translate(_UNICODE_MINUS)))
+    return _value(matches[0]) if len(matches) == 1 else None
+
+
+def _value(match: re.Match[str]) -> Fraction | None:
+    numerator = match.group("fnum") or match.group("num")
+    denominator = match.group("fden") or match.group("den")
+    value = Fraction(numerator.replace(",", ""))
+    if denominator is not None:
+        divisor = Fraction(denominator.replace(",", ""))
+        if divisor == 0:
+            return None
+        value /= divisor
+    return -value if match.group("sign") == "-" else value
+
+
+def answers_match(pred: str | None, gold: str) -> bool:
+    """Does the predicted answer equal the gold answer?
+
+    When each side holds exactly one number, the numbers are compared exactly (Fractions): `1,000` = `1000` =
+    `1000.0`, `$18` = `18` = `18.` = `18 dollars` = `x = 18`, `1/2` = `0.5`, `-3` != `3`. Otherwise the two
+    texts are compared after collapsing whitespace. None, or a prediction longer than MAX_ANSWER_CHARS, never
+    matches.
+    """
+    if pred is None or len(pred) > MAX_ANSWER_CHARS:
+        return False
+    gold = str(gold)
+    pred_value, gold_value = single_number(pred), single_number(gold)
+    if pred_value is not None and gold_value is not None:
+        return pred_value == gold_value
+    return " ".join(pred.split()) == " ".join(gold.split())
+
+
+def parse_gsm8k_gold(answer_field: str) -> str:
+    """The gold answer of a GSM8K row: the text after the last `####`, without commas or spaces.
+
+    `"... #### 1,234"` -> `"1234"`. Raises ValueError when the field has no `####` (not a GSM8K answer).
+    """
+    head, marker, tail = answer_field.rpartition("####")
+    if not marker:
+        raise ValueError(f"not a GSM8K answer (no '####' marker): {answer_field[-80:]!r}")
+    return "".join(tail.split()).replace(",", "")
+
+
+def math_answers_match(pred: str | None, gold_latex: str) -> bool | None:
+    """Is `pred` mathematically equal to `gold_latex`, by math-verify? None when the gold cannot be parsed.
+
+    Both sides are LaTeX answers without delimiters (`\\frac{\\pi}{2}`, `(3, \\frac{\\pi}{2})`); a side that
+    already contains `\\boxed` or `$` is given to math-verify as is, otherwise it is wrapped in `$...$`.
+    Time is bounded by math-verify's own timeouts (MATH_VERIFY_TIMEOUT_SECONDS). Those use signal.alarm, which
+    only works in the main thread: elsewhere they are off, and the bound is the input length alone (answers
+    longer than MAX_ANSWER_CHARS are not parsed: gold -> None, prediction -> False).
+    """
+    from math_verify import parse, verify  # lazy: sympy takes about a second to import
+
+    timeout = MATH_VERIFY_TIMEOUT_SECONDS if threading.current_thread() is threading.main_thread() else None
+    gold_latex = str(gold_latex)
+    if len(gold_latex) > MAX_ANSWER_CHARS:
+        return None
+    gold = parse(_as_latex(gold_latex), parsing_timeout=timeout)
+    if not gold:
+        return None
+    if pred is None or len(pred) > MAX_ANSWER_CHARS:
+        return False
+    answer = parse(_as_latex(pred), parsing_timeout=timeout)
+    if not answer:
+        return False
+    return bool(verify(gold, answer, timeout_seconds=timeout))
+
+
+def _as_latex(answer: str) -> str:
+    return answer if ("\\boxed" in answer or "$" in answer) else f"${answer}$"

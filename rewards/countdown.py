@@ -1,0 +1,91 @@
+"""Countdown equations, scored safely: reach `target` using each of `numbers` exactly once with + - * / and ().
+
+The equation is parsed with `ast` and evaluated with exact Fractions by walking the tree: no eval(), so an answer
+like `__import__('os').system(...)` or `9**9**9**9` is simply not a valid equation.
+
+Decisions (each pinned by a test):
+- Allowed: integer literals written in decimal digits, binary + - * /, parentheses, whitespace. The multiplication
+  and division signs x (U+00D7) and ÷ (U+00F7) are read as * and /.
+- Rejected: every unary operator (`-3`, `+3`, `-(3-5)`): the game's rules are binary operations on the given
+  numbers, and subtraction already gives every difference. Also rejected: `**`, `//`, `%`, names, calls, floats,
+  underscores, hex/octal/binary literals, anything over MAX_EQUATION_CHARS characters.
+- A trailing `= <number>` is removed first (`3*5+2 = 17`); the number after `=` is not checked, the equation is.
+- Division by zero: the numbers may still be valid, the value is None.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+
+MAX_EQUATION_CHARS = 300
+TOLERANCE = Fraction(1, 10**6)
+
+# Characters an equation may contain at all. Checked before ast.parse so that no Python spelling other than
+# plain decimal integers and the four operators (0x10, 1_0, 1e3, 3j, names, strings) can reach the tree walk.
+_ALLOWED_CHARS = re.compile(r"[0-9+\-*/() \t\n]*")
+_RESULT_SUFFIX = re.compile(r"=\s*-?\d+(?:\.\d+)?\s*\Z")
+_SIGNS = str.maketrans({"\u00d7": "*", "\u00f7": "/"})
+_OPERATIONS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b if b != 0 else None,
+}
+
+
+@dataclass(frozen=True)
+class CountdownCheck:
+    """The verdict on one Countdown answer.
+
+    numbers_valid: the equation parses and its integer literals are exactly the given numbers (as a multiset).
+    value: the exact value of the equation when it parses and no division by zero occurs, else None (it is
+        also given when the numbers are not valid, for diagnostics).
+    correct: numbers_valid and |value - target| < 1e-6.
+    """
+
+    numbers_valid: bool
+    value: Fraction | None
+    correct: bool
+
+
+_INVALID = CountdownCheck(numbers_valid=False, value=None, correct=False)
+
+
+class _NotAnEquation(Exception):
+    pass
+
+
+def check_countdown(answer_text: str | None, numbers: list[int], target: int | float) -> CountdownCheck:
+    """Check a Countdown answer such as `(8 - 5) * 3 = 9` against the given numbers and target."""
+    if answer_text is None or len(answer_text) > MAX_EQUATION_CHARS:
+        return _INVALID
+    equation = _RESULT_SUFFIX.sub("", answer_text.translate(_SIGNS)).strip()
+    if not equation or not _ALLOWED_CHARS.fullmatch(equation):
+        return _INVALID
+    try:
+        tree = ast.parse(equation, mode="eval")
+        literals: list[int] = []
+        value = _evaluate(tree.body, literals)
+    except (SyntaxError, ValueError, MemoryError, RecursionError, _NotAnEquation):
+        return _INVALID
+    numbers_valid = Counter(literals) == Counter(int(n) for n in numbers)
+    correct = numbers_valid and value is not None and abs(value - Fraction(target)) < TOLERANCE
+    return CountdownCheck(numbers_valid=numbers_valid, value=value, correct=correct)
+
+
+def _evaluate(node: ast.expr, literals: list[int]) -> Fraction | None:
+    """Exact value of an allowed expression tree (None after a division by zero); collects its literals."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        literals.append(node.value)
+        return Fraction(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATIONS:
+        # Both sides are walked even after a division by zero, so every literal is counted.
+        left, right = _evaluate(node.left, literals), _evaluate(node.right, literals)
+        if left is None or right is None:
+            return None
+        return _OPERATIONS[type(node.op)](left, right)
+    raise _NotAnEquation(type(node).__name__)

@@ -1,0 +1,88 @@
+"""Countdown equations: parsed with ast, evaluated exactly, never eval()'d."""
+
+from fractions import Fraction
+
+import pytest
+
+from rewards import CountdownCheck, check_countdown
+from rewards.countdown import MAX_EQUATION_CHARS
+
+
+def test_check_countdown_accepts_a_correct_equation():
+    assert check_countdown("(8 - 5) * 3", [3, 5, 8], 9) == CountdownCheck(True, Fraction(9), True)
+
+
+def test_check_countdown_strips_a_trailing_equals_result():
+    assert check_countdown("3*5+2 = 17", [2, 3, 5], 17).correct
+    # The claimed result is not checked: the equation is.
+    assert check_countdown("3*5+2 = 99", [2, 3, 5], 17).correct
+
+
+def test_check_countdown_evaluates_division_exactly():
+    check = check_countdown("(1 + 2) / 3 / 7", [1, 2, 3, 7], 0)
+    assert check.value == Fraction(1, 7)
+    assert check.numbers_valid and not check.correct
+
+
+def test_check_countdown_numbers_are_a_multiset():
+    assert not check_countdown("5 + 5", [5], 10).numbers_valid
+    assert not check_countdown("5", [5, 5], 5).numbers_valid
+    assert check_countdown("5 + 5", [5, 5], 10).correct
+
+
+def test_check_countdown_reports_the_value_even_when_numbers_are_wrong():
+    assert check_countdown("4 + 4", [3, 5], 8) == CountdownCheck(False, Fraction(8), False)
+
+
+def test_check_countdown_division_by_zero_keeps_numbers_valid_without_value():
+    assert check_countdown("8 / (5 - 5) + 3", [3, 5, 5, 8], 9) == CountdownCheck(True, None, False)
+
+
+def test_check_countdown_reads_times_and_divide_signs():
+    assert check_countdown("3 \u00d7 6 \u00f7 2", [2, 3, 6], 9).correct
+
+
+@pytest.mark.parametrize(
+    "equation",
+    [
+        "-3 + 8",  # unary minus: rejected, see the module docstring
+        "+3 + 8",
+        "8 - -3",
+        "3 ** 8",
+        "9**9**9**9",
+        "8 // 3",
+        "8 % 3",
+        "3.0 + 8",
+        "0x3 + 8",
+        "3_0 + 8",
+        "abs(3) + 8",
+        "__import__('os').system('touch /tmp/pwned')",
+        "x + 8",
+        "3 8",
+        "(3 + 8",
+        "",
+        "=11",
+    ],
+)
+def test_check_countdown_rejects_anything_but_integers_and_four_operations(equation):
+    assert check_countdown(equation, [3, 8], 11) == CountdownCheck(False, None, False)
+
+
+def test_check_countdown_rejects_an_equation_over_the_length_limit():
+    padded = "3 + 8" + " " * (MAX_EQUATION_CHARS - 5)
+    assert check_countdown(padded, [3, 8], 11).correct
+    assert check_countdown(padded + " ", [3, 8], 11) == CountdownCheck(False, None, False)
+
+
+def test_check_countdown_survives_deep_nesting():
+    assert check_countdown("(" * 149 + "3" + ")" * 149, [3], 3).correct
+    assert not check_countdown("(" * 10_000 + "3" + ")" * 10_000, [3], 3).numbers_valid
+
+
+def test_check_countdown_none_answer_is_invalid():
+    assert check_countdown(None, [3], 3) == CountdownCheck(False, None, False)
+
+
+def test_check_countdown_tolerance_is_one_millionth():
+    assert check_countdown("1 / 3", [1, 3], 0.3333333).correct
+    assert not check_countdown("1 / 3", [1, 3], 0.333).correct
