@@ -1,0 +1,78 @@
+"""Tasks: the data, prompt, gold columns, default rewards and grading of each problem set, behind one interface.
+
+    task = get_task(cfg.data)                        # TASKS[cfg.data.task](cfg.data), options validated
+    rows = task.load_split("train", cfg.data.train_samples)
+    reward_funcs, reward_weights = build_rewards(cfg.rewards, task)
+
+Adding a task is one module with a `Task` subclass and one line in `TASKS`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Collection
+
+from train.config import DataConfig, RewardSpec
+from train.errors import UserError
+from train.tasks.base import Outcome, Row, Split, Task, TaskOptions
+from train.tasks.columns import HubTask, JsonlTask
+from train.tasks.countdown import CountdownTask
+from train.tasks.gsm8k import GSM8KTask
+from train.tasks.math import MathTask
+from train.tasks.templates import PromptTemplate, prompt_template
+
+TASKS: dict[str, type[Task]] = {
+    "gsm8k": GSM8KTask,
+    "math": MathTask,
+    "countdown": CountdownTask,
+    "jsonl": JsonlTask,
+    "hf": HubTask,
+}
+
+
+def get_task(data: DataConfig) -> Task:
+    """The task `data.task` names, built from the data config (its options and template validated)."""
+    if data.task not in TASKS:
+        close = difflib.get_close_matches(data.task, TASKS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"unknown task '{data.task}' in data.task.{hint} Valid tasks: {', '.join(TASKS)}.")
+    return TASKS[data.task](data)
+
+
+def build_rewards(
+    cfg_rewards: list[RewardSpec], task: Task, *, columns: Collection[str] | None = None
+) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
+    """The reward callables and weights of the config, or of the task's default set when the config lists none.
+
+    Each is `rewards.get_reward(spec.name, path=spec.path, **spec.params)`, called as TRL calls it. With
+    `columns` (the data set's column names), a reward that reads a column the rows lack is a UserError now, not
+    in the middle of training.
+    """
+    from rewards import get_reward
+
+    specs = cfg_rewards or task.default_rewards()
+    funcs = [get_reward(spec.name, path=spec.path, **spec.params) for spec in specs]
+    if columns is not None:
+        for func in funcs:
+            missing = [column for column in getattr(func, "required_columns", ()) if column not in columns]
+            if missing:
+                raise UserError(
+                    f"reward {func.__name__} reads the column(s) {', '.join(missing)}, which task {task.name} does "
+                    f"not have (its columns: {', '.join(columns)}). Remove that reward from the config's rewards, "
+                    "or use a task whose rows carry those columns."
+                )
+    return funcs, [spec.weight for spec in specs]
+
+
+__all__ = [
+    "TASKS",
+    "Outcome",
+    "PromptTemplate",
+    "Row",
+    "Split",
+    "Task",
+    "TaskOptions",
+    "build_rewards",
+    "get_task",
+    "prompt_template",
+]

@@ -1,0 +1,230 @@
+"""What every task is: its data, its prompt, its gold columns, its default rewards and its grading.
+
+A task turns `data` config into rows the trainer and the evaluator use without knowing the task:
+
+    task = get_task(cfg.data)
+    rows = task.load_split("test", cfg.data.test_samples)    # columns: prompt, question, gold columns, extras
+    task.is_correct(completion, rows[0]); task.outcome(completion, rows[0])  # correct | partial | failed
+    task.default_rewards()                                   # the reward set when cfg.rewards is empty
+
+A subclass sets `name`, `Options` (its own options, validated from `data.options`), `gold_columns`, and writes
+`rows(split)` (raw rows to task rows), `is_correct`, `reference_completion` and `answer_rewards`. This module
+also holds the loaders every task shares: local JSONL files and hub data sets that fail fast when offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rewards import has_answer_block
+from train.config import DataConfig, RewardSpec
+from train.errors import UserError
+from train.tasks.templates import PromptTemplate, prompt_template
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+Split = Literal["train", "test"]
+Outcome = Literal["correct", "partial", "failed"]
+Row = dict[str, Any]
+
+# Seconds to wait for the hub's TCP handshake before calling it unreachable (datasets itself retries for ~25 s).
+HUB_PROBE_TIMEOUT = 3.0
+
+
+class TaskOptions(BaseModel):
+    """A task's own options (`data.options`); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Task:
+    """The base of every task; see the module docstring for what a subclass writes."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    gold_columns: ClassVar[tuple[str, ...]] = ("answer",)
+
+    def __init__(self, data: DataConfig) -> None:
+        self.data = data
+        self.options = self._validate_options(data.options)
+        self.template: PromptTemplate = prompt_template(data)
+
+    # -- what a subclass writes --------------------------------------------------------------------------------
+
+    def rows(self, split: Split) -> list[Row]:
+        """Every row of the split, each with `question`, the gold columns and any extra columns."""
+        raise NotImplementedError
+
+    def is_correct(self, completion: str, row: Row) -> bool:
+        raise NotImplementedError
+
+    def reference_completion(self, row: Row) -> str | None:
+        """A completion that solves the row, in the template's answer layout (None when the task has none)."""
+        raise NotImplementedError
+
+    def answer_rewards(self) -> list[RewardSpec]:
+        """The rewards that grade the answer itself; `default_rewards` puts the template's format rewards first."""
+        raise NotImplementedError
+
+    # -- what every task shares ----------------------------------------------------------------------------------
+
+    def load_split(self, split: Split, num_samples: int | None) -> Dataset:
+        """The split's rows (all, or `num_samples` chosen by data.seed) with the rendered `prompt` column first."""
+        from datasets import Dataset
+
+        rows = self.subset(self.rows(split), split, num_samples)
+        return Dataset.from_list([{"prompt": self.template.render(row["question"]), **row} for row in rows])
+
+    def subset(self, rows: list[Row], split: Split, num_samples: int | None) -> list[Row]:
+        """`num_samples` rows chosen by data.seed (kept in their original order), or all of them."""
+        if not rows:
+            raise UserError(
+                f"the {split} split of task {self.name} ({self.describe_source(split)}) has no rows. Point "
+                "data.source at a file or data set that has some."
+            )
+        if num_samples is None:
+            return rows
+        if num_samples > len(rows):
+            key = "train_samples" if split == "train" else "test_samples"
+            raise UserError(
+                f"data.{key} is {num_samples} but the {split} split of task {self.name} "
+                f"({self.describe_source(split)}) has only {len(rows)} rows. Set data.{key} to {len(rows)} or "
+                "less (or leave it unset for all rows)."
+            )
+        chosen = sorted(random.Random(self.data.seed).sample(range(len(rows)), num_samples))
+        return [rows[i] for i in chosen]
+
+    def describe_source(self, split: Split) -> str:
+        return self.data.source or "generated"
+
+    def outcome(self, completion: str, row: Row) -> Outcome:
+        """correct; partial: an answer block, but a wrong answer; failed: no answer block at all."""
+        if self.is_correct(completion, row):
+            return "correct"
+        return "partial" if has_answer_block(completion) else "failed"
+
+    def default_rewards(self) -> list[RewardSpec]:
+        """The template's format rewards, then the task's answer rewards: used when the config lists none."""
+        if self.template.reasoning_tag == "reasoning":
+            # willccbb's GSM8K demo set, in its order.
+            formats = ["xmlcount_reward", "soft_format_reward", "strict_format_reward"]
+        else:
+            formats = ["hard_format_reward", "mark_reward"]
+        return [RewardSpec(name=name) for name in formats] + self.answer_rewards()
+
+    def _validate_options(self, options: dict[str, Any]) -> TaskOptions:
+        try:
+            return self.Options.model_validate(options)
+        except ValidationError as error:
+            valid = ", ".join(self.Options.model_fields) or "none"
+            problems = []
+            for item in error.errors():
+                key = ".".join(str(part) for part in item["loc"]) or "(options)"
+                if item["type"] == "extra_forbidden":
+                    problems.append(f"unknown option {key!r}")
+                else:
+                    problems.append(f"{key}: {item['msg'].removeprefix('Value error, ').lower()}")
+            raise UserError(
+                f"data.options for task {self.name} do not validate: {'; '.join(problems)}. "
+                f"Valid options of {self.name}: {valid}. Fix or remove the option in the YAML or with --set."
+            ) from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading rows: local JSONL files and hub data sets
+
+
+def is_local_path(source: str) -> bool:
+    """A source is a local file when it names a .jsonl/.json file or exists on disk; otherwise a hub id."""
+    return source.endswith((".jsonl", ".json")) or Path(source).exists()
+
+
+def read_jsonl(path: str | Path) -> list[Row]:
+    """The rows of a JSONL file (one JSON object per line; blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}. Set data.source to an existing .jsonl file.")
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(
+                    f"{path} line {number} is not valid JSON ({error.msg}). Each line of a .jsonl file must be one "
+                    'JSON object, e.g. {"question": "...", "answer": "..."}.'
+                ) from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path} line {number} is not a JSON object. Each line must be one object.")
+            rows.append(row)
+    return rows
+
+
+def load_source(source: str, split: Split, *, hub_split: str | None = None, hub_config: str | None = None) -> list[Row]:
+    """Rows of a local JSONL file or of a hub data set's split.
+
+    A local path may hold `{split}` (data/gsm8k_{split}.jsonl) to give each split its own file; without it, the
+    one file serves every split.
+    """
+    path = source.replace("{split}", split)
+    if is_local_path(path):
+        return read_jsonl(path)
+    return load_hub_split(source, hub_split or split, hub_config)
+
+
+def load_hub_split(repo_id: str, split: str, config_name: str | None = None) -> list[Row]:
+    """A hub data set's split, as rows. Unreachable hub or missing data set: a UserError within seconds."""
+    import datasets
+
+    offline = datasets.config.HF_HUB_OFFLINE
+    if not offline and not hub_reachable():
+        raise UserError(
+            f"cannot reach the Hugging Face Hub to download the data set {repo_id} (no network?). Use a local copy: "
+            "set data.source: path/to/file.jsonl (the same fields, one JSON object per line), or, if you "
+            "downloaded it before, run with HF_HUB_OFFLINE=1 to use the cached copy."
+        )
+    try:
+        loaded = datasets.load_dataset(repo_id, config_name, split=split)
+    except (OSError, ValueError, datasets.exceptions.DatasetsError) as error:
+        where = "in the local cache (HF_HUB_OFFLINE is set)" if offline else "on the Hugging Face Hub"
+        raise UserError(
+            f"could not load split {split!r} of the data set {repo_id} {where}: {error}. Check the data set id "
+            "and split in data.source / data.options, or set data.source: path/to/file.jsonl to use a local file."
+        ) from None
+    return loaded.to_list()
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Can we open a TCP connection to the hub endpoint? One attempt, so no network fails in seconds."""
+    from huggingface_hub import constants
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_columns(rows: list[Row], columns: list[str], *, source: str, fix: str) -> None:
+    """A UserError naming the columns the first row lacks, the columns it has, and how to map them."""
+    if not rows:
+        return  # an empty split is reported by Task.subset
+    missing = [column for column in columns if column not in rows[0]]
+    if missing:
+        raise UserError(
+            f"the data from {source} has no column {', '.join(repr(c) for c in missing)} (its columns: "
+            f"{', '.join(rows[0]) or 'none'}). {fix}"
+        )
