@@ -1,4 +1,8 @@
-"""Reward functions for GRPO, usable with no model: answer parsing, safe Countdown scoring and the registry."""
+"""Reward functions for GRPO, usable with no model: answer parsing, safe Countdown scoring and the registry.
+
+from rewards import REWARDS, get_reward
+reward = get_reward("correctness_reward", value=2.0)   # a TRL reward function, logged as its name
+"""
 
 from rewards.answers import (
     answers_match,
@@ -7,13 +11,20 @@ from rewards.answers import (
     math_answers_match,
     parse_gsm8k_gold,
 )
+from rewards.core import RewardConfigError, RewardError
 from rewards.countdown import CountdownCheck, check_countdown
+from rewards.registry import REWARDS, RewardFunction, get_reward
 
 __all__ = [
+    "REWARDS",
     "CountdownCheck",
+    "RewardConfigError",
+    "RewardError",
+    "RewardFunction",
     "answers_match",
     "check_countdown",
     "extract_answer",
+    "get_reward",
     "has_answer_block",
     "math_answers_match",
     "parse_gsm8k_gold",

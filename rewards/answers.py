@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 import threading
 from fractions import Fraction
+from functools import lru_cache
 
-ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 BOXED_OPEN = "\\boxed{"
 
 # An extracted answer longer than this is prose, not an answer: it never matches, and is never parsed.
@@ -37,12 +37,24 @@ _LAST_DIGIT_RE = re.compile(r".*\d", re.DOTALL)
 _UNICODE_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
 
 
+def last_block(text: str | None, tag: str) -> str | None:
+    """Content of the last `<tag>...</tag>` block (the last closing tag and the last opening tag before it),
+    stripped; None without one."""
+    if not text:
+        return None
+    close = text.rfind(f"</{tag}>")
+    open_ = text.rfind(f"<{tag}>", 0, close) if close != -1 else -1
+    return text[open_ + len(tag) + 2 : close].strip() if open_ != -1 else None
+
+
+def answer_block(text: str | None) -> str | None:
+    """Content of the last `<answer>...</answer>` block, stripped; None without one (no `\\boxed` fallback)."""
+    return last_block(text, "answer")
+
+
 def has_answer_block(text: str | None) -> bool:
     """True when the text contains `<answer>` followed (anywhere later) by `</answer>`."""
-    if not text:
-        return False
-    close = text.rfind(ANSWER_CLOSE)
-    return close != -1 and text.rfind(ANSWER_OPEN, 0, close) != -1
+    return answer_block(text) is not None
 
 
 def extract_answer(text: str | None, fallback: str | None = None) -> str | None:
@@ -56,11 +68,9 @@ def extract_answer(text: str | None, fallback: str | None = None) -> str | None:
         raise ValueError(f"fallback must be None or 'last_number', got {fallback!r}")
     if not text:
         return None
-    close = text.rfind(ANSWER_CLOSE)
-    if close != -1:
-        open_ = text.rfind(ANSWER_OPEN, 0, close)
-        if open_ != -1:
-            return text[open_ + len(ANSWER_OPEN) : close].strip()
+    block = answer_block(text)
+    if block is not None:
+        return block
     boxed = _last_boxed(text)
     if boxed is not None:
         return boxed
@@ -78,8 +88,8 @@ def _last_boxed(text: str) -> str | None:
             return None
         content_start = start + len(BOXED_OPEN)
         depth = 1
-        # An opening that fails to close before the next (later) opening can never close after it: that later
-        # opening never closed either, so scanning up to `end` is enough.
+        # Scanning up to the later opening that failed is enough: it either never closes (so nothing opened
+        # before it closes after it) or its content is too long (and so would be the content around it).
         scan_end = min(end, content_start + MAX_ANSWER_CHARS + 1)
         for match in re.finditer(r"[{}]", text[content_start:scan_end]):
             depth += 1 if match.group() == "{" else -1
@@ -173,22 +183,27 @@ def math_answers_match(pred: str | None, gold_latex: str) -> bool | None:
     only works in the main thread: elsewhere they are off, and the bound is the input length alone (answers
     longer than MAX_ANSWER_CHARS are not parsed: gold -> None, prediction -> False).
     """
-    from math_verify import parse, verify  # lazy: sympy takes about a second to import
+    from math_verify import verify  # lazy: sympy takes about a second to import
 
     timeout = MATH_VERIFY_TIMEOUT_SECONDS if threading.current_thread() is threading.main_thread() else None
     gold_latex = str(gold_latex)
     if len(gold_latex) > MAX_ANSWER_CHARS:
         return None
-    gold = parse(_as_latex(gold_latex), parsing_timeout=timeout)
+    gold = _parse_latex(gold_latex, timeout)
     if not gold:
         return None
     if pred is None or len(pred) > MAX_ANSWER_CHARS:
         return False
-    answer = parse(_as_latex(pred), parsing_timeout=timeout)
+    answer = _parse_latex(pred, timeout)
     if not answer:
         return False
-    return bool(verify(gold, answer, timeout_seconds=timeout))
+    return bool(verify(list(gold), list(answer), timeout_seconds=timeout))
 
 
-def _as_latex(answer: str) -> str:
-    return answer if ("\\boxed" in answer or "$" in answer) else f"${answer}$"
+# The completions of one prompt share their gold answer, and small models repeat answers: parse each text once.
+@lru_cache(maxsize=4096)
+def _parse_latex(answer: str, timeout: int | None) -> tuple:
+    from math_verify import parse
+
+    wrapped = answer if ("\\boxed" in answer or "$" in answer) else f"${answer}$"
+    return tuple(parse(wrapped, parsing_timeout=timeout))

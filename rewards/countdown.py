@@ -1,7 +1,8 @@
-"""Countdown equations, scored safely: reach `target` using each of `numbers` exactly once with + - * / and ().
+"""Countdown: reach `target` using each of `numbers` exactly once with + - * / and (), and its two rewards.
 
-The equation is parsed with `ast` and evaluated with exact Fractions by walking the tree: no eval(), so an answer
-like `__import__('os').system(...)` or `9**9**9**9` is simply not a valid equation.
+The equation is the content of the completion's last `<answer>...</answer>` block. It is parsed with `ast` and
+evaluated with exact Fractions by walking the tree: no eval(), so an answer like `__import__('os').system(...)`
+or `9**9**9**9` is simply not a valid equation.
 
 Decisions (each pinned by a test):
 - Allowed: integer literals written in decimal digits, binary + - * /, parentheses, whitespace. The multiplication
@@ -20,6 +21,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+
+from rewards.answers import answer_block
+from rewards.core import Completion, Reward, per_completion
 
 MAX_EQUATION_CHARS = 300
 TOLERANCE = Fraction(1, 10**6)
@@ -89,3 +93,50 @@ def _evaluate(node: ast.expr, literals: list[int]) -> Fraction | None:
             return None
         return _OPERATIONS[type(node.op)](left, right)
     raise _NotAnEquation(type(node).__name__)
+
+
+def countdown_reward() -> Reward:
+    """Graduated Countdown reward; dataset columns `target` (int) and `numbers` (list of int).
+
+    1.0 numbers valid and |value - target| < 1e-6; 0.7 numbers valid and |value - target| < 10% of |target|;
+    0.5 numbers valid and within 50% of |target|; 0.3 numbers valid otherwise (including division by zero);
+    0.1 an answer block that fails the above; 0.0 no answer block. Range [0, 1]. Source: the seed study, after
+    TinyZero's countdown reward (0.1 for format, 1.0 for correct), graduated so that near misses still teach.
+    """
+    return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"))
+
+
+def _countdown(completion: Completion) -> float:
+    equation = answer_block(completion.text)
+    if equation is None:
+        return 0.0
+    check = check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
+    if not check.numbers_valid:
+        return 0.1
+    if check.correct:
+        return 1.0
+    if check.value is None:
+        return 0.3
+    target = Fraction(completion.columns["target"])
+    error = abs(check.value - target)
+    if error < abs(target) / 10:
+        return 0.7
+    if error < abs(target) / 2:
+        return 0.5
+    return 0.3
+
+
+def countdown_binary_reward() -> Reward:
+    """1.0 for a correct equation, 0.1 for an answer block that is not correct for any reason, 0.0 without one.
+
+    Dataset columns `target` and `numbers`. Range [0, 1]. Source: TinyZero's countdown reward (format score 0.1).
+    """
+    return per_completion(_countdown_binary, (0.0, 1.0), ("target", "numbers"))
+
+
+def _countdown_binary(completion: Completion) -> float:
+    equation = answer_block(completion.text)
+    if equation is None:
+        return 0.0
+    check = check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
+    return 1.0 if check.correct else 0.1

@@ -1,0 +1,73 @@
+"""Accuracy rewards: is the completion's final answer the gold answer (dataset column `answer`)?
+
+`answer` holds the gold answer already extracted: "18" for GSM8K (see parse_gsm8k_gold), a LaTeX string for
+MATH / MATH-500. The answer in the completion is `extract_answer`'s: the last `<answer>` block, else the last
+`\\boxed{}`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from rewards.answers import answers_match, extract_answer, math_answers_match
+from rewards.core import Completion, Reward, per_completion
+
+Checker = Literal["answer", "math"]
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def is_correct(text: str, gold: object, checker: Checker = "answer") -> bool | None:
+    """The correctness decision shared by the accuracy and length rewards.
+
+    checker "answer": `answers_match(extract_answer(text), gold)` (numbers compared as numbers, else text).
+    checker "math": `math_answers_match(extract_answer(text), gold)`: math-verify; None when the gold cannot be
+    parsed.
+    """
+    if checker == "math":
+        return math_answers_match(extract_answer(text), str(gold))
+    return answers_match(extract_answer(text), str(gold))
+
+
+def correctness_reward(value: float = 1.0, fallback: Literal["last_number"] | None = None) -> Reward:
+    """`value` when the extracted answer equals the gold answer (answers_match), else 0.0.
+
+    fallback="last_number" also accepts the last number of a completion that has neither an answer block nor a
+    boxed answer. Range [0, value]. Source: `correctness_reward_func` in willccbb's grpo_demo.py (value 2.0
+    there) and the seed study (value 1.0).
+    """
+    return per_completion(_correctness, (min(0.0, value), max(0.0, value)), ("answer",), value=value, fallback=fallback)
+
+
+def _correctness(completion: Completion, value: float, fallback: str | None) -> float:
+    predicted = extract_answer(completion.text, fallback=fallback)
+    return value if answers_match(predicted, str(completion.columns["answer"])) else 0.0
+
+
+def math_accuracy_reward() -> Reward:
+    """1.0 when math-verify finds the extracted answer equal to the LaTeX gold answer, else 0.0.
+
+    None (not applicable) when the gold answer cannot be parsed. Time per completion is bounded by math-verify's
+    own timeouts (see math_answers_match). Range [0, 1]. Source: open-r1 `accuracy_reward` (which parses the
+    whole completion; here the extracted answer is compared, as for the other accuracy rewards).
+    """
+    return per_completion(_math_accuracy, (0.0, 1.0), ("answer",))
+
+
+def _math_accuracy(completion: Completion) -> float | None:
+    verdict = is_correct(completion.text, completion.columns["answer"], checker="math")
+    return None if verdict is None else float(verdict)
+
+
+def int_reward() -> Reward:
+    """0.5 when the extracted answer is a whole number written in digits (`18`, `-3`; not `18.5`, `1,000`, `x`).
+
+    Teaches the answer's shape before its value. Range [0, 0.5]. Source: `int_reward_func` in willccbb's
+    grpo_demo.py (str.isdigit there: no minus sign, and Unicode digits such as "²" passed).
+    """
+    return per_completion(_int, (0.0, 0.5))
+
+
+def _int(completion: Completion) -> float:
+    answer = extract_answer(completion.text)
+    return 0.5 if answer is not None and _WHOLE_NUMBER.fullmatch(answer) else 0.0

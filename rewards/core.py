@@ -1,0 +1,106 @@
+"""What every reward is made of: the completion it scores, the `Reward` a factory returns, and the error types.
+
+A reward factory (`correctness_reward(value=2.0)`) returns a `Reward`: a `score` function over one batch of
+`Completion`s plus the metadata the trainer and the CLI read (value range, gold columns needed). `get_reward`
+(rewards/registry.py) wraps it into the callable TRL calls. Scorers are module-level functions bound with
+functools.partial, never closures, so a reward stays picklable (TRL's async rollout worker pickles them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+# Without token ids (the CLI scores bare text) token counts are estimated at this many characters per token: the
+# usual rule of thumb for English BPE vocabularies. Qwen-style tokenizers split digits, so math runs nearer 3.
+CHARS_PER_TOKEN = 4
+
+
+class RewardConfigError(ValueError):
+    """A reward asked for by a name, parameter, path or column that does not work; the message says the fix."""
+
+
+class RewardError(RuntimeError):
+    """A user's own reward function raised or returned something unusable; the message names the reward."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One completion as a reward sees it.
+
+    text: the completion text ('' for None; for a chat completion, the last message's content).
+    tokens: its length in tokens, from `completion_ids` when TRL gives them, else `approximate_tokens(text)`.
+    columns: the dataset columns for this completion (gold answers such as `answer`, `target`, `numbers`).
+    prompt: the prompt it answers (what groups completions), None when the caller gave no prompts.
+    """
+
+    text: str
+    tokens: int
+    columns: Mapping[str, Any]
+    prompt: Any = None
+
+
+@dataclass(frozen=True)
+class Reward:
+    """What a reward factory returns.
+
+    score: maps the completions of one batch to one reward each (None = not applicable).
+    value_range: the (min, max) every score lies in.
+    required_columns: dataset columns the reward reads; an item whose column is None is not applicable.
+    """
+
+    score: Callable[[Sequence[Completion]], list[float | None]]
+    value_range: tuple[float, float]
+    required_columns: tuple[str, ...] = ()
+
+
+def per_completion(
+    score_one: Callable[..., float | None],
+    value_range: tuple[float, float],
+    required_columns: tuple[str, ...] = (),
+    **params: Any,
+) -> Reward:
+    """A `Reward` that scores each completion on its own with `score_one(completion, **params)`."""
+    return Reward(partial(_score_each, score_one, params), value_range, required_columns)
+
+
+def _score_each(
+    score_one: Callable[..., float | None], params: dict[str, Any], completions: Sequence[Completion]
+) -> list[float | None]:
+    return [score_one(completion, **params) for completion in completions]
+
+
+def approximate_tokens(text: str) -> int:
+    """Token count estimated from characters: ceil(len(text) / CHARS_PER_TOKEN)."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion as TRL passes it: a string, or a chat list whose last message holds the text.
+
+    Anything else (None, a malformed message) reads as ''. Multimodal content parts are joined by their text.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    return ""
+
+
+def group_indices(completions: Sequence[Completion]) -> list[list[int]]:
+    """Indices of the completions that share a prompt, one list per prompt, in order of first appearance.
+
+    Without prompts (every prompt None) the whole batch is one group.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, completion in enumerate(completions):
+        # repr, not hash: chat prompts are lists of dicts.
+        key = completion.prompt if isinstance(completion.prompt, str) else repr(completion.prompt)
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())

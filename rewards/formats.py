@@ -1,0 +1,211 @@
+"""Format rewards: does the completion lay out its reasoning and answer in the tags the prompt asked for?
+
+Three families, kept side by side so an experiment can compare them:
+- the lenient set of the seed study (`hard_format_reward`, `mark_reward`) and its strict originals;
+- the GSM8K demo by willccbb (`xmlcount_reward`, `strict_format_reward`, `soft_format_reward`; tag `reasoning`);
+- open-r1's src/open_r1/rewards.py (`format_reward`, `tag_count_reward`, `reasoning_steps_reward`).
+
+The "full match" rules are written with str.find instead of the lazy DOTALL regexes they come from: the same
+rule (a property test checks it against the regex), in linear time, where the regex goes quadratic on a hostile
+1 MB completion full of partial tags. "Exactly once" counts are str.count, as in both references.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import islice
+
+from rewards.answers import last_block
+from rewards.core import Completion, Reward, RewardConfigError, per_completion
+
+REASONING_STEPS_MAX_CHARS = 100_000
+_TAG_NAME = re.compile(r"[A-Za-z][\w-]*")
+_REASONING_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
+
+
+def is_sandwich(text: str, head: str, middle: str, tail: str) -> bool:
+    """Does `text` fully match `head .*? middle .*? tail` (DOTALL)? Linear time, no regex backtracking.
+
+    True exactly when text starts with head, ends with tail, and middle occurs in between without overlapping
+    either.
+    """
+    if not (text.startswith(head) and text.endswith(tail)):
+        return False
+    return text.find(middle, len(head), len(text) - len(tail)) != -1
+
+
+def _has_block(text: str, tag: str) -> bool:
+    return last_block(text, tag) is not None
+
+
+def _check_tag(think_tag: str) -> None:
+    if not isinstance(think_tag, str) or not _TAG_NAME.fullmatch(think_tag):
+        raise RewardConfigError(
+            f"think_tag must be a tag name such as 'reasoning' or 'think' (letters, digits, _ or -), got {think_tag!r}."
+        )
+
+
+# --- the lenient set (seed study) ---
+
+
+def hard_format_reward() -> Reward:
+    """Lenient format check; newlines and spacing optional, blocks in any order.
+
+    0.5 when the completion has a `<think>...</think>` block and an `<answer>...</answer>` block; 0.25 when it
+    has only the answer block; 0.0 otherwise. Range [0, 0.5]. Source: the seed study's relaxation of
+    `strict_hard_format_reward`, which gave 0 to almost every early completion of a small model.
+    """
+    return per_completion(_hard_format, (0.0, 0.5))
+
+
+def _hard_format(completion: Completion) -> float:
+    if not _has_block(completion.text, "answer"):
+        return 0.0
+    return 0.5 if _has_block(completion.text, "think") else 0.25
+
+
+def mark_reward() -> Reward:
+    """Partial credit per tag: +0.125 for each of `<think>`, `</think>`, `<answer>`, `</answer>` present.
+
+    Newlines optional, repeats not punished. Range [0, 0.5]. Source: the seed study's relaxation of
+    `strict_mark_reward`.
+    """
+    return per_completion(_count_present, (0.0, 0.5), marks=("<think>", "</think>", "<answer>", "</answer>"))
+
+
+def _count_present(completion: Completion, marks: tuple[str, ...]) -> float:
+    return 0.125 * sum(mark in completion.text for mark in marks)
+
+
+def strict_hard_format_reward() -> Reward:
+    """0.5 for a full match of `^<think>\\n.*?\\n</think>\\n<answer>\\n.*?\\n</answer>\\n$` (DOTALL), else 0.
+
+    Range [0, 0.5]. Source: the seed study's original, kept for comparison with `hard_format_reward`.
+    """
+    return per_completion(
+        _sandwich_score, (0.0, 0.5), score=0.5, parts=("<think>\n", "\n</think>\n<answer>\n", "\n</answer>\n")
+    )
+
+
+def _sandwich_score(completion: Completion, score: float, parts: tuple[str, str, str]) -> float:
+    return score if is_sandwich(completion.text, *parts) else 0.0
+
+
+def strict_mark_reward() -> Reward:
+    """0.125 for each of `<think>\\n`, `\\n</think>\\n`, `\\n<answer>\\n`, `\\n</answer>\\n` occurring exactly once.
+
+    Range [0, 0.5]. Source: the seed study's original, kept for comparison with `mark_reward`.
+    """
+    return per_completion(
+        _count_exactly_once,
+        (0.0, 0.5),
+        score=0.125,
+        marks=("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>\n"),
+    )
+
+
+def _count_exactly_once(completion: Completion, score: float, marks: tuple[str, ...]) -> float:
+    return score * sum(completion.text.count(mark) == 1 for mark in marks)
+
+
+# --- the GSM8K demo set (willccbb's TRL GRPO demo, tags <reasoning>/<answer>) ---
+
+
+def xmlcount_reward() -> Reward:
+    """+0.125 for each of `<reasoning>\\n`, `\\n</reasoning>\\n`, `\\n<answer>\\n`, `\\n</answer>` occurring
+    exactly once, less a small penalty for text after the answer.
+
+    With the `\\n<answer>\\n` credit, subtract 0.001 x len(text.split("\\n</answer>\\n")[-1]) (the whole text
+    when that separator is absent, as split gives); with the `\\n</answer>` credit, subtract
+    0.001 x (len(text.split("\\n</answer>")[-1]) - 1). A perfect completion scores 0.5; one with 10 characters
+    after its final newline 0.48. Range (-inf, 0.5]: the penalty grows with the trailing text, unbounded.
+    Source: `count_xml` in willccbb's grpo_demo.py.
+    """
+    return per_completion(_xmlcount, (float("-inf"), 0.5))
+
+
+def _xmlcount(completion: Completion) -> float:
+    text = completion.text
+    score = 0.0
+    if text.count("<reasoning>\n") == 1:
+        score += 0.125
+    if text.count("\n</reasoning>\n") == 1:
+        score += 0.125
+    # rpartition(...)[2] is split(...)[-1] without building the list (the whole text when the separator is absent).
+    if text.count("\n<answer>\n") == 1:
+        score += 0.125 - 0.001 * len(text.rpartition("\n</answer>\n")[2])
+    if text.count("\n</answer>") == 1:
+        score += 0.125 - 0.001 * (len(text.rpartition("\n</answer>")[2]) - 1)
+    return score
+
+
+def strict_format_reward(think_tag: str = "reasoning") -> Reward:
+    """0.5 for a full match of `^<reasoning>\\n.*?\\n</reasoning>\\n<answer>\\n.*?\\n</answer>\\n$` (DOTALL), else 0.
+
+    `think_tag` replaces `reasoning` (e.g. `think`). Range [0, 0.5]. Source: `strict_format_reward_func` in
+    willccbb's grpo_demo.py (which forgot DOTALL, so multi-line reasoning never matched there).
+    """
+    _check_tag(think_tag)
+    parts = (f"<{think_tag}>\n", f"\n</{think_tag}>\n<answer>\n", "\n</answer>\n")
+    return per_completion(_sandwich_score, (0.0, 0.5), score=0.5, parts=parts)
+
+
+def soft_format_reward(think_tag: str = "reasoning") -> Reward:
+    """0.5 when `<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>` is found anywhere (DOTALL), else 0.
+
+    `think_tag` replaces `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's
+    grpo_demo.py.
+    """
+    _check_tag(think_tag)
+    junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
+    return per_completion(_soft_format, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+
+
+def _soft_format(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
+    # The earliest opening tag and the earliest closing-tag/answer junction after it leave the most room for
+    # `</answer>`: if they do not lead to a match, no other choice does.
+    text = completion.text
+    opened = text.find(open_tag)
+    if opened == -1:
+        return 0.0
+    joined = junction.search(text, opened + len(open_tag))
+    return 0.5 if joined and text.find("</answer>", joined.end()) != -1 else 0.0
+
+
+# --- the open-r1 set (src/open_r1/rewards.py) ---
+
+
+def format_reward() -> Reward:
+    """1.0 for a full match of `^<think>\\n.*?\\n</think>\\n<answer>\\n.*?\\n</answer>$` (DOTALL, MULTILINE), else 0.
+
+    Full match: nothing may follow the final `</answer>` (open-r1 uses re.match, which with MULTILINE also
+    accepts text after a newline that follows `</answer>`). Range [0, 1]. Source: open-r1 `format_reward`.
+    """
+    return per_completion(
+        _sandwich_score, (0.0, 1.0), score=1.0, parts=("<think>\n", "\n</think>\n<answer>\n", "\n</answer>")
+    )
+
+
+def tag_count_reward() -> Reward:
+    """0.25 for each of `<think>\\n`, `\\n</think>\\n`, `\\n<answer>\\n`, `\\n</answer>` occurring exactly once.
+
+    Range [0, 1]. Source: open-r1 `tag_count_reward`.
+    """
+    return per_completion(
+        _count_exactly_once, (0.0, 1.0), score=0.25, marks=("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
+    )
+
+
+def reasoning_steps_reward() -> Reward:
+    """min(1, n / 3), n = matches of `(Step \\d+:|^\\d+\\.|\\n-|\\n\\*|First,|Second,|Next,|Finally,)` (MULTILINE).
+
+    Rewards visible step-by-step structure; three steps earn full credit. Range [0, 1]. Source: open-r1
+    `reasoning_steps_reward`. Only the first three matches are looked for (more cannot change the score), within
+    the first REASONING_STEPS_MAX_CHARS characters (the regex costs ~50 ns a character; a real completion is shorter).
+    """
+    return per_completion(_reasoning_steps, (0.0, 1.0))
+
+
+def _reasoning_steps(completion: Completion) -> float:
+    steps = sum(1 for _ in islice(_REASONING_STEP.finditer(completion.text, 0, REASONING_STEPS_MAX_CHARS), 3))
+    return min(1.0, steps / 3)

@@ -1,0 +1,165 @@
+"""Length and repetition rewards, and the length penalty any reward can take.
+
+Lengths: `cosine_scaled_reward` and `len_reward` measure L in characters, as open-r1 does;
+`soft_overlong_punishment` and the length penalty count tokens (`Completion.tokens`: from TRL's completion_ids,
+or estimated from characters when scoring bare text, see rewards.core.approximate_tokens).
+"Correct" is the decision of `correctness_reward` (checker "answer") or of `math_accuracy_reward` (checker "math").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+from typing import Literal
+
+from rewards.accuracy import Checker, is_correct
+from rewards.core import Completion, Reward, RewardConfigError, group_indices, per_completion
+
+# Repetition is measured over at most this many words: a 16k-token completion has about 12k. Bounds the work on a
+# hostile 1 MB completion without changing the score of a real one.
+REPETITION_MAX_WORDS = 20_000
+
+
+def cosine_scaled_reward(
+    min_value_wrong: float = -1.0,
+    max_value_wrong: float = -0.5,
+    min_value_correct: float = 0.5,
+    max_value_correct: float = 1.0,
+    max_len: int = 1000,
+    checker: Checker = "answer",
+) -> Reward:
+    """Correct answers earn more when short, wrong answers lose less when long (cosine schedule over length).
+
+    c = cos(pi x L / max_len), L the completion's length in characters; correct: lo = min_value_correct,
+    hi = max_value_correct; wrong: lo = max_value_wrong, hi = min_value_wrong; reward = lo + 0.5 (hi - lo)(1 + c).
+    L is capped at max_len (open-r1 does not cap it, so its cosine climbs back up past max_len and a correct
+    answer of 2 x max_len scores as much as an empty one). None when the checker cannot decide (math gold not
+    parseable). Dataset column `answer`. Range [min of the four values, max of the four values].
+    Source: Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in LLMs"; open-r1
+    `get_cosine_scaled_reward`.
+    """
+    if max_len <= 0:
+        raise RewardConfigError(
+            f"cosine_scaled_reward: max_len must be a positive number of characters, got {max_len}."
+        )
+    values = (min_value_wrong, max_value_wrong, min_value_correct, max_value_correct)
+    return per_completion(
+        _cosine_scaled,
+        (min(values), max(values)),
+        ("answer",),
+        correct_range=(min_value_correct, max_value_correct),
+        wrong_range=(max_value_wrong, min_value_wrong),
+        max_len=max_len,
+        checker=checker,
+    )
+
+
+def _cosine_scaled(
+    completion: Completion,
+    correct_range: tuple[float, float],
+    wrong_range: tuple[float, float],
+    max_len: int,
+    checker: Checker,
+) -> float | None:
+    correct = is_correct(completion.text, completion.columns["answer"], checker)
+    if correct is None:
+        return None
+    lo, hi = correct_range if correct else wrong_range
+    cosine = math.cos(math.pi * min(len(completion.text), max_len) / max_len)
+    return lo + 0.5 * (hi - lo) * (1.0 + cosine)
+
+
+def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "answer") -> Reward:
+    """Kimi 1.5 length reward: among the completions of one prompt, shorter is better, and never a bonus for a
+    wrong answer.
+
+    lambda = 0.5 - (L - min L) / (max L - min L), L in characters, min and max over the group; correct gets
+    lambda, wrong gets min(0, lambda); all 0 when every length is equal. scope "group" (default) compares the
+    completions that share a prompt; "batch" compares the whole call (open-r1's choice). None when the checker
+    cannot decide. Dataset column `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5", section
+    2.3.3; open-r1 `len_reward`.
+    """
+    return Reward(partial(_len_scores, scope=scope, checker=checker), (-0.5, 0.5), ("answer",))
+
+
+def _len_scores(completions: Sequence[Completion], scope: str, checker: Checker) -> list[float | None]:
+    groups = group_indices(completions) if scope == "group" else [list(range(len(completions)))]
+    scores: list[float | None] = [None] * len(completions)
+    for group in groups:
+        lengths = [len(completions[i].text) for i in group]
+        shortest, longest = min(lengths), max(lengths)
+        for i, length in zip(group, lengths, strict=True):
+            correct = is_correct(completions[i].text, completions[i].columns["answer"], checker)
+            if correct is None:
+                continue
+            if longest == shortest:
+                scores[i] = 0.0
+                continue
+            lam = 0.5 - (length - shortest) / (longest - shortest)
+            scores[i] = lam if correct else min(0.0, lam)
+    return scores
+
+
+def repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) -> Reward:
+    """Penalty for repeated n-grams of lower-cased whitespace-separated words.
+
+    (1 - unique n-grams / total n-grams) x max_penalty; 0 when there are fewer words than ngram_size. Only the
+    first REPETITION_MAX_WORDS words are read. max_penalty must be <= 0. Range [max_penalty, 0].
+    Source: Yeo et al. 2025 (appendix on repetition); open-r1 `get_repetition_penalty_reward`.
+    """
+    if max_penalty > 0:
+        raise RewardConfigError(
+            f"repetition_penalty_reward: max_penalty must be <= 0 (it is a penalty), got {max_penalty}. "
+            f"Use a negative value such as -1.0."
+        )
+    if ngram_size < 1:
+        raise RewardConfigError(f"repetition_penalty_reward: ngram_size must be at least 1, got {ngram_size}.")
+    return per_completion(_repetition, (max_penalty, 0.0), ngram_size=ngram_size, max_penalty=max_penalty)
+
+
+def _repetition(completion: Completion, ngram_size: int, max_penalty: float) -> float:
+    words = completion.text.lower().split(None, REPETITION_MAX_WORDS)[:REPETITION_MAX_WORDS]
+    if len(words) < ngram_size:
+        return 0.0
+    ngrams = list(zip(*(words[i:] for i in range(ngram_size)), strict=False))  # shorter shifts end the n-grams
+    unique = len(set(ngrams))
+    return 0.0 if unique == len(ngrams) else (1.0 - unique / len(ngrams)) * max_penalty
+
+
+def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) -> Reward:
+    """DAPO's soft overlong punishment, on the completion's length L in tokens.
+
+    0 when L <= max_completion_len - soft_punish_cache; (max_completion_len - soft_punish_cache - L) /
+    soft_punish_cache when max_completion_len - soft_punish_cache < L <= max_completion_len; -1 beyond.
+    Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward shaping).
+    """
+    if max_completion_len <= 0 or not 0 < soft_punish_cache <= max_completion_len:
+        raise RewardConfigError(
+            f"soft_overlong_punishment needs 0 < soft_punish_cache <= max_completion_len, got "
+            f"max_completion_len={max_completion_len}, soft_punish_cache={soft_punish_cache}. Typical: "
+            f"max_completion_len equal to the trainer's max_completion_length, soft_punish_cache a quarter of it."
+        )
+    return per_completion(
+        _overlong, (-1.0, 0.0), max_completion_len=max_completion_len, soft_punish_cache=soft_punish_cache
+    )
+
+
+def _overlong(completion: Completion, max_completion_len: int, soft_punish_cache: int) -> float:
+    free_length = max_completion_len - soft_punish_cache
+    if completion.tokens <= free_length:
+        return 0.0
+    if completion.tokens <= max_completion_len:
+        return (free_length - completion.tokens) / soft_punish_cache
+    return -1.0
+
+
+def length_penalty_factor(tokens: int, length_penalty_tokens: int) -> float:
+    """The multiplier of the `length_penalty_tokens: N` parameter any reward takes: 0.8 + 0.2 x min(1, N / tokens).
+
+    1.0 up to N tokens, falling towards 0.8 as the completion grows (0.9 at 2N). An empty completion gets 1.0.
+    A negative reward is multiplied too, so its magnitude shrinks: use the penalty on rewards that are >= 0.
+    """
+    if tokens <= 0:
+        return 1.0
+    return 0.8 + 0.2 * min(1.0, length_penalty_tokens / tokens)
