@@ -18,6 +18,9 @@ class Completion:
     text: str
     num_tokens: int
     truncated: bool  # stopped by the token budget, not by end-of-sequence
+    # The generated ids up to and including EOS (the `completion_ids` TRL gives rewards); () when a backend
+    # does not report them, and the rewards then estimate lengths from the text.
+    token_ids: tuple[int, ...] = ()
 
 
 class Generator(Protocol):
@@ -122,4 +125,4 @@ class HFGenerator:
         end = next((i for i, token in enumerate(ids) if token in eos_ids), None)
         kept = ids if end is None else ids[: end + 1]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        return Completion(text=text, num_tokens=len(kept), truncated=end is None)
+        return Completion(text=text, num_tokens=len(kept), truncated=end is None, token_ids=tuple(kept))

@@ -1,0 +1,272 @@
+"""Evaluation: greedy pass@1, unbiased pass@k, the outcome breakdown and every reward, from one pass of generation.
+
+For each batch of prompts the generator is asked twice: once greedy (the headline pass@1), once for n samples at
+`eval.eval_temperature` (n = `eval.samples_per_prompt`, at least the largest k). The same n samples give pass@k
+for every k (Chen et al. 2021's unbiased estimator, `train.passk.pass_at_k`), so an evaluation costs n + 1
+completions per prompt in two batched calls, not one call per sample per k.
+
+    metrics = evaluate(generator, task, rows, reward_funcs, reward_weights, cfg.eval, max_new_tokens=256,
+                       samples_path=run_dir / "samples_eval.jsonl")
+    console.print(eval_table(zero_shot, metrics, title="epoch 1"))
+
+Metric keys (all floats): `pass@1` (greedy), `pass@1_sampled`, `pass@5`, ... (one per k in `eval.pass_k`);
+`correct`, `partial`, `failed` (counts of greedy outcomes: correct; an answer block but wrong; no answer block)
+and their `*_frac`; `mean_output_tokens`, `budget_utilization` (mean tokens / max_new_tokens), `truncated_frac`
+(greedy completions that hit the budget); `reward/<name>` (mean over greedy completions, None scores left out)
+and `reward/total` (mean weighted sum, None counted as 0 as TRL does); `num_prompts`, `samples_generated`,
+`eval_seconds`. The samples file holds one JSON line per completion, greedy and sampled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from train.config import EvalConfig
+from train.generation import Completion, Generator
+from train.passk import pass_at_k
+from train.tasks.base import Row, Task
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+RewardFunc = Callable[..., list[float | None]]
+COUNT_KEYS = ("correct", "partial", "failed", "num_prompts", "samples_generated")
+
+
+def evaluate(
+    generator: Generator,
+    task: Task,
+    rows: Dataset,
+    reward_funcs: Sequence[RewardFunc],
+    reward_weights: Sequence[float],
+    cfg: EvalConfig,
+    *,
+    max_new_tokens: int,
+    samples_path: Path | None = None,
+    label: str = "eval",
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """Evaluate the generator's policy on `rows` (a task split with its `prompt` column); see the module docstring."""
+    if len(rows) == 0:
+        raise ValueError("no rows to evaluate")
+    if len(reward_funcs) != len(reward_weights):
+        raise ValueError(f"{len(reward_funcs)} reward functions but {len(reward_weights)} weights")
+    start = time.perf_counter()
+    n = cfg.samples_per_prompt
+    names = reward_names(reward_funcs)
+    tally = _Tally(names, n)
+    progress = _progress(show_progress)
+    progress_task = progress.add_task(label, total=len(rows), rate="", pass1=0.0)
+    with _samples_writer(samples_path) as write_samples, progress:
+        for first in range(0, len(rows), cfg.batch_size):
+            batch = [rows[i] for i in range(first, min(first + cfg.batch_size, len(rows)))]
+            prompts = [row["prompt"] for row in batch]
+            greedy = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.seed)
+            sampled: list[list[Completion]] = [[] for _ in batch]
+            if n:
+                # A different seed per batch, so two batches do not share their random draws.
+                sampled = generator.generate(
+                    prompts, n=n, temperature=cfg.eval_temperature, max_new_tokens=max_new_tokens, seed=cfg.seed + first
+                )
+            for kind, completions in (("greedy", greedy), ("sampled", sampled)):
+                records = _score(task, batch, completions, reward_funcs, reward_weights, names, first, kind, label)
+                tally.add(records)
+                write_samples(records)
+            done = first + len(batch)
+            rate = tally.samples / (time.perf_counter() - start)
+            progress.update(
+                progress_task, completed=done, rate=f"{rate:.1f} samples/s", pass1=tally.greedy_correct / done
+            )
+    return tally.metrics(cfg.pass_k, max_new_tokens, time.perf_counter() - start)
+
+
+def reward_names(reward_funcs: Sequence[RewardFunc]) -> list[str]:
+    """Each reward's `__name__`; a name used twice (the same reward with other params) gets _2, _3, ..."""
+    names: list[str] = []
+    for func in reward_funcs:
+        name = getattr(func, "__name__", type(func).__name__)
+        unique, count = name, 1
+        while unique in names:
+            count += 1
+            unique = f"{name}_{count}"
+        names.append(unique)
+    return names
+
+
+def _score(
+    task: Task,
+    batch: list[Row],
+    completions: list[list[Completion]],
+    reward_funcs: Sequence[RewardFunc],
+    reward_weights: Sequence[float],
+    names: list[str],
+    first_index: int,
+    kind: str,
+    label: str,
+) -> list[dict[str, Any]]:
+    """One record per completion: the completion, its row's columns, every reward, correctness and outcome."""
+    flat = [
+        (i, s, row, c)
+        for i, (row, group) in enumerate(zip(batch, completions, strict=True))
+        for s, c in enumerate(group)
+    ]
+    if not flat:
+        return []
+    prompts = [row["prompt"] for _, _, row, _ in flat]
+    # Completions reach the rewards as TRL gives them: text for text prompts, a message list for chat prompts.
+    texts = [
+        c.text if isinstance(row["prompt"], str) else [{"role": "assistant", "content": c.text}]
+        for _, _, row, c in flat
+    ]
+    ids = [list(c.token_ids) for *_, c in flat] if all(c.token_ids for *_, c in flat) else None
+    columns = {key: [row[key] for _, _, row, _ in flat] for key in batch[0] if key != "prompt"}
+    scores = [func(prompts=prompts, completions=texts, completion_ids=ids, **columns) for func in reward_funcs]
+    records = []
+    for position, (i, sample, row, completion) in enumerate(flat):
+        rewards = {name: score[position] for name, score in zip(names, scores, strict=True)}
+        total = sum(w * r for w, r in zip(reward_weights, rewards.values(), strict=True) if r is not None)
+        outcome = task.outcome(completion.text, row)
+        records.append(
+            {
+                "label": label,
+                "kind": kind,
+                "index": first_index + i,
+                "sample": sample,
+                "prompt": row["prompt"],
+                "completion": completion.text,
+                "num_tokens": completion.num_tokens,
+                "truncated": completion.truncated,
+                **{key: values[position] for key, values in columns.items()},
+                "rewards": rewards,
+                "reward_total": total,
+                "correct": outcome == "correct",
+                "outcome": outcome,
+            }
+        )
+    return records
+
+
+class _Tally:
+    """Running sums over the records of one evaluation, turned into the flat metrics at the end."""
+
+    def __init__(self, names: list[str], n: int) -> None:
+        self.names, self.n = names, n
+        self.greedy: list[dict[str, Any]] = []
+        self.correct_samples: dict[int, int] = {}
+        self.samples = 0
+
+    @property
+    def greedy_correct(self) -> int:
+        return sum(record["correct"] for record in self.greedy)
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        self.samples += len(records)
+        for record in records:
+            if record["kind"] == "greedy":
+                self.greedy.append(record)
+            else:
+                index = record["index"]
+                self.correct_samples[index] = self.correct_samples.get(index, 0) + record["correct"]
+
+    def metrics(self, pass_k: list[int], max_new_tokens: int, seconds: float) -> dict[str, float]:
+        prompts = len(self.greedy)
+        metrics: dict[str, float] = {"pass@1": self.greedy_correct / prompts}
+        for k in pass_k if self.n else []:
+            per_prompt = [pass_at_k(self.n, self.correct_samples.get(r["index"], 0), k) for r in self.greedy]
+            metrics["pass@1_sampled" if k == 1 else f"pass@{k}"] = sum(per_prompt) / prompts
+        for outcome in ("correct", "partial", "failed"):
+            count = sum(record["outcome"] == outcome for record in self.greedy)
+            metrics[outcome] = float(count)
+            metrics[f"{outcome}_frac"] = count / prompts
+        mean_tokens = sum(record["num_tokens"] for record in self.greedy) / prompts
+        metrics["mean_output_tokens"] = mean_tokens
+        metrics["budget_utilization"] = mean_tokens / max_new_tokens
+        metrics["truncated_frac"] = sum(record["truncated"] for record in self.greedy) / prompts
+        for name in self.names:
+            scores = [record["rewards"][name] for record in self.greedy if record["rewards"][name] is not None]
+            metrics[f"reward/{name}"] = sum(scores) / len(scores) if scores else math.nan
+        metrics["reward/total"] = sum(record["reward_total"] for record in self.greedy) / prompts
+        metrics["num_prompts"] = float(prompts)
+        metrics["samples_generated"] = float(self.samples)
+        metrics["eval_seconds"] = seconds
+        return metrics
+
+
+@contextmanager
+def _samples_writer(path: Path | None) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """A function that appends records to the samples file as JSON lines (a no-op without a path)."""
+    if path is None:
+        yield lambda records: None
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as file:
+        # Written batch by batch: an interrupted evaluation keeps the samples it made.
+        yield lambda records: file.writelines(json.dumps(record, default=str) + "\n" for record in records)
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("prompts"),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("pass@1 {task.fields[pass1]:.3f}"),
+        TimeElapsedColumn(),
+        disable=not show,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The comparison table
+
+# Metrics where higher is better (a positive delta is green); failed_frac is the one where lower is.
+_HIGHER_IS_BETTER = ("pass@", "correct_frac", "reward/")
+
+
+def eval_table(zero_shot: dict[str, float] | None, current: dict[str, float], title: str) -> Table:
+    """A rich table: metric, zero-shot, current, delta (current - zero-shot), for every metric of `current`."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("zero-shot", justify="right")
+    table.add_column("current", justify="right")
+    table.add_column("delta", justify="right")
+    for key, value in current.items():
+        before = None if zero_shot is None else zero_shot.get(key)
+        if before is None or math.isnan(before) or math.isnan(value):
+            table.add_row(key, _format(key, before), _format(key, value), "")
+            continue
+        delta = value - before
+        table.add_row(key, _format(key, before), _format(key, value), _delta(key, delta))
+    return table
+
+
+def _format(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "n/a"
+    if key in COUNT_KEYS:
+        return f"{value:.0f}"
+    if key == "eval_seconds" or key == "mean_output_tokens":
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def _delta(key: str, delta: float) -> str:
+    text = _format(key, delta)
+    if delta > 0:
+        text = "+" + text
+    good = key.startswith(_HIGHER_IS_BETTER) and delta > 0 or key == "failed_frac" and delta < 0
+    bad = key.startswith(_HIGHER_IS_BETTER) and delta < 0 or key == "failed_frac" and delta > 0
+    return f"[green]{text}[/]" if good else f"[red]{text}[/]" if bad else text
