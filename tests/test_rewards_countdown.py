@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from rewards import CountdownCheck, check_countdown
+from rewards import CountdownCheck, check_countdown, get_reward
 from rewards.countdown import MAX_EQUATION_CHARS
 
 
@@ -86,3 +86,54 @@ def test_check_countdown_none_answer_is_invalid():
 def test_check_countdown_tolerance_is_one_millionth():
     assert check_countdown("1 / 3", [1, 3], 0.3333333).correct
     assert not check_countdown("1 / 3", [1, 3], 0.333).correct
+
+
+# --- the two Countdown rewards (target 24 from 3, 5, 8 unless said otherwise) ---
+
+
+def countdown_score(name, text, target=24, numbers=(3, 5, 8)):
+    return get_reward(name)(completions=[text], target=[target], numbers=[list(numbers)])[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<answer>3 * 5 + 8</answer>", 0.7),  # 23: error 1 < 10% of 24
+        ("<answer>8 * 5 / 3</answer>", 0.5),  # 40/3: error 10.67 < 50% of 24
+        ("<answer>(5 - 3) * 8</answer>", 0.5),  # 16: error 8 < 12
+        ("<answer>3 * (8 - 5) = 9</answer>", 0.3),  # 9: error 15 >= 12
+        ("<answer>(3 + 5) * 8</answer>", 0.3),  # 64
+        ("<answer>(8 - 5) * 8</answer>", 0.1),  # 8 twice, 3 unused
+        ("<answer>3 * 8 = 24</answer>", 0.1),  # 5 unused
+        ("<answer>__import__('os')</answer>", 0.1),  # not an equation
+        ("3 * 5 + 8", 0.0),  # no answer block
+        ("<answer>3 * 5 + 8", 0.0),  # unclosed block
+    ],
+)
+def test_countdown_reward_graduates_near_misses(text, expected):
+    assert countdown_score("countdown_reward", text) == expected
+
+
+def test_countdown_reward_full_credit_for_an_exact_equation():
+    assert countdown_score("countdown_reward", "<answer>2 * 3 * 4</answer>", numbers=(2, 3, 4)) == 1.0
+
+
+def test_countdown_reward_division_by_zero_with_valid_numbers_earns_0_3():
+    assert countdown_score("countdown_reward", "<answer>8 / (5 - 5) + 3</answer>", numbers=(3, 5, 5, 8)) == 0.3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<answer>2 * 3 * 4</answer>", 1.0),
+        ("<answer>2 * 3 + 4</answer>", 0.1),
+        ("<answer>9**9**9**9</answer>", 0.1),
+        ("2 * 3 * 4", 0.0),
+    ],
+)
+def test_countdown_binary_reward_is_one_correct_tenth_with_block_zero_without(text, expected):
+    assert countdown_score("countdown_binary_reward", text, numbers=(2, 3, 4)) == expected
+
+
+def test_countdown_rewards_read_the_answer_block_not_a_boxed_equation():
+    assert countdown_score("countdown_binary_reward", r"\boxed{2 * 3 * 4}", numbers=(2, 3, 4)) == 0.0
