@@ -178,14 +178,25 @@ def math_answers_match(pred: str | None, gold_latex: str) -> bool | None:
     """Is `pred` mathematically equal to `gold_latex`, by math-verify? None when the gold cannot be parsed.
 
     Both sides are LaTeX answers without delimiters (`\\frac{\\pi}{2}`, `(3, \\frac{\\pi}{2})`); a side that
-    already contains `\\boxed` or `$` is given to math-verify as is, otherwise it is wrapped in `$...$`.
-    Time is bounded by math-verify's own timeouts (MATH_VERIFY_TIMEOUT_SECONDS). Those use signal.alarm, which
-    only works in the main thread: elsewhere they are off, and the bound is the input length alone (answers
-    longer than MAX_ANSWER_CHARS are not parsed: gold -> None, prediction -> False).
+    already contains `\\boxed` or `$` is given to math-verify as is, otherwise it is wrapped in `$...$`. Answers
+    longer than MAX_ANSWER_CHARS are not parsed (gold -> None, prediction -> False).
+
+    Time is bounded by math-verify's own timeouts (MATH_VERIFY_TIMEOUT_SECONDS each for parsing and verifying).
+    They use signal.alarm, which only works in the main thread; a length bound is not enough without them
+    (`9^{9^{9^{9}}}` makes sympy compute forever, holding the GIL). So off the main thread the comparison runs
+    in a child process (rewards.math_process) that is killed if it overruns.
     """
+    if threading.current_thread() is not threading.main_thread():
+        from rewards.math_process import compare_in_child_process
+
+        return compare_in_child_process(pred, gold_latex)
+    return compare_math(pred, gold_latex, MATH_VERIFY_TIMEOUT_SECONDS)
+
+
+def compare_math(pred: str | None, gold_latex: str, timeout: int | None) -> bool | None:
+    """math_answers_match with an explicit math-verify timeout (whole seconds; None = off): main thread only."""
     from math_verify import verify  # lazy: sympy takes about a second to import
 
-    timeout = MATH_VERIFY_TIMEOUT_SECONDS if threading.current_thread() is threading.main_thread() else None
     gold_latex = str(gold_latex)
     if len(gold_latex) > MAX_ANSWER_CHARS:
         return None
