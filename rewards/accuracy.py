@@ -33,8 +33,8 @@ def correctness_reward(value: float = 1.0, fallback: Literal["last_number"] | No
     """`value` when the extracted answer equals the gold answer (answers_match), else 0.0.
 
     fallback="last_number" also accepts the last number of a completion that has neither an answer block nor a
-    boxed answer. Range [0, value]. Source: `correctness_reward_func` in willccbb's grpo_demo.py (value 2.0
-    there) and the seed study (value 1.0).
+    boxed answer. Dataset column `answer`. Range [0, value]. Source: `correctness_reward_func` in willccbb's
+    grpo_demo.py (value 2.0 there) and the seed study (value 1.0).
     """
     return per_completion(_correctness, (min(0.0, value), max(0.0, value)), ("answer",), value=value, fallback=fallback)
 
@@ -45,11 +45,12 @@ def _correctness(completion: Completion, value: float, fallback: str | None) -> 
 
 
 def math_accuracy_reward() -> Reward:
-    """1.0 when math-verify finds the extracted answer equal to the LaTeX gold answer, else 0.0.
+    """1.0 when math-verify finds the extracted answer equal to the LaTeX gold answer, else 0.0; None when the gold
+    cannot be parsed.
 
-    None (not applicable) when the gold answer cannot be parsed. Time per completion is bounded by math-verify's
-    own timeouts (see math_answers_match). Range [0, 1]. Source: open-r1 `accuracy_reward` (which parses the
-    whole completion; here the extracted answer is compared, as for the other accuracy rewards).
+    Time per completion is bounded by math-verify's own timeouts (see math_answers_match). Dataset column
+    `answer`. Range [0, 1]. Source: open-r1 `accuracy_reward` (which parses the whole completion; here the
+    extracted answer is compared, as for the other accuracy rewards).
     """
     return per_completion(_math_accuracy, (0.0, 1.0), ("answer",))
 

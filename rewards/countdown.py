@@ -96,12 +96,12 @@ def _evaluate(node: ast.expr, literals: list[int]) -> Fraction | None:
 
 
 def countdown_reward() -> Reward:
-    """Graduated Countdown reward; dataset columns `target` (int) and `numbers` (list of int).
-
-    1.0 numbers valid and |value - target| < 1e-6; 0.7 numbers valid and |value - target| < 10% of |target|;
+    """1.0 numbers valid and |value - target| < 1e-6; 0.7 numbers valid and |value - target| < 10% of |target|;
     0.5 numbers valid and within 50% of |target|; 0.3 numbers valid otherwise (including division by zero);
-    0.1 an answer block that fails the above; 0.0 no answer block. Range [0, 1]. Source: the seed study, after
-    TinyZero's countdown reward (0.1 for format, 1.0 for correct), graduated so that near misses still teach.
+    0.1 an answer block that fails the above; 0.0 no answer block.
+
+    Graduated, so that near misses still teach. Dataset columns `target` (int) and `numbers` (list of int).
+    Range [0, 1]. Source: the seed study, after TinyZero's countdown reward (0.1 for format, 1.0 for correct).
     """
     return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"))
 

@@ -49,11 +49,11 @@ def _check_tag(think_tag: str) -> None:
 
 
 def hard_format_reward() -> Reward:
-    """Lenient format check; newlines and spacing optional, blocks in any order.
+    """0.5 when the completion has a `<think>...</think>` block and an `<answer>...</answer>` block; 0.25 when it has
+    only the answer block; 0.0 otherwise.
 
-    0.5 when the completion has a `<think>...</think>` block and an `<answer>...</answer>` block; 0.25 when it
-    has only the answer block; 0.0 otherwise. Range [0, 0.5]. Source: the seed study's relaxation of
-    `strict_hard_format_reward`, which gave 0 to almost every early completion of a small model.
+    Lenient: newlines and spacing optional, blocks in any order. Range [0, 0.5]. Source: the seed study's
+    relaxation of `strict_hard_format_reward`, which gave 0 to almost every early completion of a small model.
     """
     return per_completion(_hard_format, (0.0, 0.5))
 
@@ -65,10 +65,10 @@ def _hard_format(completion: Completion) -> float:
 
 
 def mark_reward() -> Reward:
-    """Partial credit per tag: +0.125 for each of `<think>`, `</think>`, `<answer>`, `</answer>` present.
+    """+0.125 for each of `<think>`, `</think>`, `<answer>`, `</answer>` present (at most 0.5).
 
-    Newlines optional, repeats not punished. Range [0, 0.5]. Source: the seed study's relaxation of
-    `strict_mark_reward`.
+    Lenient partial credit: newlines optional, repeats not punished. Range [0, 0.5]. Source: the seed study's
+    relaxation of `strict_mark_reward`.
     """
     return per_completion(_count_present, (0.0, 0.5), marks=("<think>", "</think>", "<answer>", "</answer>"))
 
@@ -112,8 +112,8 @@ def _count_exactly_once(completion: Completion, score: float, marks: tuple[str, 
 
 
 def xmlcount_reward() -> Reward:
-    """+0.125 for each of `<reasoning>\\n`, `\\n</reasoning>\\n`, `\\n<answer>\\n`, `\\n</answer>` occurring
-    exactly once, less a small penalty for text after the answer.
+    """+0.125 for each of `<reasoning>\\n`, `\\n</reasoning>\\n`, `\\n<answer>\\n`, `\\n</answer>` occurring exactly
+    once, less 0.001 a character of text after the answer.
 
     With the `\\n<answer>\\n` credit, subtract 0.001 x len(text.split("\\n</answer>\\n")[-1]) (the whole text
     when that separator is absent, as split gives); with the `\\n</answer>` credit, subtract

@@ -29,15 +29,14 @@ def cosine_scaled_reward(
     max_len: int = 1000,
     checker: Checker = "answer",
 ) -> Reward:
-    """Correct answers earn more when short, wrong answers lose less when long (cosine schedule over length).
+    """reward = lo + 0.5 (hi - lo)(1 + cos(pi x L / max_len)), L the completion's length in characters;
+    correct: lo = min_value_correct, hi = max_value_correct; wrong: lo = max_value_wrong, hi = min_value_wrong.
 
-    c = cos(pi x L / max_len), L the completion's length in characters; correct: lo = min_value_correct,
-    hi = max_value_correct; wrong: lo = max_value_wrong, hi = min_value_wrong; reward = lo + 0.5 (hi - lo)(1 + c).
-    L is capped at max_len (open-r1 does not cap it, so its cosine climbs back up past max_len and a correct
-    answer of 2 x max_len scores as much as an empty one). None when the checker cannot decide (math gold not
-    parseable). Dataset column `answer`. Range [min of the four values, max of the four values].
-    Source: Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in LLMs"; open-r1
-    `get_cosine_scaled_reward`.
+    Correct answers earn more when short, wrong answers lose less when long. L is capped at max_len (open-r1
+    does not cap it, so its cosine climbs back up past max_len and a correct answer of 2 x max_len scores as
+    much as an empty one). None when the checker cannot decide (math gold not parseable). Dataset column
+    `answer`. Range [min of the four values, max of the four values]. Source: Yeo et al. 2025, "Demystifying
+    Long Chain-of-Thought Reasoning in LLMs"; open-r1 `get_cosine_scaled_reward`.
     """
     if max_len <= 0:
         raise RewardConfigError(
@@ -71,14 +70,13 @@ def _cosine_scaled(
 
 
 def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "answer") -> Reward:
-    """Kimi 1.5 length reward: among the completions of one prompt, shorter is better, and never a bonus for a
-    wrong answer.
+    """lambda = 0.5 - (L - min L) / (max L - min L) over the completions of one prompt, L in characters; correct
+    gets lambda, wrong gets min(0, lambda); all 0 when every length is equal.
 
-    lambda = 0.5 - (L - min L) / (max L - min L), L in characters, min and max over the group; correct gets
-    lambda, wrong gets min(0, lambda); all 0 when every length is equal. scope "group" (default) compares the
-    completions that share a prompt; "batch" compares the whole call (open-r1's choice). None when the checker
-    cannot decide. Dataset column `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5", section
-    2.3.3; open-r1 `len_reward`.
+    Kimi 1.5's length reward: shorter is better, and never a bonus for a wrong answer. scope "group" (default)
+    compares the completions that share a prompt; "batch" compares the whole call (open-r1's choice). None when
+    the checker cannot decide. Dataset column `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5",
+    section 2.3.3; open-r1 `len_reward`.
     """
     return Reward(partial(_len_scores, scope=scope, checker=checker), (-0.5, 0.5), ("answer",))
 
@@ -102,10 +100,10 @@ def _len_scores(completions: Sequence[Completion], scope: str, checker: Checker)
 
 
 def repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) -> Reward:
-    """Penalty for repeated n-grams of lower-cased whitespace-separated words.
+    """(1 - unique n-grams / total n-grams) x max_penalty, over lower-cased whitespace-separated words; 0 when there
+    are fewer words than ngram_size.
 
-    (1 - unique n-grams / total n-grams) x max_penalty; 0 when there are fewer words than ngram_size. Only the
-    first REPETITION_MAX_WORDS words are read. max_penalty must be <= 0. Range [max_penalty, 0].
+    Only the first REPETITION_MAX_WORDS words are read. max_penalty must be <= 0. Range [max_penalty, 0].
     Source: Yeo et al. 2025 (appendix on repetition); open-r1 `get_repetition_penalty_reward`.
     """
     if max_penalty > 0:
@@ -128,11 +126,11 @@ def _repetition(completion: Completion, ngram_size: int, max_penalty: float) -> 
 
 
 def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) -> Reward:
-    """DAPO's soft overlong punishment, on the completion's length L in tokens.
+    """On the completion's length L in tokens: 0 when L <= max_completion_len - soft_punish_cache;
+    (max_completion_len - soft_punish_cache - L) / soft_punish_cache up to max_completion_len; -1 beyond.
 
-    0 when L <= max_completion_len - soft_punish_cache; (max_completion_len - soft_punish_cache - L) /
-    soft_punish_cache when max_completion_len - soft_punish_cache < L <= max_completion_len; -1 beyond.
-    Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward shaping).
+    DAPO's soft overlong punishment. Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward
+    shaping).
     """
     if max_completion_len <= 0 or not 0 < soft_punish_cache <= max_completion_len:
         raise RewardConfigError(

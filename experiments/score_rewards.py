@@ -1,0 +1,492 @@
+"""Score completions with the reward functions, no model needed: prototype a reward, or re-score a run's samples.
+
+Reads a JSONL file (one object per line: `completion` (text or chat list), optional `prompt`, and the gold columns
+the rewards need: `answer`, or `target` and `numbers` for Countdown), e.g. a run's eval_samples.jsonl, or one
+completion given on the command line. Scores it with a list of rewards (built-in names, or an experiment
+config's `rewards:` list with weights and params), prints a table (an excerpt of each completion, every reward,
+the weighted total) and a per-reward summary, or JSON with --json.
+
+    uv run python experiments/score_rewards.py --completion "<answer>18</answer>" --answer 18
+    uv run python experiments/score_rewards.py --completion "<answer>(8-5)*8</answer>" --target 24 --numbers 3,5,8
+    uv run python experiments/score_rewards.py runs/X/eval_samples.jsonl --rewards mark_reward,correctness_reward
+    uv run python experiments/score_rewards.py samples.jsonl --config experiment_configs/gsm8k.yaml \\
+        --param correctness_reward.value=2.0 --json
+    uv run python experiments/score_rewards.py --list
+
+Without --rewards or --config, every built-in reward whose gold columns the input has is used (weight 1).
+Token counts (soft_overlong_punishment, length_penalty_tokens) come from a row's `completion_ids` or
+`num_tokens` when every row has one, else they are estimated at 4 characters a token (rewards.core).
+Bad input (a missing file, an unknown reward or parameter, a missing gold column, an unreadable line) is
+reported in one paragraph with exit code 2; a user's own reward that raises shows its traceback (exit code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rewards import REWARDS, RewardConfigError, RewardError, get_reward
+from rewards.registry import LENGTH_PENALTY_PARAM, RewardFunction, describe_params
+
+EXCERPT_CHARS = 60
+# Row fields that are not gold columns: the text itself, and what a samples file records about it.
+NOT_COLUMNS = {"prompt", "completion", "completion_ids", "num_tokens", "prompts", "completions"}
+REWARD_ITEM_KEYS = ("name", "weight", "params", "path")
+
+
+class InputError(Exception):
+    """Bad input from the user: the message names the problem and the fix; exit code 2."""
+
+
+@dataclass
+class RewardItem:
+    """One entry of the rewards list: `{name, weight (default 1.0), params (default {}), path (optional)}`."""
+
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("input", nargs="?", type=Path, help="JSONL file: completion, prompt and gold columns per line.")
+    single = parser.add_argument_group("one completion instead of a file")
+    single.add_argument("--completion", help="The completion text to score.")
+    single.add_argument("--prompt", help="Its prompt (optional).")
+    single.add_argument("--answer", help="Gold answer (GSM8K / MATH / generic).")
+    single.add_argument("--target", help="Countdown target, e.g. 24.")
+    single.add_argument("--numbers", help="Countdown numbers, comma-separated, e.g. 3,5,8.")
+    choice = parser.add_argument_group("which rewards")
+    choice.add_argument("--rewards", help="Comma-separated reward names, each with weight 1.")
+    choice.add_argument("--config", type=Path, help="Experiment YAML: use its `rewards:` list, weights and params.")
+    choice.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="REWARD.KEY=VALUE",
+        help="Set a reward parameter (value read as YAML), e.g. correctness_reward.value=2.0. Repeatable.",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="Print JSON (rows and summary) instead of tables.")
+    out.add_argument("--show", type=int, default=20, help="Rows shown in the table (the summary covers all).")
+    out.add_argument("--skip-bad", action="store_true", help="Skip unreadable JSONL lines instead of stopping.")
+    out.add_argument("--list", action="store_true", help="List every built-in reward with its parameters and exit.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.list:
+            print_reward_list()
+            return 0
+        rows, warnings = read_input(args)
+        items = choose_rewards(args, columns_in(rows))
+        functions = build_rewards(items)
+        check_columns(functions, columns_in(rows), single=args.completion is not None)
+        scores = score(rows, functions)
+    except (InputError, RewardConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RewardError:
+        raise  # a user's reward raising is a bug in their code: the traceback shows where
+    summary = summarize(items, functions, scores)
+    if args.json:
+        print(json.dumps(as_json(rows, items, scores, summary, warnings), indent=2, default=str))
+    else:
+        print_tables(rows, items, scores, summary, warnings, args.show)
+    return 0
+
+
+# --- input ---
+
+
+def read_input(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows to score, and warnings about skipped lines and token counts."""
+    if args.completion is not None and args.input is not None:
+        raise InputError(f"Give either a JSONL file ({args.input}) or --completion, not both.")
+    if args.completion is not None:
+        return [single_row(args)], []
+    if any(value is not None for value in (args.answer, args.target, args.numbers, args.prompt)):
+        raise InputError("--answer, --target, --numbers and --prompt go with --completion; a JSONL file has its own.")
+    if args.input is None:
+        raise InputError(
+            'Nothing to score: give a JSONL file (one {"completion": ..., "answer": ...} per line, e.g. a run\'s '
+            "eval_samples.jsonl) or --completion TEXT with its gold (--answer, or --target and --numbers)."
+        )
+    return read_jsonl(args.input, args.skip_bad)
+
+
+def single_row(args: argparse.Namespace) -> dict[str, Any]:
+    row: dict[str, Any] = {"completion": args.completion}
+    if args.prompt is not None:
+        row["prompt"] = args.prompt
+    if args.answer is not None:
+        row["answer"] = args.answer
+    if args.target is not None:
+        try:
+            row["target"] = int(args.target)
+        except ValueError as error:
+            raise InputError(f"--target must be a whole number such as 24, got {args.target!r}.") from error
+    if args.numbers is not None:
+        try:
+            row["numbers"] = [int(n) for n in args.numbers.split(",")]
+        except ValueError as error:
+            raise InputError(
+                f"--numbers must be whole numbers separated by commas such as 3,5,8, got {args.numbers!r}."
+            ) from error
+    return row
+
+
+def read_jsonl(path: Path, skip_bad: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    if not path.is_file():
+        raise InputError(f"Input file {path} not found (resolved to {path.resolve()}). Check the path.")
+    rows, bad = [], []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                bad.append(f"line {number}: not JSON ({error.msg})")
+                continue
+            if not isinstance(row, dict) or "completion" not in row:
+                bad.append(f'line {number}: no "completion" field')
+                continue
+            row["_line"] = number
+            rows.append(row)
+    warnings = []
+    if bad:
+        listed = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        if not skip_bad:
+            raise InputError(
+                f"{path} has {len(bad)} unreadable line(s): {listed}. Each line must be a JSON object with a "
+                f'"completion" field. Fix those lines, or pass --skip-bad to score the others.'
+            )
+        warnings.append(f"skipped {len(bad)} unreadable line(s): {listed}")
+    if not rows:
+        raise InputError(f'{path} has no rows to score: each line must be a JSON object with a "completion" field.')
+    return rows, warnings
+
+
+def columns_in(rows: list[dict[str, Any]]) -> set[str]:
+    return {key for row in rows for key in row if key not in NOT_COLUMNS and not key.startswith("_")}
+
+
+# --- which rewards ---
+
+
+def choose_rewards(args: argparse.Namespace, columns: set[str]) -> list[RewardItem]:
+    if args.rewards and args.config:
+        raise InputError("Give either --rewards or --config, not both.")
+    if args.config:
+        items = read_config_rewards(args.config)
+    elif args.rewards:
+        items = [RewardItem(name.strip()) for name in args.rewards.split(",") if name.strip()]
+    else:
+        items = [RewardItem(name) for name in default_reward_names(columns)]
+    apply_params(items, args.param)
+    return items
+
+
+def default_reward_names(columns: set[str]) -> list[str]:
+    """Every built-in reward that needs no parameter and whose gold columns the input has."""
+    names = []
+    for name, factory in REWARDS.items():
+        needs_params = any(p.default is inspect.Parameter.empty for p in inspect.signature(factory).parameters.values())
+        if not needs_params and set(factory().required_columns) <= columns:
+            names.append(name)
+    return names
+
+
+def read_config_rewards(path: Path) -> list[RewardItem]:
+    """The `rewards:` list of an experiment YAML, validated (read here so the CLI needs no training code)."""
+    if not path.is_file():
+        raise InputError(f"Config file {path} not found (resolved to {path.resolve()}). Check the path.")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise InputError(f"Config {path} is not valid YAML{line}: {getattr(error, 'problem', error)}.") from error
+    entries = config.get("rewards") if isinstance(config, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise InputError(
+            f"Config {path} has no `rewards:` list (a config without one trains with its task's default rewards, "
+            f"which this script does not know). Name the rewards with --rewards, or add a list such as "
+            f"rewards: [{{name: correctness_reward, weight: 2.0}}]."
+        )
+    return [config_item(path, index, entry) for index, entry in enumerate(entries, start=1)]
+
+
+def config_item(path: Path, index: int, entry: Any) -> RewardItem:
+    where = f"Config {path}, rewards item {index}"
+    if isinstance(entry, str):
+        return RewardItem(entry)
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise InputError(f"{where} must be a reward name or a mapping with a `name`, got {entry!r}.")
+    unknown = [key for key in entry if key not in REWARD_ITEM_KEYS]
+    if unknown:
+        raise InputError(
+            f"{where} has unknown key(s) {', '.join(map(str, unknown))}; valid: {', '.join(REWARD_ITEM_KEYS)}."
+        )
+    weight = entry.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise InputError(f"{where} ({entry['name']}): weight must be a number, got {weight!r}.")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise InputError(f"{where} ({entry['name']}): params must be a mapping such as {{value: 2.0}}, got {params!r}.")
+    reward_path = entry.get("path")
+    if reward_path is not None and not isinstance(reward_path, str):
+        raise InputError(f"{where} ({entry['name']}): path must be text such as my_rewards.py:my_reward.")
+    return RewardItem(entry["name"], float(weight), dict(params), reward_path)
+
+
+def apply_params(items: list[RewardItem], settings: list[str]) -> None:
+    for setting in settings:
+        target, equals, raw = setting.partition("=")
+        name, dot, key = target.partition(".")
+        if not equals or not dot or not name or not key:
+            raise InputError(f"--param {setting!r} must look like REWARD.KEY=VALUE, e.g. correctness_reward.value=2.0.")
+        matching = [item for item in items if item.name == name]
+        if not matching:
+            raise InputError(
+                f"--param {setting!r} names reward '{name}', which is not among the rewards scored "
+                f"({', '.join(item.name for item in items) or 'none'})."
+            )
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise InputError(f"--param {setting!r}: the value is not a YAML scalar ({error}).") from error
+        for item in matching:
+            item.params[key] = value
+
+
+def build_rewards(items: list[RewardItem]) -> list[RewardFunction]:
+    if not items:
+        raise InputError("No reward applies to this input: name some with --rewards or --config (see --list).")
+    return [get_reward(item.name, path=item.path, **item.params) for item in items]
+
+
+def check_columns(functions: list[RewardFunction], columns: set[str], single: bool) -> None:
+    """Name every missing gold column with the rewards that need it, before scoring anything."""
+    needed: dict[str, list[str]] = {}
+    for function in functions:
+        for column in function.required_columns:
+            if column not in columns:
+                needed.setdefault(column, []).append(function.__name__)
+    if needed:
+        problems = "; ".join(f"'{column}' (needed by {', '.join(names)})" for column, names in needed.items())
+        fix = (
+            f"pass {' and '.join('--' + column for column in needed)}"
+            if single
+            else "add those fields to every JSONL row"
+        )
+        raise InputError(f"The input has no gold column {problems}. To fix it, {fix}, or leave those rewards out.")
+
+
+# --- scoring and summary ---
+
+
+def score(rows: list[dict[str, Any]], functions: list[RewardFunction]) -> list[list[float | None]]:
+    """One list of scores per reward, called as TRL calls it: all rows in one batch."""
+    columns = sorted(columns_in(rows))
+    batch = {column: [row.get(column) for row in rows] for column in columns}
+    prompts = [row.get("prompt") for row in rows] if any("prompt" in row for row in rows) else None
+    return [
+        function(
+            prompts=prompts, completions=[row["completion"] for row in rows], completion_ids=token_ids(rows), **batch
+        )
+        for function in functions
+    ]
+
+
+def token_ids(rows: list[dict[str, Any]]) -> list[list[int]] | None:
+    """Token ids, or stand-ins of the recorded length, when every row has them; None lets rewards estimate."""
+    if all(isinstance(row.get("completion_ids"), list) for row in rows):
+        return [row["completion_ids"] for row in rows]
+    if all(type(row.get("num_tokens")) is int for row in rows):
+        return [[0] * row["num_tokens"] for row in rows]
+    return None
+
+
+def token_source(rows: list[dict[str, Any]]) -> str:
+    if all(isinstance(row.get("completion_ids"), list) for row in rows):
+        return "completion_ids"
+    if all(type(row.get("num_tokens")) is int for row in rows):
+        return "num_tokens"
+    return "estimated at 4 characters a token"
+
+
+def weighted_totals(items: list[RewardItem], scores: list[list[float | None]]) -> list[float]:
+    """Sum of weight x reward per completion, None counted as 0 (as TRL sums rewards)."""
+    return [
+        sum(item.weight * value for item, value in zip(items, column, strict=True) if value is not None)
+        for column in zip(*scores, strict=True)
+    ]
+
+
+def summarize(items, functions, scores) -> list[dict[str, Any]]:
+    summary = []
+    for item, function, values in zip(items, functions, scores, strict=True):
+        scored = [value for value in values if value is not None]
+        summary.append(
+            {
+                "name": item.name,
+                "weight": item.weight,
+                "mean": statistics.fmean(scored) if scored else None,
+                "std": statistics.pstdev(scored) if scored else None,
+                "min": min(scored) if scored else None,
+                "max": max(scored) if scored else None,
+                "fraction_zero": sum(value == 0 for value in scored) / len(scored) if scored else None,
+                "not_applicable": len(values) - len(scored),
+                "seconds": function.seconds_total,
+            }
+        )
+    return summary
+
+
+# --- output ---
+
+
+def excerpt(completion: Any) -> str:
+    text = completion if isinstance(completion, str) else json.dumps(completion, ensure_ascii=False)
+    flat = text.replace("\n", "⏎")
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
+def as_json(rows, items, scores, summary, warnings) -> dict[str, Any]:
+    totals = weighted_totals(items, scores)
+    return {
+        "rewards": [vars(item) for item in items],
+        "token_counts": token_source(rows),
+        "warnings": warnings,
+        "rows": [
+            {
+                "line": row.get("_line"),
+                "completion": row["completion"],
+                "rewards": {item.name: values[i] for item, values in zip(items, scores, strict=True)},
+                "total": totals[i],
+            }
+            for i, row in enumerate(rows)
+        ],
+        "summary": summary,
+    }
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if math.isfinite(value) else str(value)
+
+
+def make_console():
+    from rich.console import Console
+
+    # Piped output has no width to respect: keep each row on one line instead of rich's default of 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def print_tables(rows, items, scores, summary, warnings, show: int) -> None:
+    console = make_console()
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if len(rows) == 1:
+        console.print(one_completion_table(rows[0], items, scores))
+        return
+    console.print(completions_table(rows, items, scores, show))
+    if len(rows) > show:
+        console.print(f"({len(rows) - show} more row(s) not shown; --show N shows more)")
+    console.print(summary_table(summary))
+
+
+def one_completion_table(row, items, scores):
+    """One completion: the rewards as rows, easy to read at any width."""
+    from rich.table import Table
+
+    total = weighted_totals(items, scores)[0]
+    table = Table(title=f"{excerpt(row['completion'])}\n(token counts: {token_source([row])})")
+    for heading in ("reward", "weight", "score"):
+        table.add_column(heading, justify="left" if heading == "reward" else "right")
+    for item, values in zip(items, scores, strict=True):
+        table.add_row(item.name, f"{item.weight:g}", fmt(values[0]))
+    table.add_section()
+    table.add_row("weighted total", "", fmt(total), style="bold")
+    return table
+
+
+def completions_table(rows, items, scores, show: int):
+    from rich.table import Table
+
+    totals = weighted_totals(items, scores)
+    table = Table(title=f"{len(rows)} completions; token counts: {token_source(rows)}")
+    table.add_column("line", justify="right", no_wrap=True)
+    table.add_column("completion", no_wrap=True, overflow="ellipsis", max_width=EXCERPT_CHARS)
+    for item in items:
+        header = item.name if item.weight == 1 else f"{item.name} x{item.weight:g}"
+        table.add_column(header, justify="right", overflow="fold", min_width=6)
+    table.add_column("total", justify="right", style="bold", no_wrap=True)
+    for i, row in enumerate(rows[:show]):
+        cells = [fmt(values[i]) for values in scores]
+        table.add_row(str(row.get("_line", i + 1)), excerpt(row["completion"]), *cells, fmt(totals[i]))
+    return table
+
+
+def summary_table(summary):
+    from rich.table import Table
+
+    table = Table(
+        title="per reward",
+        caption="zero: fraction of scores equal to 0; n/a: not applicable (None); s: seconds inside the reward",
+    )
+    for heading in ("reward", "weight", "mean", "std", "min", "max", "zero", "n/a", "s"):
+        table.add_column(heading, justify="left" if heading == "reward" else "right", no_wrap=True)
+    for entry in summary:
+        table.add_row(
+            entry["name"],
+            f"{entry['weight']:g}",
+            *(fmt(entry[key]) for key in ("mean", "std", "min", "max", "fraction_zero")),
+            str(entry["not_applicable"]),
+            f"{entry['seconds']:.4f}",
+        )
+    return table
+
+
+def print_reward_list() -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="built-in rewards: get_reward(name, **params)",
+        caption=f"Every reward also takes {LENGTH_PENALTY_PARAM}: N (x 0.8 + 0.2 min(1, N / completion tokens)).",
+        show_lines=True,
+    )
+    for heading in ("reward", "range", "columns", "parameters", "rule"):
+        table.add_column(heading, no_wrap=heading != "rule")
+    for name, factory in REWARDS.items():
+        required = [p for p in inspect.signature(factory).parameters.values() if p.default is inspect.Parameter.empty]
+        reward = None if required else factory()
+        table.add_row(
+            name,
+            "" if reward is None else f"[{fmt(reward.value_range[0])}, {fmt(reward.value_range[1])}]",
+            "" if reward is None else ", ".join(reward.required_columns),
+            "\n".join(describe_params(factory)[:-1]),  # the last entry is the length penalty: in the caption
+            (inspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " "),
+        )
+    make_console().print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
