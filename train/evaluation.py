@@ -234,11 +234,16 @@ def _progress(show: bool) -> Progress:
 _HIGHER_IS_BETTER = ("pass@", "correct_frac", "reward/")
 
 
-def eval_table(zero_shot: dict[str, float] | None, current: dict[str, float], title: str) -> Table:
-    """A rich table: metric, zero-shot, current, delta (current - zero-shot), for every metric of `current`."""
+def eval_table(
+    zero_shot: dict[str, float] | None, current: dict[str, float], title: str, *, baseline_label: str = "zero-shot"
+) -> Table:
+    """A rich table: metric, zero-shot, current, delta (current - zero-shot), for every metric of `current`.
+
+    `baseline_label` names the comparison column when it is not the zero-shot evaluation (e.g. an earlier eval).
+    """
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("zero-shot", justify="right")
+    table.add_column(baseline_label, justify="right")
     table.add_column("current", justify="right")
     table.add_column("delta", justify="right")
     for key, value in current.items():

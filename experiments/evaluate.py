@@ -1,0 +1,96 @@
+"""Evaluate a saved adapter, or the base model alone, on the config's test split: greedy pass@1, pass@k, outcomes.
+
+The same evaluation a training run makes after each epoch (train.evaluation), on its own: the config names the
+model, the task and its test split, the rewards and the eval settings; --adapter loads a run's trained weights on
+top. It prints the metrics table and writes eval_metrics.json and eval_samples.jsonl (every completion with its
+rewards, readable by experiments/score_rewards.py) to the output directory.
+
+    uv run python experiments/evaluate.py experiment_configs/quickstart.yaml                      # the base model
+    uv run python experiments/evaluate.py experiment_configs/quickstart.yaml \\
+        --adapter runs/quickstart-20261122-101500/adapter --compare runs/base-eval/eval_metrics.json
+    uv run python experiments/evaluate.py CONFIG --set data.test_samples=20 --set eval.pass_k=[1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from train.config import load_config
+from train.errors import UserError, exit_on_user_error
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="Experiment YAML (model, data, rewards, eval).")
+    parser.add_argument(
+        "--adapter", type=Path, help="A saved adapter (or full weights) directory, e.g. a run's adapter/."
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a config key (repeatable)."
+    )
+    parser.add_argument("--output-dir", type=Path, help="Where to write (default: <output.dir>/<name>-eval-<time>).")
+    parser.add_argument("--compare", type=Path, help="An earlier eval_metrics.json to compare with in the table.")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    if args.adapter is not None and not args.adapter.is_dir():
+        raise UserError(f"--adapter {args.adapter} is not a directory. Pass a run's saved adapter directory.")
+    baseline = _read_metrics(args.compare) if args.compare else None
+
+    # The backend first: unsloth must be imported before trl, transformers and peft.
+    from train.unsloth_backend import prepare_backend
+
+    backend = prepare_backend(cfg.model.backend, cfg.model.name)
+
+    from rich.console import Console
+
+    from train.evaluation import eval_table, evaluate
+    from train.models import load_policy
+    from train.tasks import build_rewards, get_task
+
+    console = Console()
+    task = get_task(cfg.data)
+    rows = task.load_split("test", cfg.data.test_samples)
+    reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=rows.column_names)
+    policy = load_policy(cfg, task, backend, adapter=args.adapter)
+    output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    what = f"adapter {args.adapter}" if args.adapter else f"base model {cfg.model.name}"
+    console.print(f"evaluating the {what} on {len(rows)} {task.name} test prompts ({backend} backend)")
+
+    metrics = evaluate(
+        policy.generator(cfg.eval.batch_size, scratch_dir=output_dir),
+        task,
+        rows,
+        reward_funcs,
+        reward_weights,
+        cfg.eval,
+        max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_completion_length,
+        samples_path=output_dir / "eval_samples.jsonl",
+    )
+    label = f"{args.compare.parent.name}" if args.compare else "zero-shot"
+    console.print(eval_table(baseline, metrics, title=f"{cfg.name}: {what}", baseline_label=label))
+    record = {"config": str(args.config), "overrides": args.set, "adapter": str(args.adapter or ""), "metrics": metrics}
+    (output_dir / "eval_metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    console.print(f"wrote {output_dir / 'eval_metrics.json'} and {output_dir / 'eval_samples.jsonl'}")
+
+
+def _read_metrics(path: Path) -> dict[str, float]:
+    try:
+        return json.loads(path.read_text())["metrics"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"--compare {path} is not an eval_metrics.json written by experiments/evaluate.py. Pass one, or drop "
+            "--compare."
+        ) from None
+
+
+if __name__ == "__main__":
+    main()
