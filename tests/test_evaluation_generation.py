@@ -136,3 +136,11 @@ def test_evaluation_end_to_end_writes_samples_that_agree_with_the_metrics(model,
     for name in ("hard_format_reward", "mark_reward", "countdown_reward"):
         assert metrics[f"reward/{name}"] == pytest.approx(sum(r["rewards"][name] for r in greedy) / 6)
     assert metrics["failed"] + metrics["partial"] + metrics["correct"] == 6
+
+
+def test_a_tokenizer_without_pad_token_pads_with_end_of_sequence(model):
+    tokenizer = build_tokenizer()
+    tokenizer.pad_token = None
+    out = HFGenerator(model, tokenizer).generate(PROMPTS, n=1, temperature=0, max_new_tokens=4, seed=0)
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert len(out) == len(PROMPTS)

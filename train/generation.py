@@ -43,6 +43,8 @@ class HFGenerator:
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token  # batches need a pad token; many base models ship none
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -87,7 +89,6 @@ class HFGenerator:
         import torch
 
         tokenizer = self.tokenizer
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos_ids = self._eos_ids()
         device = next(self.model.parameters()).device
         # Like TRL: prompts are tokenized as rendered (the chat template already holds any BOS), padded on the left.
@@ -102,7 +103,7 @@ class HFGenerator:
                 max_new_tokens=max_new_tokens,
                 num_return_sequences=n,
                 repetition_penalty=1.0,
-                pad_token_id=pad_id,
+                pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=sorted(eos_ids),
                 use_cache=True,
                 **sampling,
