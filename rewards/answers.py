@@ -34,6 +34,8 @@ _NUMBER_RE = re.compile(
 )
 # Everything from the final number back to the start of text (DOTALL greedy `.*` backtracks from the end: fast).
 _LAST_DIGIT_RE = re.compile(r".*\d", re.DOTALL)
+# A `$` that is not escaped: `\\$18.90` (MATH's dollar amounts) is a currency sign inside LaTeX, not a delimiter.
+_DOLLAR_DELIMITER = re.compile(r"(?<!\\)\$")
 _UNICODE_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
 
 
@@ -123,6 +125,8 @@ def parse_number(text: str) -> Fraction | None:
     return _value(match) if match else None
 
 
+# Completions of one prompt share a gold answer and often an answer: parse each text once.
+@lru_cache(maxsize=8192)
 def single_number(text: str) -> Fraction | None:
     """The value of the only number in `text` (`$18`, `18 dollars`, `x = 18`, `18.`), or None.
 
@@ -156,11 +160,11 @@ def answers_match(pred: str | None, gold: str) -> bool:
     """
     if pred is None or len(pred) > MAX_ANSWER_CHARS:
         return False
-    gold = str(gold)
-    pred_value, gold_value = single_number(pred), single_number(gold)
-    if pred_value is not None and gold_value is not None:
-        return pred_value == gold_value
-    return " ".join(pred.split()) == " ".join(gold.split())
+    pred_text, gold_text = " ".join(pred.split()), " ".join(str(gold).split())
+    if pred_text == gold_text:
+        return True  # equal texts are equal answers either way; skips parsing the common case
+    pred_value, gold_value = single_number(pred_text), single_number(gold_text)
+    return pred_value is not None and pred_value == gold_value
 
 
 def parse_gsm8k_gold(answer_field: str) -> str:
@@ -178,7 +182,8 @@ def math_answers_match(pred: str | None, gold_latex: str) -> bool | None:
     """Is `pred` mathematically equal to `gold_latex`, by math-verify? None when the gold cannot be parsed.
 
     Both sides are LaTeX answers without delimiters (`\\frac{\\pi}{2}`, `(3, \\frac{\\pi}{2})`); a side that
-    already contains `\\boxed` or `$` is given to math-verify as is, otherwise it is wrapped in `$...$`. Answers
+    already contains `\\boxed` or an unescaped `$` is given to math-verify as is, otherwise it is wrapped in
+    `$...$` (so `\\$18.90` is read as 18.90). Answers
     longer than MAX_ANSWER_CHARS are not parsed (gold -> None, prediction -> False).
 
     Time is bounded by math-verify's own timeouts (MATH_VERIFY_TIMEOUT_SECONDS each for parsing and verifying).
@@ -216,5 +221,5 @@ def compare_math(pred: str | None, gold_latex: str, timeout: int | None) -> bool
 def _parse_latex(answer: str, timeout: int | None) -> tuple:
     from math_verify import parse
 
-    wrapped = answer if ("\\boxed" in answer or "$" in answer) else f"${answer}$"
+    wrapped = answer if ("\\boxed" in answer or _DOLLAR_DELIMITER.search(answer)) else f"${answer}$"
     return tuple(parse(wrapped, parsing_timeout=timeout))

@@ -26,9 +26,9 @@ class RewardError(RuntimeError):
     """A user's own reward function raised or returned something unusable; the message names the reward."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs three times as much, paid for every completion
 class Completion:
-    """One completion as a reward sees it.
+    """One completion as a reward sees it (read-only by convention).
 
     text: the completion text ('' for None; for a chat completion, the last message's content).
     tokens: its length in tokens, from `completion_ids` when TRL gives them, else `approximate_tokens(text)`.

@@ -117,12 +117,13 @@ def repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) ->
 
 
 def _repetition(completion: Completion, ngram_size: int, max_penalty: float) -> float:
-    words = completion.text.lower().split(None, REPETITION_MAX_WORDS)[:REPETITION_MAX_WORDS]
-    if len(words) < ngram_size:
+    words = completion.text.lower().split(None, REPETITION_MAX_WORDS)
+    del words[REPETITION_MAX_WORDS:]  # the unsplit rest of a longer text
+    total = len(words) - ngram_size + 1
+    if total <= 0:
         return 0.0
-    ngrams = list(zip(*(words[i:] for i in range(ngram_size)), strict=False))  # shorter shifts end the n-grams
-    unique = len(set(ngrams))
-    return 0.0 if unique == len(ngrams) else (1.0 - unique / len(ngrams)) * max_penalty
+    unique = len(set(zip(*(words[i:] for i in range(ngram_size)), strict=False)))  # shorter shifts end the n-grams
+    return 0.0 if unique == total else (1.0 - unique / total) * max_penalty
 
 
 def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) -> Reward:

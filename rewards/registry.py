@@ -59,6 +59,7 @@ REWARDS: dict[str, Callable[..., Reward]] = {
 # user's reward receives those its signature names.
 TRL_EXTRAS = ("trainer_state", "log_metric", "log_extra", "environments")
 LENGTH_PENALTY_PARAM = "length_penalty_tokens"
+_NO_COLUMNS: dict[str, Any] = {}
 _CALL_ARGUMENTS = ("prompts", "completions", "completion_ids")
 
 
@@ -144,16 +145,19 @@ class RewardFunction:
     def _score_builtin(self, texts, prompts, completion_ids, columns) -> list[float | None]:
         assert self.reward is not None
         tokens = _token_counts(texts, completion_ids)
-        required = self.required_columns
+        prompts = prompts if prompts is not None else [None] * len(texts)
+        gold_rows = (
+            [
+                dict(zip(self.required_columns, values, strict=True))
+                for values in zip(*(columns[c] for c in self.required_columns), strict=True)
+            ]
+            if self.required_columns
+            else [_NO_COLUMNS] * len(texts)
+        )
+        # A row without gold (None in a column the reward reads) is not applicable: it is not scored.
+        applicable = [i for i, gold in enumerate(gold_rows) if all(value is not None for value in gold.values())]
+        batch = [Completion(texts[i], tokens[i], gold_rows[i], prompts[i]) for i in applicable]
         scores: list[float | None] = [None] * len(texts)
-        applicable: list[int] = []
-        batch: list[Completion] = []
-        for i, text in enumerate(texts):
-            gold = {column: columns[column][i] for column in required}
-            if any(value is None for value in gold.values()):
-                continue  # no gold for this row: not applicable
-            applicable.append(i)
-            batch.append(Completion(text, tokens[i], gold, prompts[i] if prompts is not None else None))
         for i, score in zip(applicable, self.reward.score(batch), strict=True):
             scores[i] = score
         return scores

@@ -134,6 +134,12 @@ def test_math_answers_match_equal_latex_forms():
     assert math_answers_match(r"(3, \frac{\pi}{2})", r"\left( 3, \frac{\pi}{2} \right)") is True
 
 
+def test_math_answers_match_reads_an_escaped_dollar_as_currency_not_a_delimiter():
+    # Three MATH-500 golds look like this; taken as a `$` delimiter they did not parse at all.
+    assert math_answers_match("18.90", r"\$18.90") is True
+    assert math_answers_match("32348", r"\$32,\!348") is True
+
+
 def test_math_answers_match_different_values():
     assert math_answers_match("3", r"\frac{1}{2}") is False
     assert math_answers_match(None, r"\frac{1}{2}") is False
