@@ -168,3 +168,18 @@ def test_eval_table_without_zero_shot_shows_dashes():
     console = Console(width=120, record=True)
     console.print(eval_table(None, current, title="zero-shot"))
     assert "│         - │   0.500 │" in console.export_text()
+
+
+def test_a_generator_returning_too_few_samples_is_caught():
+    class Short(FakeGenerator):
+        def generate(self, prompts, *, n, temperature, max_new_tokens, seed):
+            return [
+                group[:1] for group in super().generate(prompts, n=n, temperature=temperature, max_new_tokens=0, seed=0)
+            ]
+
+    task = get_task(DataConfig(task="gsm8k", source=GSM8K, prompt_template="{question}"))
+    rows = task.load_split("test", None)
+    with pytest.raises(RuntimeError, match="did not return 1 greedy and 5 sampled per prompt"):
+        evaluate(
+            Short(rows["question"]), task, rows, [], [], EvalConfig(pass_k=[5]), max_new_tokens=8, show_progress=False
+        )

@@ -77,6 +77,9 @@ def evaluate(
                 sampled = generator.generate(
                     prompts, n=n, temperature=cfg.eval_temperature, max_new_tokens=max_new_tokens, seed=cfg.seed + first
                 )
+            if len(greedy) != len(batch) or any(len(group) != n for group in sampled):
+                # pass@k divides by n: a backend that returns fewer samples would inflate it silently.
+                raise RuntimeError(f"{type(generator).__name__} did not return 1 greedy and {n} sampled per prompt")
             for kind, completions in (("greedy", greedy), ("sampled", sampled)):
                 records = _score(task, batch, completions, reward_funcs, reward_weights, names, first, kind, label)
                 tally.add(records)
