@@ -25,7 +25,7 @@ class GSM8KTask(Task):
 
     def rows(self, split: Split) -> list[Row]:
         source = self.data.source or HUB_ID
-        raw = load_source(source, split, hub_config=None if self.data.source else HUB_CONFIG)
+        raw = load_source(source, split, hub_config=HUB_CONFIG if source == HUB_ID else None)
         require_columns(
             raw,
             ["question", "answer"],
