@@ -405,7 +405,9 @@ def print_tables(rows, items, scores, summary, warnings, show: int) -> None:
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if len(rows) == 1:
-        console.print(one_completion_table(rows[0], items, scores))
+        console.print(f"completion: {excerpt(rows[0]['completion'])}", markup=False, highlight=False)
+        console.print(f"token counts: {token_source(rows)}")
+        console.print(one_completion_table(items, scores))
         return
     console.print(completions_table(rows, items, scores, show))
     if len(rows) > show:
@@ -413,12 +415,12 @@ def print_tables(rows, items, scores, summary, warnings, show: int) -> None:
     console.print(summary_table(summary))
 
 
-def one_completion_table(row, items, scores):
+def one_completion_table(items, scores):
     """One completion: the rewards as rows, easy to read at any width."""
     from rich.table import Table
 
     total = weighted_totals(items, scores)[0]
-    table = Table(title=f"{excerpt(row['completion'])}\n(token counts: {token_source([row])})")
+    table = Table()
     for heading in ("reward", "weight", "score"):
         table.add_column(heading, justify="left" if heading == "reward" else "right")
     for item, values in zip(items, scores, strict=True):
