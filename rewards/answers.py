@@ -172,7 +172,7 @@ def parse_gsm8k_gold(answer_field: str) -> str:
 
     `"... #### 1,234"` -> `"1234"`. Raises ValueError when the field has no `####` (not a GSM8K answer).
     """
-    head, marker, tail = answer_field.rpartition("####")
+    _, marker, tail = answer_field.rpartition("####")
     if not marker:
         raise ValueError(f"not a GSM8K answer (no '####' marker): {answer_field[-80:]!r}")
     return "".join(tail.split()).replace(",", "")
@@ -183,8 +183,8 @@ def math_answers_match(pred: str | None, gold_latex: str) -> bool | None:
 
     Both sides are LaTeX answers without delimiters (`\\frac{\\pi}{2}`, `(3, \\frac{\\pi}{2})`); a side that
     already contains `\\boxed` or an unescaped `$` is given to math-verify as is, otherwise it is wrapped in
-    `$...$` (so `\\$18.90` is read as 18.90). Answers
-    longer than MAX_ANSWER_CHARS are not parsed (gold -> None, prediction -> False).
+    `$...$` (so `\\$18.90` is read as 18.90). Answers longer than MAX_ANSWER_CHARS are not parsed (gold -> None,
+    prediction -> False).
 
     Time is bounded by math-verify's own timeouts (MATH_VERIFY_TIMEOUT_SECONDS each for parsing and verifying).
     They use signal.alarm, which only works in the main thread; a length bound is not enough without them

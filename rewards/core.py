@@ -32,7 +32,7 @@ class Completion:
 
     text: the completion text ('' for None; for a chat completion, the last message's content).
     tokens: its length in tokens, from `completion_ids` when TRL gives them, else `approximate_tokens(text)`.
-    columns: the dataset columns for this completion (gold answers such as `answer`, `target`, `numbers`).
+    columns: the gold columns the reward reads (`answer`, or `target` and `numbers`), for this completion.
     prompt: the prompt it answers (what groups completions), None when the caller gave no prompts.
     """
 

@@ -3,6 +3,8 @@
 import inspect
 import math
 import pickle
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -244,3 +246,11 @@ def test_user_reward_takes_the_length_penalty_too(tmp_path):
     path = write(tmp_path, "def one(completions): return [1.0] * len(completions)\n")
     reward = get_reward("one", path=f"{path}:one", length_penalty_tokens=10)
     assert reward(completions=["x"], completion_ids=[[0] * 20]) == [pytest.approx(0.9)]
+
+
+def test_the_rewards_package_imports_no_model_code():
+    # rewards/ must stay usable with no model: importing it may not pull in torch, trl, transformers or train/.
+    code = "import sys, rewards; print(sorted({'torch', 'trl', 'transformers', 'train'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
