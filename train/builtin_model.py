@@ -13,10 +13,22 @@ the second run of an experiment loads it in a second. Building is deterministic 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import random
+import shutil
 import string
+import tempfile
+from pathlib import Path
+from typing import Any
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from train.config import ExperimentConfig
+from train.errors import UserError
 
 # Tags of every answer format the tasks render; each is one token so the tiny model emits a tag in one step.
 TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>", "<reasoning>", "</reasoning>"]
@@ -46,8 +58,6 @@ def random_tiny_model(
     seed: int = 0,
 ) -> Qwen2ForCausalLM:
     """A freshly initialized tiny Qwen2 whose vocabulary is the tokenizer's (deterministic for a seed)."""
-    import torch
-
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -66,3 +76,130 @@ def random_tiny_model(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+# Bump when the build changes in a way that makes cached models stale.
+BUILD_VERSION = 1
+
+
+def builtin_cache_root() -> Path:
+    """Where built models live: $GRPO_LAB_CACHE, else ~/.cache/grpo-lab."""
+    return Path(os.environ.get("GRPO_LAB_CACHE", Path.home() / ".cache" / "grpo-lab")) / "builtin"
+
+
+def builtin_recipe(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Everything the built model depends on: its shape, the warm start, and the task data it is warmed on."""
+    if cfg.model.name != "builtin:tiny":
+        raise UserError(f"unknown built-in model '{cfg.model.name}': the one built-in model is builtin:tiny.")
+    data = cfg.data
+    return {
+        "version": BUILD_VERSION,
+        "model": cfg.model.name,
+        "builtin": cfg.model.builtin.model_dump(),
+        "max_seq_length": cfg.model.max_seq_length,
+        "task": data.task,
+        "source": data.source,
+        "options": data.options,
+        "prompt_template": data.prompt_template,
+        "system_prompt": data.system_prompt,
+        "data_seed": data.seed,
+    }
+
+
+def builtin_model_dir(cfg: ExperimentConfig, task: Any, console: Any = None) -> Path:
+    """The cached model directory for this recipe, building it first when it is not there."""
+    recipe = builtin_recipe(cfg)
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    target = builtin_cache_root() / key
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=target.parent))
+    try:
+        build_builtin_model(cfg, task, staging)
+        (staging / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+        try:
+            staging.rename(target)  # atomic: a half-built model is never found in the cache
+        except OSError:
+            if not (target / "config.json").exists():  # a concurrent build that won the race is fine too
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def warm_start_examples(task: Any, num_examples: int, solved_fraction: float, seed: int) -> list[dict[str, str]]:
+    """Prompt/completion pairs: a `solved_fraction` share whose completion solves the prompt; the others borrow
+    another row's solution, so they are well formatted but (almost always) wrong for their prompt."""
+    rows = task.load_split("train", None)  # every training row, cycled: the warm start needs more examples than rows
+    if len(rows) < 2:
+        raise UserError("the built-in model's warm start needs at least 2 training rows; raise data.train_samples.")
+    references = [task.reference_completion(row) for row in rows]
+    usable = [i for i, ref in enumerate(references) if ref]
+    if not usable:
+        raise UserError(
+            f"task '{task.name}' gives no reference solutions, so builtin:tiny cannot be warm-started on it; "
+            "use a hub model or a task with solutions (countdown, gsm8k)."
+        )
+    rng = random.Random(seed)
+    examples = []
+    for i in range(num_examples):
+        index = usable[i % len(usable)]
+        prompt = rows[index]["prompt"]
+        if not isinstance(prompt, str):
+            raise UserError(
+                "builtin:tiny has no chat template: use a text prompt_template (r1_zero or your own {question} "
+                "text) with it, not chat or xml_reasoning."
+            )
+        if rng.random() < solved_fraction:
+            completion = references[index]
+        else:
+            completion = references[rng.choice([j for j in usable if j != index] or usable)]
+        examples.append({"prompt": prompt, "completion": completion})
+    return examples
+
+
+def build_builtin_model(cfg: ExperimentConfig, task: Any, directory: Path) -> None:
+    """Build the tokenizer and tiny model, warm-start it with TRL's SFTTrainer, save both to `directory`."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    recipe = cfg.model.builtin
+    tokenizer = build_tokenizer()
+    examples = warm_start_examples(task, recipe.sft_examples, recipe.solved_fraction, recipe.seed)
+    model = random_tiny_model(
+        tokenizer,
+        hidden_size=recipe.hidden_size,
+        num_layers=recipe.num_layers,
+        num_heads=recipe.num_heads,
+        max_positions=cfg.model.max_seq_length,
+        seed=recipe.seed,
+    )
+    args = SFTConfig(
+        output_dir=str(directory / "sft"),
+        max_steps=recipe.sft_steps,
+        per_device_train_batch_size=32,
+        learning_rate=recipe.sft_learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(50, recipe.sft_steps // 10),
+        max_length=cfg.model.max_seq_length,
+        completion_only_loss=True,
+        logging_steps=max(recipe.sft_steps // 10, 1),
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    if recipe.sft_steps:
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
+        )
+        trainer.train()
+        model = trainer.model
+    shutil.rmtree(directory / "sft", ignore_errors=True)
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))

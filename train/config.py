@@ -67,8 +67,10 @@ class ModelConfig(Section):
     )
     load_in_4bit: bool = Field(True, description="4-bit weights (bitsandbytes). Only used on a GPU.")
     max_seq_length: int = Field(1024, ge=32, description="Longest prompt + completion, in tokens.")
-    lora_rank: int = Field(
-        16, ge=0, description="LoRA rank r; 0 trains all weights (the built-in model's default is full)."
+    lora_rank: int | None = Field(
+        None,
+        ge=0,
+        description="LoRA rank r; 0 trains all weights; None = 16, or 0 for builtin:tiny (too small for LoRA).",
     )
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r).")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")

@@ -1,0 +1,148 @@
+"""GRPO with evaluation around it: zero-shot eval, num_epochs of GRPO each followed by eval, final eval, summary.
+
+    uv run python experiments/run_eval_test.py experiment_configs/quickstart.yaml            # CPU, offline
+    uv run python experiments/run_eval_test.py experiment_configs/eval_test_improved.yaml    # one 24 GB GPU
+    ... --set train.beta=0.0 --set train.loss_type=dr_grpo    # override any key, typed by the schema
+    ... --output-dir runs/my-run --resume                      # continue a killed run from its last checkpoint
+
+The flow reads top to bottom like Unsloth's GRPO notebooks: config, backend (unsloth first, before trl), task and
+rewards, model, a zero-shot baseline, GRPO with an evaluation after every epoch, a final evaluation, and the run
+dir: config.yaml, metrics.jsonl (every step, epoch and eval record), summary.json, samples/, adapter/.
+Design choices: the trainer is TRL's GRPOTrainer (train/trainer.py adds the no-baseline arm and the epoch reward
+ledger); every figure goes through metrics.jsonl first; bad input stops before a run dir exists (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from train.errors import exit_on_user_error  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="experiment YAML, e.g. experiment_configs/quickstart.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--output-dir", type=Path, help="the run dir (default: <output.dir>/<name>-<timestamp>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir (or the latest)")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
+    args = parse_args(argv)
+
+    # 1. Config: validated before anything is created.
+    from train.config import load_config
+
+    cfg = load_config(args.config, args.set)
+
+    # 2. Backend: unsloth (if used) must be imported before trl, transformers and peft.
+    from train.unsloth_backend import prepare_backend
+
+    backend = prepare_backend(cfg.model.backend, cfg.model.name)
+
+    from rich.console import Console
+
+    from train.callbacks import EpochCallback, Evaluator, MetricsCallback
+    from train.models import load_policy, save_policy
+    from train.rundir import RunDir
+    from train.tasks import build_rewards, get_task
+    from train.tracking import MetricsLog, WandbMirror, build_summary, write_summary
+    from train.trainer import GRPOLabTrainer, RewardLedger, grpo_config
+
+    console = Console()
+
+    # 3. Resume an existing run with the config it was started with.
+    run = RunDir.for_resume(cfg, args.output_dir) if args.resume else None
+    if run is not None:
+        cfg = run.config()
+
+    # 4. Task, data and rewards: all checked before the run dir exists.
+    task = get_task(cfg.data)
+    train_rows = task.load_split("train", cfg.data.train_samples)
+    test_rows = task.load_split("test", cfg.data.test_samples)
+    reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
+
+    # 5. Model: the policy with LoRA (or full weights for the built-in model).
+    policy = load_policy(cfg, task, backend)
+    console.print(
+        f"[bold]{cfg.name}[/]: {cfg.model.name} on {backend}, task {task.name}, {len(train_rows)} train / "
+        f"{len(test_rows)} test prompts, rewards {', '.join(f.__name__ for f in reward_funcs)}"
+    )
+
+    # 6. The run dir and its tracking.
+    run = run or RunDir.create(cfg, args.output_dir)
+    checkpoint = run.last_checkpoint()
+    log = MetricsLog(run.metrics_path)
+    if args.resume:
+        dropped = log.truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
+        console.print(
+            f"resuming {run.path} from {checkpoint.path if checkpoint else 'the start'} "
+            f"({dropped} records after it dropped)"
+        )
+    log.mirror = WandbMirror.start(
+        cfg.logging.wandb,
+        cfg.logging.project,
+        cfg.logging.run_name or run.path.name,
+        run.path,
+        cfg.model_dump(mode="json"),
+        run.wandb_id(),
+    )
+    max_new_tokens = cfg.eval.max_new_tokens or cfg.train.max_completion_length
+    evaluator = Evaluator(
+        policy.generator(cfg.eval.batch_size, scratch_dir=run.path),
+        task,
+        test_rows,
+        reward_funcs,
+        reward_weights,
+        cfg.eval,
+        max_new_tokens,
+        log,
+        run.path / "samples",
+        console,
+    )
+
+    # 7. Zero-shot baseline (kept from the first session when resuming).
+    if cfg.eval.zero_shot:
+        evaluator.zero_shot()
+
+    # 8. GRPO, with the epoch summary and evaluation after every epoch.
+    ledger = RewardLedger([f.__name__ for f in reward_funcs], reward_weights)
+    ledger.restore_epoch(log.records("step"), log.records("epoch"))
+    trainer = GRPOLabTrainer(
+        model=policy.model,
+        processing_class=policy.tokenizer,
+        reward_funcs=reward_funcs,
+        args=grpo_config(cfg, run.checkpoint_dir, reward_weights, backend),
+        train_dataset=train_rows,
+        callbacks=[
+            MetricsCallback(log, ledger, reward_funcs),
+            EpochCallback(log, ledger, cfg.eval, evaluator, console),
+        ],
+        baseline=cfg.train.baseline,
+        ledger=ledger,
+    )
+    trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+
+    # 9. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary.
+    evaluator.final(trainer.state.global_step, trainer.state.epoch)
+    if cfg.output.save_adapter:
+        save_policy(policy, run.path / "adapter")
+    summary = build_summary(log, wall_seconds=time.time() - started)
+    write_summary(run.path, summary)
+    if log.mirror is not None:
+        log.mirror.finish(summary)
+    evaluator.print_summary(summary)
+    console.print(f"run dir: {run.path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
