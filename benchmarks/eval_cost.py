@@ -5,12 +5,14 @@ prompt; the same 10 samples give pass@1, pass@5 and pass@10. Naive: per prompt, 
 calls for pass@5, then 10 more for pass@10, one sample each: 16 calls and 16 samples per prompt, where ours
 generates 11 samples per prompt in 2 calls per batch.
 
-The model is the built-in tiny model's shape (a char-level Qwen2, hidden 96, 3 layers) with random weights, on
-easy Countdown prompts: random weights never emit end-of-sequence, so every completion uses the whole token
-budget, the worst case for both methods. Timing is the median over --repeats runs, after one warm-up call.
+By default the model is the built-in tiny model's shape (a char-level Qwen2, hidden 96, 3 layers) with random
+weights, on easy Countdown prompts: random weights never emit end-of-sequence, so every completion uses the whole
+token budget, the worst case for both methods. With --config, the config's policy (train.models.load_policy; the
+quickstart's is the warm-started tiny model, which stops at end-of-sequence) on its test prompts, with its token
+budget. Timing is the median over --repeats runs, after one warm-up call.
 
     uv run python benchmarks/eval_cost.py                       # 16 prompts, 32 new tokens, 3 repeats
-    uv run python benchmarks/eval_cost.py --prompts 32 --max-new-tokens 64 --threads 1
+    uv run python benchmarks/eval_cost.py --config experiment_configs/quickstart.yaml --threads 1
 """
 
 from __future__ import annotations
@@ -40,19 +42,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16, help="Prompts per generate call (eval.batch_size).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice).")
+    parser.add_argument("--config", help="Benchmark this experiment's policy and test prompts (hf backend).")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    tokenizer = build_tokenizer()
-    shape = BuiltinModelConfig()
-    model = random_tiny_model(tokenizer, shape.hidden_size, shape.num_layers, shape.num_heads)
-    task = get_task(
-        DataConfig(task="countdown", test_samples=args.prompts, prompt_template="{question}\n", options=EASY_COUNTDOWN)
-    )
+    cfg = EvalConfig(pass_k=[1, 5, 10], batch_size=args.batch_size)
+    if args.config:
+        from train.config import load_config
+        from train.models import load_policy
+
+        experiment = load_config(args.config, [f"data.test_samples={args.prompts}"])
+        task = get_task(experiment.data)
+        policy = load_policy(experiment, task, "hf")
+        model, tokenizer = policy.model, policy.tokenizer
+        args.max_new_tokens = experiment.eval.max_new_tokens or experiment.train.max_completion_length
+        cfg = EvalConfig(
+            pass_k=[1, 5, 10], batch_size=args.batch_size, eval_temperature=experiment.eval.eval_temperature
+        )
+    else:
+        tokenizer = build_tokenizer()
+        shape = BuiltinModelConfig()
+        model = random_tiny_model(tokenizer, shape.hidden_size, shape.num_layers, shape.num_heads)
+        data = DataConfig(
+            task="countdown", test_samples=args.prompts, prompt_template="{question}\n", options=EASY_COUNTDOWN
+        )
+        task = get_task(data)
     rows = task.load_split("test", args.prompts)
     reward_funcs, reward_weights = build_rewards([], task)
-    cfg = EvalConfig(pass_k=[1, 5, 10], batch_size=args.batch_size)
     generator = HFGenerator(model, tokenizer, batch_size=args.batch_size)
     generator.generate([rows[0]["prompt"]], n=1, temperature=1.0, max_new_tokens=4, seed=0)  # warm-up
 
@@ -101,8 +118,9 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         results[name] = (samples, calls, statistics.median(seconds))
 
+    model_name = args.config or "random tiny model"
     table = Table(
-        title=f"eval cost: {args.prompts} prompts, {args.max_new_tokens} new tokens, pass@1/5/10, "
+        title=f"eval cost ({model_name}): {args.prompts} prompts, {args.max_new_tokens} new tokens, pass@1/5/10, "
         f"median of {args.repeats}, torch threads {torch.get_num_threads()}"
     )
     for column in ("method", "samples", "generate calls", "wall s", "samples/s", "wall vs ours"):
