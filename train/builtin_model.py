@@ -103,6 +103,9 @@ def builtin_recipe(cfg: ExperimentConfig) -> dict[str, Any]:
         "prompt_template": data.prompt_template,
         "system_prompt": data.system_prompt,
         "data_seed": data.seed,
+        # Generated tasks (countdown) size their splits from these, so the warm-start rows depend on them.
+        "train_samples": data.train_samples,
+        "test_samples": data.test_samples,
     }
 
 

@@ -183,7 +183,7 @@ class Evaluator:
                 f"{pass_1:.3f}" if pass_1 is not None else "-",
             )
         self.console.print(table)
-        final = summary.get("final") or {}
+        final = {k: v for k, v in (summary.get("final") or {}).items() if isinstance(v, int | float)}
         if final:
             self.console.print(eval_table(summary.get("zero_shot"), final, "final"))
         self.console.print(f"wall time: {summary['wall_seconds']:.0f} s")

@@ -92,7 +92,7 @@ def effective_lora_rank(cfg: ExperimentConfig) -> int:
 
 
 def _load_hf(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if torch.cuda.is_available():
@@ -107,8 +107,10 @@ def _load_hf(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=kwargs["dtype"],
             )
+    # AutoTokenizer would pick Qwen2's tokenizer class from the built-in model's config and drop its spaces.
+    tokenizer_class = PreTrainedTokenizerFast if cfg.model.is_builtin else AutoTokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = tokenizer_class.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as error:
         raise UserError(_unreachable_model(source, error)) from None
