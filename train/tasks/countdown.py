@@ -6,7 +6,8 @@ whole number, divisions exact) and takes its value as the target, keeping that e
 column. The test split is drawn first, with no problem twice; the train split never holds a test problem (same
 numbers and target), so the two are disjoint. Difficulty is in the options:
 
-    easy (the quickstart's char-level model): {min_numbers: 2, max_numbers: 2, max_number: 9, operations: ["+", "-"]}
+    easy (the quickstart's char-level model): {min_numbers: 2, max_numbers: 2, max_number: 15, operations: ["+", "-"],
+                                               question_style: compact}
     the study (TinyZero-like):                {min_numbers: 3, max_numbers: 4, max_number: 99}   (the defaults)
 
 With `data.source: Jiayi-Pan/Countdown-Tasks-3to4` (or a local JSONL with the same columns, target and nums) the
@@ -43,6 +44,10 @@ class CountdownOptions(TaskOptions):
     max_target: int = Field(100, ge=1, description="Largest target (targets are whole numbers >= 1).")
     operations: list[Operation] = Field(
         default_factory=lambda: ["+", "-", "*", "/"], min_length=1, description="Operations the solutions use."
+    )
+    question_style: Literal["full", "compact"] = Field(
+        "full",
+        description="full: the sentence a language model reads; compact: '3 5 -> 8', for the char-level tiny model.",
     )
     train_size: int | None = Field(
         None, ge=1, description="Problems in the train split (None: data.train_samples, else 10,000)."
@@ -107,6 +112,8 @@ class CountdownTask(Task):
         return {"question": self.question(numbers, target), "target": target, "numbers": numbers, "solution": solution}
 
     def question(self, numbers: list[int], target: int) -> str:
+        if self.options.question_style == "compact":
+            return f"{' '.join(map(str, numbers))} -> {target}"
         operations = self.options.operations
         listed = operations[0] if len(operations) == 1 else f"{', '.join(operations[:-1])} and {operations[-1]}"
         rules = f"Use each number once, with {listed}."
