@@ -88,6 +88,13 @@ class ModelConfig(Section):
     def is_builtin(self) -> bool:
         return self.name.startswith("builtin:")
 
+    @property
+    def effective_lora_rank(self) -> int:
+        """The rank used: lora_rank, or when unset 16 (0, all weights, for the built-in model: too small for LoRA)."""
+        if self.lora_rank is not None:
+            return self.lora_rank
+        return 0 if self.is_builtin else 16
+
 
 class DataConfig(Section):
     task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, jsonl, hf.")
@@ -399,7 +406,12 @@ def _describe(error: ValidationError, source: str) -> str:
 def _valid_keys(location: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] | None = ExperimentConfig
     for part in location:
-        if model is None or not isinstance(part, str) or part not in model.model_fields:
+        if isinstance(part, int):  # an item of a list of sections (rewards.0): its keys are the item type's
+            continue
+        if model is None or part not in model.model_fields:
             return []
-        model = _section_type(model.model_fields[part].annotation)
+        annotation = model.model_fields[part].annotation
+        if typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        model = _section_type(annotation)
     return list(model.model_fields) if model is not None else []

@@ -30,10 +30,12 @@ class Policy:
     tokenizer: Any
     backend: str  # "hf" or "unsloth"
     source: str  # where the weights came from (hub id, directory, or built-in cache directory)
+    has_vllm: bool = False  # unsloth loaded with fast_inference: the model carries a vLLM engine
 
     def generator(self, batch_size: int, scratch_dir: Path | None = None) -> Generator:
-        """The evaluation generator for this backend (vLLM on unsloth needs a scratch dir for the live LoRA)."""
-        if self.backend == "unsloth":
+        """The evaluation generator: vLLM when the model has an engine (it needs a scratch dir for the live LoRA),
+        else batched transformers generate (hf, or unsloth with fast_inference off)."""
+        if self.has_vllm:
             from train.unsloth_backend import VLLMGenerator
 
             return VLLMGenerator(self.model, self.tokenizer, lora_dir=(scratch_dir or Path(".")) / "eval_lora")
@@ -52,7 +54,7 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
         from train.unsloth_backend import load_unsloth_policy
 
         model, tokenizer = load_unsloth_policy(cfg, adapter=adapter)
-        return Policy(model, tokenizer, "unsloth", cfg.model.name)
+        return Policy(model, tokenizer, "unsloth", cfg.model.name, has_vllm=cfg.model.fast_inference)
 
     source = cfg.model.name
     if cfg.model.is_builtin:
@@ -63,7 +65,7 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
         source = str(adapter)  # a full-weights save: it is the model
         adapter = None
     model, tokenizer = _load_hf(source, cfg)
-    lora_rank = effective_lora_rank(cfg)
+    lora_rank = cfg.model.effective_lora_rank
     if adapter is not None:
         from peft import PeftModel
 
@@ -82,13 +84,6 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
             ),
         )
     return Policy(model, tokenizer, "hf", source)
-
-
-def effective_lora_rank(cfg: ExperimentConfig) -> int:
-    """LoRA rank to use: the configured one, or for the built-in model (too small for LoRA to help) 0 = full."""
-    if cfg.model.lora_rank is not None:
-        return cfg.model.lora_rank
-    return 0 if cfg.model.is_builtin else 16
 
 
 def _load_hf(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:

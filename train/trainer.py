@@ -45,7 +45,11 @@ class RewardTotals:
         return self.reward_sum / self.num_samples if self.num_samples else float("nan")
 
     def func_means(self) -> dict[str, float]:
-        return {name: total / max(self.func_counts.get(name, 0), 1) for name, total in self.func_sums.items()}
+        # A reward that scored no completion (all None) has no mean: NaN, as TRL's nanmean logs it.
+        return {
+            name: total / count if (count := self.func_counts.get(name, 0)) else math.nan
+            for name, total in self.func_sums.items()
+        }
 
 
 class RewardLedger:

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 # Unsloth patches these when it is imported, by rebinding their module attributes (unsloth/models/rl.py:3882-3910):
 # a class bound earlier (`from trl import GRPOTrainer`) stays unpatched.
 PATCHED_BY_UNSLOTH = ("trl", "transformers", "peft")
-DEFAULT_LORA_RANK = 16  # model.lora_rank None means this rank (the schema's default for real models)
 
 
 def prepare_backend(backend: str, model_name: str = "") -> str:
@@ -163,7 +162,7 @@ def load_unsloth_policy(cfg: ExperimentConfig, adapter: Path | None = None) -> t
 
 
 def _lora_rank(model_cfg: ModelConfig) -> int:
-    rank = DEFAULT_LORA_RANK if model_cfg.lora_rank is None else model_cfg.lora_rank
+    rank = model_cfg.effective_lora_rank
     if rank == 0:
         raise UserError(
             "model.lora_rank is 0 (train all weights), which the unsloth backend does not run: its vLLM generation "

@@ -1,0 +1,206 @@
+"""End to end: a few real GRPO steps on the built-in tiny model, through experiments/run_eval_test.py.
+
+One run (module fixture) is checked from every side: the run dir, metrics.jsonl, the epoch accumulation against the
+per-step records, summary.json, the saved weights, and the offline wandb files. A second pair of runs crashes at
+the end of epoch 2 (after its records, before its checkpoint) and resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import run_eval_test  # noqa: E402
+
+PROMPTS_PER_EPOCH = 8
+GENERATIONS = 4
+STEPS_PER_EPOCH = PROMPTS_PER_EPOCH * GENERATIONS // 8  # 8 completions per step
+
+
+def tiny_config(tmp_path: Path, **train: object) -> Path:
+    config = {
+        "name": "e2e",
+        "model": {
+            "name": "builtin:tiny",
+            "max_seq_length": 64,
+            "builtin": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "sft_steps": 20, "sft_examples": 64},
+        },
+        "data": {
+            "task": "countdown",
+            "prompt_template": "{question}\n",
+            "train_samples": PROMPTS_PER_EPOCH,
+            "test_samples": 4,
+            "options": {"min_numbers": 2, "max_numbers": 2, "max_number": 9, "question_style": "compact"},
+        },
+        "rewards": ["hard_format_reward", {"name": "mark_reward", "weight": 0.5}, "countdown_reward"],
+        "train": {
+            "num_epochs": 2,
+            "learning_rate": 1e-3,
+            "beta": 0.04,
+            "num_generations": GENERATIONS,
+            "per_device_train_batch_size": 8,
+            "max_completion_length": 12,
+            "temperature": 1.0,
+            **train,
+        },
+        "eval": {"pass_k": [1, 2], "batch_size": 4},
+        "logging": {"wandb": "offline"},
+    }
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("builtin-cache")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, cache, tmp_path):
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, cache) -> Path:
+    """One real run: zero-shot eval, 2 epochs of GRPO with an eval each, final eval."""
+    tmp_path = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRPO_LAB_CACHE", str(cache))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("WANDB_SILENT", "true")
+        patch.delenv("WANDB_API_KEY", raising=False)
+        run_eval_test.main([str(tiny_config(tmp_path)), "--output-dir", str(tmp_path / "run")])
+    return tmp_path / "run"
+
+
+def records(run_dir: Path, kind: str | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if kind is None or row["type"] == kind]
+
+
+def test_run_dir_holds_config_metrics_summary_samples_and_adapter(run):
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "adapter/config.json", "adapter/tokenizer.json"):
+        assert (run / name).exists(), name
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["beta"] == 0.04
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_1.jsonl",
+        "epoch_2.jsonl",
+        "zero_shot.jsonl",
+    ]
+
+
+def test_every_optimizer_step_is_recorded_once(run):
+    steps = [row["step"] for row in records(run, "step")]
+    assert steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+
+
+def test_step_records_carry_rewards_and_reward_timings(run):
+    for row in records(run, "step"):
+        for name in ("hard_format_reward", "mark_reward", "countdown_reward"):
+            assert row[f"timing/reward/{name}"] >= 0.0
+            assert f"rewards/{name}/mean" in row
+        assert "kl" in row  # beta > 0: TRL logs the KL to the reference policy
+
+
+def test_epoch_accumulated_reward_is_the_sum_of_its_steps(run):
+    steps, epochs = records(run, "step"), records(run, "epoch")
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    start = 0
+    for epoch in epochs:
+        in_epoch = [row for row in steps if start < row["step"] <= epoch["step"]]
+        start = epoch["step"]
+        assert epoch["epoch/num_samples"] == PROMPTS_PER_EPOCH * GENERATIONS
+        assert epoch["epoch/accumulated_reward"] == pytest.approx(sum(row["reward_sum"] for row in in_epoch))
+        # TRL's own per-step mean reward times the step's completions adds up to the same total.
+        assert epoch["epoch/accumulated_reward"] == pytest.approx(
+            sum(row["reward"] * row["num_completions"] for row in in_epoch), rel=1e-4
+        )
+        assert epoch["epoch/mean_reward"] == pytest.approx(epoch["epoch/accumulated_reward"] / (8 * GENERATIONS))
+
+
+def test_weighted_total_uses_the_configured_weights(run):
+    for row in records(run, "step"):
+        expected = (
+            row["rewards/hard_format_reward/mean"]
+            + 0.5 * row["rewards/mark_reward/mean"]
+            + row["rewards/countdown_reward/mean"]
+        )
+        assert row["reward"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_summary_has_zero_shot_epochs_final_and_wall_time(run):
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("zero_shot", "final"):
+        assert 0.0 <= summary[key]["pass@1"] <= 1.0
+        assert summary[key]["pass@1_sampled"] <= summary[key]["pass@2"]
+    assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
+    for epoch in summary["epochs"]:
+        assert {"accumulated_reward", "mean_reward", "num_samples", "eval"} <= set(epoch)
+        assert 0.0 <= epoch["eval"]["pass@1"] <= 1.0
+    # The final eval is the last epoch's (the same model): reused, not generated twice.
+    assert summary["final"]["same_as"] == "epoch_2"
+    assert summary["final"]["pass@1"] == summary["epochs"][-1]["eval"]["pass@1"]
+    assert summary["wall_seconds"] > 0
+
+
+def test_training_changed_the_weights(run, cache):
+    from safetensors.torch import load_file
+
+    (built,) = [p for p in (cache / "builtin").iterdir() if (p / "model.safetensors").exists()]
+    before = load_file(built / "model.safetensors")
+    after = load_file(run / "adapter" / "model.safetensors")
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    assert len(changed) >= len(before) // 2
+
+
+def test_offline_wandb_run_holds_our_epoch_and_eval_keys(run):
+    (history,) = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    data = history.read_bytes()
+    for key in (b"epoch/accumulated_reward", b"epoch/mean_reward", b"eval/pass@1", b"eval/pass@2", b"train/reward"):
+        assert key in data, key
+
+
+def test_a_run_killed_after_its_epoch_records_resumes_without_losing_or_repeating_any(tmp_path, monkeypatch):
+    from train.callbacks import EpochCallback
+
+    config = tiny_config(tmp_path, num_epochs=3)
+    run_dir = tmp_path / "run"
+    original = EpochCallback.on_epoch_end
+
+    def crash_after_epoch_2(self, args, state, control, **kwargs):
+        result = original(self, args, state, control, **kwargs)
+        if round(state.epoch) == 2:  # records written, checkpoint-8 not yet saved
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr(EpochCallback, "on_epoch_end", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval_test.main([str(config), "--output-dir", str(run_dir), "--set", "logging.wandb=disabled"])
+    assert [row["epoch"] for row in records(run_dir, "epoch")] == [1, 2]
+    assert [p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")] == [f"checkpoint-{STEPS_PER_EPOCH}"]
+
+    monkeypatch.setattr(EpochCallback, "on_epoch_end", original)
+    summary = run_eval_test.main([str(config), "--output-dir", str(run_dir), "--resume"])
+
+    assert [row["step"] for row in records(run_dir, "step")] == list(range(1, 3 * STEPS_PER_EPOCH + 1))
+    assert [row["epoch"] for row in records(run_dir, "epoch")] == [1, 2, 3]
+    labels = [row["label"] for row in records(run_dir, "eval")]
+    assert labels == ["zero_shot", "epoch_1", "epoch_2", "epoch_3", "final"]
+    assert [e["epoch"] for e in summary["epochs"]] == [1, 2, 3]
+    assert all(e["num_samples"] == PROMPTS_PER_EPOCH * GENERATIONS for e in summary["epochs"])
+    assert not math.isnan(summary["final"]["pass@1"])
