@@ -278,7 +278,6 @@ def test_epoch_summary_of_no_completions_has_no_mean():
     assert math.isnan(fields["epoch/mean_reward"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: RewardTotals.func_means gives 0.0, not NaN, for a reward that scored none")
 def test_mean_of_a_reward_that_scored_no_completion_is_nan():
     ledger = RewardLedger(["acc"], [1.0])
     ledger.record(torch.tensor([[NAN], [NAN]]))  # TRL logs nanmean([NaN, NaN]) = NaN for this reward

@@ -255,7 +255,6 @@ def test_unknown_key_with_no_close_match_still_lists_the_valid_keys(tmp_path):
     assert "zero_shot, when, every_steps" in message
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _valid_keys stops at list fields, so a reward's keys are listed as ''")
 def test_unknown_key_in_a_reward_names_the_reward_keys(tmp_path):
     message = load_error(tmp_path, {"rewards": [{"name": "mark_reward", "wieght": 2}]})
     assert "unknown config key 'rewards.0.wieght'" in message

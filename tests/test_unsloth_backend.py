@@ -65,7 +65,7 @@ def test_peft_kwargs_use_unsloth_checkpointing_and_the_run_seed():
 
 
 def test_unset_lora_rank_means_rank_16():
-    model = ModelConfig.model_construct(**{**ModelConfig().model_dump(), "lora_rank": None})
+    model = ModelConfig(name="unsloth/Qwen3-1.7B", lora_rank=None)
     assert ub.peft_kwargs(model, TrainConfig())["r"] == 16
     assert ub.from_pretrained_kwargs(model)["max_lora_rank"] == 16
 
