@@ -30,7 +30,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--output-dir", type=Path, help="the run dir (default: <output.dir>/<name>-<timestamp>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir (or the latest)")
+    parser.add_argument("--help-config", action=HelpConfig, help="print every config key, its default and meaning")
     return parser.parse_args(argv)
+
+
+class HelpConfig(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from rich.console import Console
+        from rich.table import Table
+
+        from train.config import describe_schema
+
+        table = Table("key", "default", "meaning", title="experiment config (YAML keys; --set key=value)")
+        for key, default, meaning in describe_schema():
+            table.add_row(key, default, meaning)
+        Console().print(table)
+        parser.exit()
 
 
 @exit_on_user_error
