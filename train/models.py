@@ -20,6 +20,7 @@ import torch
 from train.config import ExperimentConfig
 from train.errors import UserError
 from train.generation import Generator
+from train.hub import hub_reachable
 
 ADAPTER_DIR = "adapter"
 
@@ -104,9 +105,11 @@ def _load_hf(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
             )
     # AutoTokenizer would pick Qwen2's tokenizer class from the built-in model's config and drop its spaces.
     tokenizer_class = PreTrainedTokenizerFast if cfg.model.is_builtin else AutoTokenizer
+    # No hub: look only in the local cache, instead of retrying the network for the better part of a minute.
+    local_only = not Path(source).is_dir() and not hub_reachable()
     try:
-        tokenizer = tokenizer_class.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = tokenizer_class.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, **kwargs)
     except OSError as error:
         raise UserError(_unreachable_model(source, error)) from None
     if tokenizer.pad_token is None:

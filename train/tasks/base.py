@@ -15,18 +15,16 @@ also holds the loaders every task shares: local JSONL files and hub data sets th
 from __future__ import annotations
 
 import json
-import os
 import random
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rewards import has_answer_block
 from train.config import DataConfig, RewardSpec
 from train.errors import UserError
+from train.hub import hub_reachable
 from train.tasks.templates import PromptTemplate, prompt_template
 
 if TYPE_CHECKING:
@@ -35,9 +33,6 @@ if TYPE_CHECKING:
 Split = Literal["train", "test"]
 Outcome = Literal["correct", "partial", "failed"]
 Row = dict[str, Any]
-
-# Seconds to wait for the hub's TCP handshake before calling it unreachable (datasets itself retries for ~25 s).
-HUB_PROBE_TIMEOUT = 3.0
 
 
 class TaskOptions(BaseModel):
@@ -203,19 +198,6 @@ def load_hub_split(repo_id: str, split: str, config_name: str | None = None) -> 
             "and split in data.source / data.options, or set data.source: path/to/file.jsonl to use a local file."
         ) from None
     return loaded.to_list()
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
-    """Can we open a TCP connection to the hub endpoint? One attempt, so no network fails in seconds."""
-    from huggingface_hub import constants
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def require_columns(rows: list[Row], columns: list[str], *, source: str, fix: str) -> None:

@@ -1,0 +1,91 @@
+"""Model loading: the built-in tiny model (tokenizer, warm start, cache) and the hf backend's errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from train.builtin_model import build_tokenizer, builtin_model_dir, builtin_recipe, warm_start_examples
+from train.config import validate_config
+from train.errors import UserError
+from train.models import load_policy
+from train.tasks import get_task
+
+TINY = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "sft_steps": 2, "sft_examples": 16}
+
+
+def tiny_cfg(**model):
+    return validate_config(
+        {
+            "model": {"name": "builtin:tiny", "max_seq_length": 64, "builtin": TINY, **model},
+            "data": {
+                "task": "countdown",
+                "prompt_template": "{question}\n",
+                "train_samples": 12,
+                "test_samples": 4,
+                "options": {"min_numbers": 2, "max_numbers": 2, "max_number": 9, "question_style": "compact"},
+            },
+            "train": {"max_completion_length": 16},
+        }
+    )
+
+
+def test_char_tokenizer_round_trips_text_and_makes_each_tag_one_token():
+    tokenizer = build_tokenizer()
+    text = "3 5 -> 8\n<think>3+5=8</think><answer>3+5</answer>"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    assert len(ids) == len("3 5 -> 8\n") + 1 + len("3+5=8") + 1 + 1 + len("3+5") + 1
+
+
+def test_built_model_reloads_with_a_tokenizer_that_keeps_spaces(tmp_path, monkeypatch):
+    # Regression: AutoTokenizer picked Qwen2's tokenizer for the built model's directory and dropped spaces and
+    # newlines, so GRPO and evaluation saw different prompts than the warm start had.
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(tmp_path))
+    cfg = tiny_cfg()
+    task = get_task(cfg.data)
+    policy = load_policy(cfg, task, backend="hf")
+    assert policy.tokenizer.decode(policy.tokenizer("3 5 -> 8\n")["input_ids"]) == "3 5 -> 8\n"
+    assert policy.tokenizer.padding_side == "left"
+
+
+def test_built_model_is_cached_by_its_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(tmp_path))
+    cfg = tiny_cfg()
+    task = get_task(cfg.data)
+    first = builtin_model_dir(cfg, task)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert builtin_model_dir(cfg, task) == first  # found, not rebuilt
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    other = tiny_cfg(builtin={**TINY, "seed": 1})
+    assert builtin_recipe(other) != builtin_recipe(cfg)
+    assert builtin_model_dir(other, get_task(other.data)) != first
+
+
+def test_warm_start_mixes_solved_and_borrowed_completions():
+    cfg = tiny_cfg()
+    task = get_task(cfg.data)
+    examples = warm_start_examples(task, 400, solved_fraction=0.25, seed=0)
+    rows = {row["prompt"]: row for row in task.load_split("train", None)}
+    solved = sum(task.is_correct(e["completion"], rows[e["prompt"]]) for e in examples)
+    # 25% are the row's own solution; a borrowed one solves it only when two rows share an answer by chance.
+    assert 0.15 * len(examples) <= solved <= 0.45 * len(examples)
+    assert all(e["completion"].startswith("<think>") and e["completion"].endswith("</answer>") for e in examples)
+
+
+def test_builtin_model_with_a_chat_template_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(tmp_path))
+    cfg = tiny_cfg()
+    cfg.data.prompt_template = "chat"
+    with pytest.raises(UserError, match="no chat template"):
+        builtin_model_dir(cfg, get_task(cfg.data))
+
+
+def test_unreachable_hub_model_names_the_model_the_cache_and_the_quickstart(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    cfg = validate_config({"model": {"name": "no-such-org/no-such-model"}, "data": {"task": "countdown"}})
+    with pytest.raises(UserError) as error:
+        load_policy(cfg, None, backend="hf")
+    message = str(error.value)
+    assert "no-such-org/no-such-model" in message
+    assert "Hugging Face cache" in message
+    assert "experiment_configs/quickstart.yaml" in message
