@@ -137,3 +137,42 @@ def test_grpo_config_passes_every_grpo_knob_explicitly(tmp_path):
     assert args.warmup_steps == 0.1  # transformers 5: a float below 1 is a ratio of the total steps
     assert args.reward_weights == [1.0, 0.5]
     assert args.logging_steps == 1 and args.report_to == [] and args.bf16 is False
+
+
+@pytest.mark.parametrize(
+    ("per_device", "accumulation", "iterations"),
+    [(8, 1, 2), (4, 2, 1), (4, 2, 2)],
+    ids=["num_iterations=2", "grad_accum=2", "both"],
+)
+def test_epoch_counts_each_completion_once(tmp_path, per_device, accumulation, iterations):
+    """Gradient accumulation splits one generation over micro-steps, num_iterations reuses it for more optimizer
+    passes: neither may count a completion twice. 2 prompts x 4 generations = 8 completions per epoch."""
+    tokenizer = build_tokenizer()
+    cfg = validate_config(
+        {
+            "model": {"max_seq_length": 64},
+            "train": {
+                "beta": 0.0,
+                "num_generations": GENERATIONS,
+                "per_device_train_batch_size": per_device,
+                "gradient_accumulation_steps": accumulation,
+                "num_iterations": iterations,
+                "max_completion_length": 6,
+                "num_epochs": 1,
+            },
+        }
+    )
+    ledger = RewardLedger(["length_reward", "half_reward"], [1.0, 2.0])
+    trainer = GRPOLabTrainer(
+        model=random_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2),
+        processing_class=tokenizer,
+        reward_funcs=[length_reward, half_reward],
+        args=grpo_config(cfg, tmp_path, [1.0, 2.0], backend="hf"),
+        train_dataset=Dataset.from_list([{"prompt": "1 2 -> 3\n"}, {"prompt": "3 4 -> 7\n"}]),
+        ledger=ledger,
+    )
+    trainer.train()
+    assert trainer.state.global_step == iterations  # the batch was reused for num_iterations optimizer steps
+    totals = ledger.take_epoch()
+    assert totals.num_samples == 2 * GENERATIONS
+    assert totals.func_means()["half_reward"] == pytest.approx(0.5)
