@@ -36,11 +36,11 @@ import yaml
 
 from rewards import REWARDS, RewardConfigError, RewardError, get_reward
 from rewards.registry import LENGTH_PENALTY_PARAM, RewardFunction, describe_params
+from train.errors import UserError
 
 EXCERPT_CHARS = 60
 # Row fields that are not gold columns: the text itself, and what a samples file records about it.
 NOT_COLUMNS = {"prompt", "completion", "completion_ids", "num_tokens", "prompts", "completions"}
-REWARD_ITEM_KEYS = ("name", "weight", "params", "path")
 
 
 class InputError(Exception):
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         functions = build_rewards(items)
         check_columns(functions, columns_in(rows), single=args.completion is not None)
         scores = score(rows, functions)
-    except (InputError, RewardConfigError) as error:
+    except (InputError, RewardConfigError, UserError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except RewardError:
@@ -213,46 +213,14 @@ def default_reward_names(columns: set[str]) -> list[str]:
 
 
 def read_config_rewards(path: Path) -> list[RewardItem]:
-    """The `rewards:` list of an experiment YAML, validated (read here so the CLI needs no training code)."""
-    if not path.is_file():
-        raise InputError(f"Config file {path} not found (resolved to {path.resolve()}). Check the path.")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise InputError(f"Config {path} is not valid YAML{line}: {getattr(error, 'problem', error)}.") from error
-    entries = config.get("rewards") if isinstance(config, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise InputError(
-            f"Config {path} has no `rewards:` list (a config without one trains with its task's default rewards, "
-            f"which this script does not know). Name the rewards with --rewards, or add a list such as "
-            f"rewards: [{{name: correctness_reward, weight: 2.0}}]."
-        )
-    return [config_item(path, index, entry) for index, entry in enumerate(entries, start=1)]
+    """The experiment's rewards and weights as training would use them: its `rewards:` list, or its task's
+    default set when the list is empty, read and validated by the trainer's own config loader."""
+    from train.config import load_config
+    from train.tasks import get_task
 
-
-def config_item(path: Path, index: int, entry: Any) -> RewardItem:
-    where = f"Config {path}, rewards item {index}"
-    if isinstance(entry, str):
-        return RewardItem(entry)
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise InputError(f"{where} must be a reward name or a mapping with a `name`, got {entry!r}.")
-    unknown = [key for key in entry if key not in REWARD_ITEM_KEYS]
-    if unknown:
-        raise InputError(
-            f"{where} has unknown key(s) {', '.join(map(str, unknown))}; valid: {', '.join(REWARD_ITEM_KEYS)}."
-        )
-    weight = entry.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise InputError(f"{where} ({entry['name']}): weight must be a number, got {weight!r}.")
-    params = entry.get("params") or {}
-    if not isinstance(params, dict):
-        raise InputError(f"{where} ({entry['name']}): params must be a mapping such as {{value: 2.0}}, got {params!r}.")
-    reward_path = entry.get("path")
-    if reward_path is not None and not isinstance(reward_path, str):
-        raise InputError(f"{where} ({entry['name']}): path must be text such as my_rewards.py:my_reward.")
-    return RewardItem(entry["name"], float(weight), dict(params), reward_path)
+    cfg = load_config(path)
+    specs = cfg.rewards or get_task(cfg.data).default_rewards()
+    return [RewardItem(spec.name, spec.weight, dict(spec.params), spec.path) for spec in specs]
 
 
 def apply_params(items: list[RewardItem], settings: list[str]) -> None:

@@ -133,6 +133,13 @@ def test_without_a_reward_list_every_applicable_built_in_is_used(capsys):
     assert "countdown_reward" not in names and "soft_overlong_punishment" not in names
 
 
+def test_a_config_without_rewards_uses_its_tasks_default_set(tmp_path, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text("data: {task: countdown}\n")
+    result = run_json(["--completion", GOOD, "--target", "8", "--numbers", "3,5", "--config", config], capsys)
+    assert set(result["rows"][0]["rewards"]) == {"hard_format_reward", "mark_reward", "countdown_reward"}
+
+
 def test_a_user_reward_from_the_config(tmp_path, capsys, monkeypatch):
     (tmp_path / "mine.py").write_text("def short(completions, **kw):\n    return [1.0 / len(c) for c in completions]\n")
     (tmp_path / "exp.yaml").write_text("rewards: [{name: short, path: mine.py:short}]\n")
@@ -239,11 +246,11 @@ def test_skip_bad_scores_the_readable_lines_and_warns(tmp_path, capsys):
     [
         (None, "not found"),
         ("rewards: [mark_reward\n", "not valid YAML at line"),
-        ("model: tiny\n", "has no `rewards:` list"),
-        ("rewards: [{weight: 2}]\n", "must be a reward name or a mapping with a `name`"),
-        ("rewards: [{name: mark_reward, wieght: 2}]\n", "unknown key(s) wieght"),
-        ("rewards: [{name: mark_reward, weight: heavy}]\n", "weight must be a number"),
-        ("rewards: [{name: mark_reward, params: [1]}]\n", "params must be a mapping"),
+        ("data: {task: nope}\n", "unknown task 'nope'"),
+        ("rewards: [{weight: 2}]\n", "rewards.0.name"),
+        ("rewards: [{name: mark_reward, wieght: 2}]\n", "unknown config key 'rewards.0.wieght'"),
+        ("rewards: [{name: mark_reward, weight: heavy}]\n", "rewards.0.weight = 'heavy' is invalid"),
+        ("rewards: [{name: mark_reward, params: [1]}]\n", "rewards.0.params"),
         ("rewards: [{name: mine, path: nowhere.py:mine}]\n", "Reward file 'nowhere.py' not found"),
     ],
 )
