@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -109,7 +110,7 @@ def builtin_recipe(cfg: ExperimentConfig) -> dict[str, Any]:
     }
 
 
-def builtin_model_dir(cfg: ExperimentConfig, task: Any, console: Any = None) -> Path:
+def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
     """The cached model directory for this recipe, building it first when it is not there."""
     recipe = builtin_recipe(cfg)
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -117,6 +118,11 @@ def builtin_model_dir(cfg: ExperimentConfig, task: Any, console: Any = None) -> 
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    Console(stderr=True).print(
+        f"building builtin:tiny for task {cfg.data.task}: {cfg.model.builtin.sft_steps} warm-start SFT steps "
+        f"(once; cached in {target})",
+        highlight=False,
+    )
     staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=target.parent))
     try:
         build_builtin_model(cfg, task, staging)
