@@ -57,14 +57,14 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
         model, tokenizer = load_unsloth_policy(cfg, adapter=adapter)
         return Policy(model, tokenizer, "unsloth", cfg.model.name, has_vllm=cfg.model.fast_inference)
 
-    source = cfg.model.name
-    if cfg.model.is_builtin:
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+        source, adapter = str(adapter), None  # a full-weights save (the built-in model's): it is the model
+    elif cfg.model.is_builtin:
         from train.builtin_model import builtin_model_dir
 
         source = str(builtin_model_dir(cfg, task))
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
-        source = str(adapter)  # a full-weights save: it is the model
-        adapter = None
+    else:
+        source = cfg.model.name
     model, tokenizer = _load_hf(source, cfg)
     lora_rank = cfg.model.effective_lora_rank
     if adapter is not None:
