@@ -68,12 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from rich.console import Console
 
-    from train.callbacks import EpochCallback, Evaluator, MetricsCallback
-    from train.models import load_policy, save_policy
     from train.rundir import RunDir
     from train.tasks import build_rewards, get_task
-    from train.tracking import MetricsLog, WandbMirror, build_summary, write_summary
-    from train.trainer import GRPOLabTrainer, RewardLedger, grpo_config
 
     console = Console()
 
@@ -82,11 +78,17 @@ def main(argv: list[str] | None = None) -> dict:
     if run is not None:
         cfg = run.config()
 
-    # 4. Task, data and rewards: all checked before the run dir exists.
+    # 4. Task, data and rewards: all checked before the run dir exists (and before trl is imported: bad input
+    #    fails in a second).
     task = get_task(cfg.data)
     train_rows = task.load_split("train", cfg.data.train_samples)
     test_rows = task.load_split("test", cfg.data.test_samples)
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
+
+    from train.callbacks import EpochCallback, Evaluator, MetricsCallback
+    from train.models import load_policy, save_policy
+    from train.tracking import MetricsLog, WandbMirror, build_summary, write_summary
+    from train.trainer import GRPOLabTrainer, RewardLedger, grpo_config
 
     # 5. Model: the policy with LoRA (or full weights for the built-in model).
     policy = load_policy(cfg, task, backend)

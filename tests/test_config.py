@@ -542,3 +542,20 @@ def test_entry_point_refuses_bad_input_with_exit_2_one_paragraph_and_no_run_dir(
     for word in CLI_CASES[case][2]:
         assert word in paragraph
     assert not run_dir.exists()
+
+
+def test_set_null_unsets_an_optional_text_key_but_other_text_stays_text():
+    raw: dict = {"data": {"source": "data.jsonl"}}
+    apply_override(raw, "data.source=null")
+    apply_override(raw, "model.name=null")  # model.name is required text: kept as the text "null"
+    assert raw["data"]["source"] is None and raw["model"]["name"] == "null"
+
+
+def test_no_baseline_with_group_scaling_is_refused_with_the_fix():
+    with pytest.raises(UserError, match="scale_rewards: none"):
+        validate_config({"train": {"baseline": "none", "scale_rewards": "group"}})
+    assert validate_config({"train": {"baseline": "none", "scale_rewards": "none"}}).train.baseline == "none"
+
+
+def test_a_scalar_file_is_refused_naming_its_type(tmp_path):
+    assert "not a str" in load_error(tmp_path, "just text\n")

@@ -129,9 +129,9 @@ class TrainConfig(Section):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run num_epochs).")
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate.")
     lr_scheduler_type: str = Field("constant", description="transformers scheduler name.")
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     optim: str = Field("auto", description="Optimizer; auto = adamw_8bit on a GPU, adamw_torch on CPU.")
     beta: float = Field(
         0.04,
@@ -157,12 +157,14 @@ class TrainConfig(Section):
     per_device_train_batch_size: int = Field(
         8, ge=1, description="Completions (not prompts) per device per step; a multiple of num_generations."
     )
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-steps per optimizer step; one generation feeds them all."
+    )
     num_iterations: int = Field(1, ge=1, description="Optimizer passes over each generated batch (GRPO mu).")
     max_completion_length: int = Field(256, ge=1, description="Token budget of one completion.")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature of training rollouts.")
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: int = Field(42)
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of training rollouts (1 = off).")
+    seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
     save_steps: int = Field(
         0,
@@ -177,6 +179,16 @@ class TrainConfig(Section):
         if isinstance(value, bool):
             return "group" if value else "none"
         return value
+
+    @model_validator(mode="after")
+    def _baseline_needs_a_safe_scale(self) -> TrainConfig:
+        if self.baseline == "none" and self.scale_rewards == "group":
+            raise ValueError(
+                "baseline: none with scale_rewards: group divides each raw reward by its group's std, which is 0 "
+                "when a group's rewards are equal (the advantage becomes reward / 1e-4). Use scale_rewards: none "
+                "(advantage = raw reward, the no-baseline arm) or batch"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_holds_whole_groups(self) -> TrainConfig:
@@ -304,7 +316,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             "or an unclosed quote are the usual causes)."
         ) from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path} must hold a mapping of sections (model, data, rewards, train, ...), not a list.")
+        raise UserError(
+            f"{path} must hold a mapping of sections (model, data, rewards, train, ...), not a "
+            f"{type(raw).__name__}. See experiment_configs/quickstart.yaml for the shape."
+        )
     raw.setdefault("name", path.stem)
     for override in overrides:
         apply_override(raw, override)
@@ -334,7 +349,11 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             annotation = model.model_fields[part].annotation
             model = _section_type(annotation)
         if last:
-            node[part] = text if model is None and _is_text(annotation) else _yaml_scalar(text, override)
+            if model is None and _is_text(annotation):
+                # Text stays text (model.name=001), except null/~, which unsets an optional text key.
+                node[part] = None if text.strip() in ("null", "~") and _is_optional(annotation) else text
+            else:
+                node[part] = _yaml_scalar(text, override)
             return
         child = node.get(part)
         if child is None:
@@ -371,6 +390,10 @@ def _is_text(annotation: Any) -> bool:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return str in typing.get_args(annotation)
     return False
+
+
+def _is_optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
 
 
 def _yaml_scalar(text: str, override: str) -> Any:
