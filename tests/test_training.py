@@ -99,8 +99,10 @@ def test_run_dir_holds_config_metrics_summary_samples_and_adapter(run):
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "epoch_1.jsonl",
         "epoch_2.jsonl",
+        "final.jsonl",  # the last epoch's samples: the final eval is that same model's
         "zero_shot.jsonl",
     ]
+    assert (run / "samples" / "final.jsonl").read_text() == (run / "samples" / "epoch_2.jsonl").read_text()
 
 
 def test_every_optimizer_step_is_recorded_once(run):

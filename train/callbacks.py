@@ -6,6 +6,7 @@ The callbacks only move figures: rewards are summed by the trainer's `RewardLedg
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,6 +166,9 @@ class Evaluator:
         evals = self.log.records("eval")
         if evals and evals[-1]["step"] == step:
             metrics = _unprefixed(evals[-1])
+            same = self.samples_dir / f"{evals[-1]['label']}.jsonl"
+            if same.exists():  # so samples/final.jsonl is always there to score or read
+                shutil.copyfile(same, self.samples_dir / "final.jsonl")
             self._record("final", step, epoch, metrics, same_as=evals[-1]["label"])
             return metrics
         return self("final", step, epoch)
