@@ -206,3 +206,13 @@ def test_a_run_killed_after_its_epoch_records_resumes_without_losing_or_repeatin
     assert [e["epoch"] for e in summary["epochs"]] == [1, 2, 3]
     assert all(e["num_samples"] == PROMPTS_PER_EPOCH * GENERATIONS for e in summary["epochs"])
     assert not math.isnan(summary["final"]["pass@1"])
+
+
+def test_evaluation_every_n_steps_records_step_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    config = tiny_config(tmp_path, num_epochs=1)
+    overrides = ["eval.when=steps", "eval.every_steps=2", "eval.zero_shot=false", "logging.wandb=disabled"]
+    run_dir = tmp_path / "run"
+    run_eval_test.main([str(config), "--output-dir", str(run_dir), *[f"--set={o}" for o in overrides]])
+    labels = [row["label"] for row in records(run_dir, "eval")]
+    assert labels == ["step_2", "step_4", "final"]  # no zero-shot; the final eval reuses step 4's (same model)
