@@ -339,3 +339,12 @@ def test_restore_epoch_without_epoch_records_counts_every_step():
     ledger.restore_epoch(steps, [])
     assert (ledger.since_epoch.num_samples, ledger.since_epoch.reward_sum) == (8, 3.0)
     assert ledger.since_step.num_samples == 0  # the step totals start empty
+
+
+def test_the_public_formulas_are_importable_from_train():
+    import train
+
+    assert train.group_advantages is group_advantages
+    assert train.pass_at_k(10, 10, 5) == 1.0
+    with pytest.raises(AttributeError):
+        _ = train.no_such_formula
