@@ -216,3 +216,16 @@ def test_evaluation_every_n_steps_records_step_labels(tmp_path, monkeypatch):
     run_eval_test.main([str(config), "--output-dir", str(run_dir), *[f"--set={o}" for o in overrides]])
     labels = [row["label"] for row in records(run_dir, "eval")]
     assert labels == ["step_2", "step_4", "final"]  # no zero-shot; the final eval reuses step 4's (same model)
+
+
+def test_a_record_torn_by_a_kill_is_dropped_on_resume(tmp_path):
+    from train.tracking import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write({"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0.0})
+    log.write({"type": "step", "step": 1, "epoch": 0.1})
+    with log.path.open("a") as handle:
+        handle.write('{"type": "step", "step": 2, "ep')  # killed mid-write
+    assert [row["step"] for row in log.records()] == [0, 1]
+    assert log.truncate_after(1) == 0
+    assert log.path.read_text().endswith('"epoch": 0.1}\n')  # the torn line is gone from the file too

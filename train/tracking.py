@@ -11,6 +11,7 @@ summary.json and the console tables read the same records. wandb is a mirror: it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import netrc
@@ -42,7 +43,11 @@ class MetricsLog:
     def records(self, type: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines[:-1]]
+        # A last line torn by a kill mid-write was never a complete record: skip it (resume redoes its step).
+        with contextlib.suppress(json.JSONDecodeError, IndexError):
+            rows.append(json.loads(lines[-1]))
         return [row for row in rows if type is None or row.get("type") == type]
 
     def truncate_after(self, step: int, drop_labels: tuple[str, ...] = ()) -> int:
