@@ -14,7 +14,7 @@ from train.evaluation import eval_table, evaluate, reward_names
 from train.generation import Completion
 from train.tasks import get_task
 
-GSM8K = str(Path(__file__).parent / "fixtures" / "gsm8k_{split}.jsonl")  # test golds: 1250, 8, 120, 7
+GSM8K = str(Path(__file__).parent / "fixtures" / "gsm8k_fixture_{split}.jsonl")  # test golds: 1250, 8, 120, 7
 RIGHT, WRONG = "<think>work</think><answer>{}</answer>", "<think>work</think><answer>0</answer>"
 
 # Per prompt: the greedy completion, and how many of the 5 samples are right.

@@ -14,7 +14,7 @@ from train.tasks import TASKS, build_rewards, get_task
 from train.tasks.templates import CHAT_SYSTEM_PROMPT, XML_REASONING_SYSTEM_PROMPT
 
 FIXTURES = Path(__file__).parent / "fixtures"
-GSM8K = str(FIXTURES / "gsm8k_{split}.jsonl")
+GSM8K = str(FIXTURES / "gsm8k_fixture_{split}.jsonl")
 MATH = str(FIXTURES / "math_test.jsonl")
 
 
