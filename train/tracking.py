@@ -3,7 +3,8 @@
 A record is one JSON line with a `type`:
 - `step`: one optimizer step (TRL's logged values, plus our reward_sum / num_completions and reward timings);
 - `epoch`: the epoch summary (epoch/accumulated_reward, epoch/mean_reward, epoch/num_samples, per-reward means);
-- `eval`: one evaluation (label zero_shot, epoch_N, step_N or final, with eval/pass@1, eval/pass@5, ...).
+- `eval`: one evaluation (label zero_shot, epoch_N, step_N or final, with eval/pass@1, eval/pass@5, ...);
+- `train`: the trainer's closing figures (train_runtime, train_loss), once per training session.
 Lines are appended and flushed as they happen, so a killed run keeps what it logged; `--resume` cuts the file back
 to the checkpoint it resumes from (`MetricsLog.truncate_after`), so no epoch record is lost or duplicated.
 summary.json and the console tables read the same records. wandb is a mirror: it can fail without stopping a run.
