@@ -106,11 +106,18 @@ def countdown_reward() -> Reward:
     return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"))
 
 
-def _countdown(completion: Completion) -> float:
+def _check(completion: Completion) -> CountdownCheck | None:
+    """The completion's answer block checked against its row, or None when it has no answer block."""
     equation = answer_block(completion.text)
     if equation is None:
+        return None
+    return check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
+
+
+def _countdown(completion: Completion) -> float:
+    check = _check(completion)
+    if check is None:
         return 0.0
-    check = check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
     if not check.numbers_valid:
         return 0.1
     if check.correct:
@@ -135,8 +142,7 @@ def countdown_binary_reward() -> Reward:
 
 
 def _countdown_binary(completion: Completion) -> float:
-    equation = answer_block(completion.text)
-    if equation is None:
+    check = _check(completion)
+    if check is None:
         return 0.0
-    check = check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
     return 1.0 if check.correct else 0.1

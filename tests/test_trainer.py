@@ -26,22 +26,18 @@ def half_reward(completions, **kwargs):
     return [0.5 for _ in completions]
 
 
+def tiny_train_config(**train):
+    """A config for the tiny model: no KL (no reference model), groups of GENERATIONS, plus the given train keys."""
+    return validate_config(
+        {"model": {"max_seq_length": 64}, "train": {"beta": 0.0, "num_generations": GENERATIONS, **train}}
+    )
+
+
 def make_trainer(tmp_path, baseline: str, scale: str) -> GRPOLabTrainer:
     tokenizer = build_tokenizer()
     model = random_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    cfg = validate_config(
-        {
-            "model": {"max_seq_length": 64},
-            "train": {
-                "beta": 0.0,
-                "baseline": baseline,
-                "scale_rewards": scale,
-                "num_generations": GENERATIONS,
-                "per_device_train_batch_size": 8,
-                "max_completion_length": 10,
-                "temperature": 1.5,
-            },
-        }
+    cfg = tiny_train_config(
+        baseline=baseline, scale_rewards=scale, per_device_train_batch_size=8, max_completion_length=10, temperature=1.5
     )
     weights = [1.0, 2.0]
     dataset = Dataset.from_list([{"prompt": f"{a} {b} -> {a + b}\n"} for a, b in [(1, 2), (3, 4)]])
@@ -148,19 +144,12 @@ def test_epoch_counts_each_completion_once(tmp_path, per_device, accumulation, i
     """Gradient accumulation splits one generation over micro-steps, num_iterations reuses it for more optimizer
     passes: neither may count a completion twice. 2 prompts x 4 generations = 8 completions per epoch."""
     tokenizer = build_tokenizer()
-    cfg = validate_config(
-        {
-            "model": {"max_seq_length": 64},
-            "train": {
-                "beta": 0.0,
-                "num_generations": GENERATIONS,
-                "per_device_train_batch_size": per_device,
-                "gradient_accumulation_steps": accumulation,
-                "num_iterations": iterations,
-                "max_completion_length": 6,
-                "num_epochs": 1,
-            },
-        }
+    cfg = tiny_train_config(
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        num_iterations=iterations,
+        max_completion_length=6,
+        num_epochs=1,
     )
     ledger = RewardLedger(["length_reward", "half_reward"], [1.0, 2.0])
     trainer = GRPOLabTrainer(
