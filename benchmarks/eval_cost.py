@@ -25,10 +25,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from train.builtin_model import build_tokenizer, random_tiny_model
 from train.config import BuiltinModelConfig, DataConfig, EvalConfig
 from train.evaluation import evaluate
-from train.generation import HFGenerator
+from train.models.builtin import build_tokenizer, random_tiny_model
+from train.models.generation import HFGenerator
 from train.passk import pass_at_k
 from train.tasks import build_rewards, get_task
 
@@ -56,7 +56,7 @@ def main() -> None:
         task = get_task(experiment.data)
         policy = load_policy(experiment, task, "hf")
         model, tokenizer = policy.model, policy.tokenizer
-        args.max_new_tokens = experiment.eval.max_new_tokens or experiment.train.max_completion_length
+        args.max_new_tokens = experiment.eval_max_new_tokens
         cfg = EvalConfig(
             pass_k=[1, 5, 10], batch_size=args.batch_size, eval_temperature=experiment.eval.eval_temperature
         )

@@ -1,6 +1,6 @@
 """What our trainer costs per step over plain `trl.GRPOTrainer`: the subclass, and the subclass with our callbacks.
 
-Three arms train the same tiny random Qwen2 (train.builtin_model, hidden 64, 2 layers, saved to a temp dir and
+Three arms train the same tiny random Qwen2 (train.models.builtin, hidden 64, 2 layers, saved to a temp dir and
 loaded from there by each trainer) on the same prompts with the same rewards (countdown_reward, mark_reward), the same
 GRPOConfig (built by `train.trainer.grpo_config` from one ExperimentConfig: beta 0.04, loss grpo, 4 generations,
 batch 8, 16 new tokens, logging every step, bf16 off, report_to none) and the same seed:
@@ -49,11 +49,13 @@ from transformers.utils import logging as hf_logging
 from trl import GRPOTrainer
 
 from rewards import get_reward
-from train.builtin_model import build_tokenizer, random_tiny_model
 from train.callbacks import EpochCallback, MetricsCallback
 from train.config import ExperimentConfig
+from train.models.builtin import build_tokenizer, random_tiny_model
+from train.records import RewardLedger
+from train.testing import tiny_experiment
 from train.tracking import MetricsLog
-from train.trainer import GRPOLabTrainer, RewardLedger, grpo_config
+from train.trainer import GRPOLabTrainer, grpo_config
 
 ARMS = ("plain", "ours", "ours+callbacks")
 TARGET_RATIO = 1.05
@@ -157,21 +159,14 @@ def countdown_prompts(count: int, seed: int = 0) -> Dataset:
 
 
 def experiment(steps: int) -> ExperimentConfig:
-    return ExperimentConfig.model_validate(
-        {
-            "name": "trainer_overhead",
-            "model": {"max_seq_length": 128},
-            "train": {
-                "max_steps": steps,
-                "num_generations": 4,
-                "per_device_train_batch_size": 8,
-                "max_completion_length": 16,
-                "learning_rate": 1e-4,
-                "seed": 42,
-            },
-            "logging": {"logging_steps": 1},
-        }
+    """The tests' tiny experiment (train.testing) with this benchmark's batch, budget and step count."""
+    raw = tiny_experiment(
+        name="trainer_overhead",
+        model={"max_seq_length": 128},
+        train={"max_steps": steps, "max_completion_length": 16, "learning_rate": 1e-4, "temperature": 0.9, "seed": 42},
+        logging={"logging_steps": 1},
     )
+    return ExperimentConfig.model_validate(raw)
 
 
 def rewards() -> list[Callable]:
@@ -195,8 +190,10 @@ def build_trainer(arm: str, cfg: ExperimentConfig, model_dir: Path, tokenizer, d
             log = TimedMetricsLog(output_dir / "metrics.jsonl")
             eval_cfg = cfg.eval.model_copy(update={"when": "end"})  # no evaluation inside the timed steps
             callbacks += [
-                MetricsCallback(log, ledger, reward_funcs),
-                EpochCallback(log, ledger, eval_cfg, lambda *_: {}, Console(quiet=True)),
+                MetricsCallback(log=log, ledger=ledger, reward_funcs=reward_funcs),
+                EpochCallback(
+                    log=log, ledger=ledger, eval_cfg=eval_cfg, evaluate=lambda *_: {}, console=Console(quiet=True)
+                ),
             ]
         trainer = GRPOLabTrainer(
             **common, train_dataset=dataset, callbacks=callbacks, baseline=cfg.train.baseline, ledger=ledger

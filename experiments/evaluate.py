@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     baseline = _read_metrics(args.compare) if args.compare else None
 
     # The backend first: unsloth must be imported before trl, transformers and peft.
-    from train.unsloth_backend import prepare_backend
+    from train.models.unsloth import prepare_backend
 
-    backend = prepare_backend(cfg.model.backend, cfg.model.name)
+    backend = prepare_backend(cfg.model)
 
     from rich.console import Console
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         reward_funcs,
         reward_weights,
         cfg.eval,
-        max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_completion_length,
+        max_new_tokens=cfg.eval_max_new_tokens,
         samples_path=output_dir / "eval_samples.jsonl",
     )
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"

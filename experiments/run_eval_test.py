@@ -15,13 +15,10 @@ ledger); every figure goes through metrics.jsonl first; bad input stops before a
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from train.errors import exit_on_user_error  # noqa: E402
+from train.errors import exit_on_user_error
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,84 +53,80 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     args = parse_args(argv)
 
-    # 1. Config: validated before anything is created.
+    # 1. Config and run dir: validated and decided before anything is loaded (a resume runs with its own config).
     from train.config import load_config
+    from train.rundir import RunDir
 
-    cfg = load_config(args.config, args.set)
+    run = RunDir.choose(load_config(args.config, args.set), args.output_dir, resume=args.resume, overrides=args.set)
+    cfg = run.cfg
+    if run.resuming and run.finished:
+        print(f"{run.path} has finished (summary.json has its final evaluation): nothing to resume.")
+        return {}
 
     # 2. Backend: unsloth (if used) must be imported before trl, transformers and peft.
-    from train.unsloth_backend import prepare_backend
+    from train.models.unsloth import prepare_backend
 
-    backend = prepare_backend(cfg.model.backend, cfg.model.name)
+    backend = prepare_backend(cfg.model)
 
     from rich.console import Console
 
-    from train.rundir import RunDir
     from train.tasks import build_rewards, get_task
 
     console = Console()
+    if run.resuming:
+        console.print(f"resuming {run.path}")
 
-    # 3. Resume an existing run with the config it was started with.
-    run = RunDir.for_resume(cfg, args.output_dir) if args.resume else None
-    if run is not None:
-        cfg = run.config()
-
-    # 4. Task, data and rewards: all checked before the run dir exists (and before trl is imported: bad input
-    #    fails in a second).
+    # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task = get_task(cfg.data)
     train_rows = task.load_split("train", cfg.data.train_samples)
     test_rows = task.load_split("test", cfg.data.test_samples)
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
+    checkpoint = run.open()
 
-    from train.callbacks import EpochCallback, Evaluator, MetricsCallback
+    from train.callbacks import EpochCallback, MetricsCallback
+    from train.evaluation import Evaluator
     from train.models import load_policy, save_policy
-    from train.tracking import MetricsLog, WandbMirror, build_summary, write_summary
-    from train.trainer import GRPOLabTrainer, RewardLedger, grpo_config
+    from train.records import RewardLedger, build_summary
+    from train.tracking import MetricsLog, start_wandb, write_summary
+    from train.trainer import GRPOLabTrainer, grpo_config
 
-    # 5. Model: the policy with LoRA (or full weights for the built-in model).
+    # 4. Model: the policy with LoRA (or full weights for the built-in model on hf).
     policy = load_policy(cfg, task, backend)
     console.print(
         f"[bold]{cfg.name}[/]: {cfg.model.name} on {backend}, task {task.name}, {len(train_rows)} train / "
         f"{len(test_rows)} test prompts, rewards {', '.join(f.__name__ for f in reward_funcs)}"
     )
+    if checkpoint is not None:
+        console.print(f"from {checkpoint.path}")
 
-    # 6. The run dir and its tracking.
-    run = run or RunDir.create(cfg, args.output_dir)
-    checkpoint = run.last_checkpoint()
-    log = MetricsLog(run.metrics_path)
-    if args.resume:
-        dropped = log.truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
-        console.print(
-            f"resuming {run.path} from {checkpoint.path if checkpoint else 'the start'} "
-            f"({dropped} records after it dropped)"
-        )
-    log.mirror = WandbMirror.start(
+    # 5. Tracking and evaluation.
+    mirror = start_wandb(
         cfg.logging.wandb,
-        cfg.logging.project,
-        cfg.logging.run_name or run.path.name,
-        run.path,
-        cfg.model_dump(mode="json"),
-        run.wandb_id(),
+        project=cfg.logging.project,
+        name=cfg.logging.run_name or run.path.name,
+        run_dir=run.path,
+        config=cfg.model_dump(mode="json"),
+        run_id=run.wandb_id(),
     )
-    max_new_tokens = cfg.eval.max_new_tokens or cfg.train.max_completion_length
+    log = MetricsLog(run.metrics_path, mirror)
     evaluator = Evaluator(
-        policy.generator(cfg.eval.batch_size, scratch_dir=run.path),
-        task,
-        test_rows,
-        reward_funcs,
-        reward_weights,
-        cfg.eval,
-        max_new_tokens,
-        log,
-        run.path / "samples",
-        console,
+        generator=policy.generator(cfg.eval.batch_size, scratch_dir=run.path),
+        task=task,
+        rows=test_rows,
+        reward_funcs=reward_funcs,
+        reward_weights=reward_weights,
+        eval_cfg=cfg.eval,
+        max_new_tokens=cfg.eval_max_new_tokens,
+        log=log,
+        samples_dir=run.path / "samples",
+        console=console,
     )
 
-    # 7. Zero-shot baseline (kept from the first session when resuming).
+    # 6. Zero-shot baseline (kept from the first session when resuming).
     if cfg.eval.zero_shot:
         evaluator.zero_shot()
 
-    # 8. GRPO, with the epoch summary and evaluation after every epoch.
+    # 7. GRPO, with the epoch summary and evaluation after every epoch.
     ledger = RewardLedger([f.__name__ for f in reward_funcs], reward_weights)
     ledger.restore_epoch(log.records("step"), log.records("epoch"))
     trainer = GRPOLabTrainer(
@@ -143,22 +136,21 @@ def main(argv: list[str] | None = None) -> dict:
         args=grpo_config(cfg, run.checkpoint_dir, reward_weights, backend),
         train_dataset=train_rows,
         callbacks=[
-            MetricsCallback(log, ledger, reward_funcs),
-            EpochCallback(log, ledger, cfg.eval, evaluator, console),
+            MetricsCallback(log=log, ledger=ledger, reward_funcs=reward_funcs),
+            EpochCallback(log=log, ledger=ledger, eval_cfg=cfg.eval, evaluate=evaluator, console=console),
         ],
         baseline=cfg.train.baseline,
         ledger=ledger,
     )
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
 
-    # 9. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary.
+    # 8. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary.
     evaluator.final(trainer.state.global_step, trainer.state.epoch)
     if cfg.output.save_adapter:
         save_policy(policy, run.path / "adapter")
-    summary = build_summary(log, wall_seconds=time.time() - started)
+    summary = build_summary(log.records(), wall_seconds=time.time() - started)
     write_summary(run.path, summary)
-    if log.mirror is not None:
-        log.mirror.finish(summary)
+    mirror.finish(summary)
     evaluator.print_summary(summary)
     console.print(f"run dir: {run.path}")
     return summary

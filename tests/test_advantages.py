@@ -16,14 +16,8 @@ from hypothesis import strategies as st
 from trl.trainer.utils import nanstd
 
 from train.advantages import group_advantages
-from train.trainer import (
-    GRPOLabTrainer,
-    RewardLedger,
-    RewardTotals,
-    epoch_summary_fields,
-    step_record_fields,
-    totals_from_step_records,
-)
+from train.records import RewardLedger, RewardTotals, epoch_fields, step_fields, totals_from_step_records
+from train.trainer import GRPOLabTrainer
 
 EPS = 1e-4
 SQRT_HALF = math.sqrt(0.5)  # unbiased std of a group {1, 0}: sqrt((0.5^2 + 0.5^2) / 1)
@@ -251,7 +245,7 @@ def test_ledger_step_totals_reset_per_step_and_epoch_totals_per_epoch():
 
 def test_step_record_fields_carry_sums_and_counts():
     totals = ledger_with_two_batches().take_step()
-    assert step_record_fields(totals) == {
+    assert step_fields(totals) == {
         "reward_sum": 2.0,
         "num_completions": 3,
         "rewards/fmt/sum": 1.0,
@@ -261,9 +255,9 @@ def test_step_record_fields_carry_sums_and_counts():
     }
 
 
-def test_epoch_summary_fields():
+def test_epoch_fields():
     totals = RewardTotals(num_samples=4, reward_sum=3.0, func_sums={"acc": 1.0}, func_counts={"acc": 2})
-    assert epoch_summary_fields(totals) == {
+    assert epoch_fields(totals) == {
         "epoch/accumulated_reward": 3.0,
         "epoch/mean_reward": 0.75,  # 3 / 4
         "epoch/num_samples": 4,
@@ -272,7 +266,7 @@ def test_epoch_summary_fields():
 
 
 def test_epoch_summary_of_no_completions_has_no_mean():
-    fields = epoch_summary_fields(RewardTotals())
+    fields = epoch_fields(RewardTotals())
     assert fields["epoch/accumulated_reward"] == 0.0
     assert fields["epoch/num_samples"] == 0
     assert math.isnan(fields["epoch/mean_reward"])
@@ -281,7 +275,7 @@ def test_epoch_summary_of_no_completions_has_no_mean():
 def test_mean_of_a_reward_that_scored_no_completion_is_nan():
     ledger = RewardLedger(["acc"], [1.0])
     ledger.record(torch.tensor([[NAN], [NAN]]))  # TRL logs nanmean([NaN, NaN]) = NaN for this reward
-    assert math.isnan(epoch_summary_fields(ledger.take_epoch())["epoch/rewards/acc/mean"])
+    assert math.isnan(epoch_fields(ledger.take_epoch())["epoch/rewards/acc/mean"])
 
 
 def step_row(step: int, reward_sum: float, num: int, acc_sum: float | None, acc_count: int) -> dict:
@@ -311,9 +305,9 @@ def test_totals_from_step_records_add_the_sums_and_skip_missing_values():
 
 def test_step_records_round_trip_to_the_same_totals():
     ledger = ledger_with_two_batches()
-    rows = [{"step": 1, **step_record_fields(ledger.take_step())}]
+    rows = [{"step": 1, **step_fields(ledger.take_step())}]
     ledger.record(torch.tensor([[1.0, 0.0], [0.5, 4.0]]))
-    rows.append({"step": 2, **step_record_fields(ledger.take_step())})
+    rows.append({"step": 2, **step_fields(ledger.take_step())})
     rebuilt, live = totals_from_step_records(rows), ledger.take_epoch()
     assert rebuilt == live
 

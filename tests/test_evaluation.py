@@ -11,7 +11,7 @@ from rich.console import Console
 from rewards import get_reward
 from train.config import DataConfig, EvalConfig
 from train.evaluation import eval_table, evaluate, reward_names
-from train.generation import Completion
+from train.models.generation import Completion
 from train.tasks import get_task
 
 GSM8K = str(Path(__file__).parent / "fixtures" / "gsm8k_fixture_{split}.jsonl")  # test golds: 1250, 8, 120, 7
@@ -28,6 +28,10 @@ class FakeGenerator:
 
     def __init__(self, questions: list[str]) -> None:
         self.index = {question: i for i, question in enumerate(questions)}
+        self.snapshots = 0
+
+    def snapshot_policy(self) -> None:
+        self.snapshots += 1
         self.calls: list[dict] = []
 
     def generate(self, prompts, *, n, temperature, max_new_tokens, seed):

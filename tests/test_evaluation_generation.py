@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from train.builtin_model import build_tokenizer, random_tiny_model
 from train.config import DataConfig, EvalConfig
 from train.errors import UserError
 from train.evaluation import evaluate
-from train.generation import HFGenerator
+from train.models.builtin import build_tokenizer, random_tiny_model
+from train.models.generation import HFGenerator
 from train.tasks import build_rewards, get_task
 
 PROMPTS = ["12+3=", "Using the numbers [3, 5], create 8.\n", "hi"]
@@ -138,9 +138,73 @@ def test_evaluation_end_to_end_writes_samples_that_agree_with_the_metrics(model,
     assert metrics["failed"] + metrics["partial"] + metrics["correct"] == 6
 
 
-def test_a_tokenizer_without_pad_token_pads_with_end_of_sequence(model):
+def test_a_tokenizer_without_pad_token_pads_with_end_of_sequence_and_is_left_unchanged(model):
+    """Evaluation shares the tokenizer with training: it must not change it (it used to set pad_token)."""
     tokenizer = build_tokenizer()
     tokenizer.pad_token = None
     out = HFGenerator(model, tokenizer).generate(PROMPTS, n=1, temperature=0, max_new_tokens=4, seed=0)
-    assert tokenizer.pad_token == tokenizer.eos_token
+    assert tokenizer.pad_token is None
     assert len(out) == len(PROMPTS)
+    reference = build_tokenizer()
+    assert out == HFGenerator(model, reference).generate(PROMPTS, n=1, temperature=0, max_new_tokens=4, seed=0)
+
+
+def bos_tokenizer():
+    """The built-in tokenizer, made to add a BOS token as Llama-style tokenizers do."""
+    from tokenizers import processors
+
+    tokenizer = build_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    bos = tokenizer.convert_tokens_to_ids("<bos>")
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos)]
+    )
+    assert tokenizer("3 5 -> 8")["input_ids"][0] == bos
+    return tokenizer
+
+
+def test_prompts_are_the_token_ids_trls_rollouts_use_bos_included():
+    """Evaluation scores the exact token sequence training saw: TRL tokenizes text prompts with the tokenizer's
+    defaults (adding BOS where it does); it used to be tokenized without special tokens here."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    from train.models.generation import prompt_token_ids
+
+    tokenizer = bos_tokenizer()
+    trl_side = SimpleNamespace(processing_class=tokenizer, _is_vlm=False, environment_factories=None)
+    prompts = ["3 5 -> 8\n", "12+3="]
+    trl_ids, _, _ = GRPOTrainer._tokenize_prompts(trl_side, prompts)
+    assert [prompt_token_ids(tokenizer, p) for p in prompts] == [list(ids) for ids in trl_ids]
+    assert trl_ids[0][0] == tokenizer.bos_token_id
+
+
+def test_the_hf_generator_feeds_the_model_the_bos_training_sees():
+    tokenizer = bos_tokenizer()
+    model = random_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    seen = []
+    original = model.generate
+
+    def record(**kwargs):
+        seen.append(kwargs["input_ids"][0].tolist())
+        return original(**kwargs)
+
+    model.generate = record
+    HFGenerator(model, tokenizer).generate(["3 5 -> 8\n"], n=1, temperature=0, max_new_tokens=2, seed=0)
+    assert seen[0][0] == tokenizer.bos_token_id
+
+
+def test_an_evaluation_leaves_the_training_random_state_as_it_found_it(model, tokenizer):
+    """Sampling in an evaluation reseeds torch; the rollouts after it must draw what they would have drawn."""
+    import torch
+
+    task = get_task(DataConfig(task="countdown", test_samples=3, prompt_template="{question}\n"))
+    rows = task.load_split("test", 3)
+    funcs, weights = build_rewards([], task, columns=rows.column_names)
+
+    torch.manual_seed(7)
+    without_evaluation = torch.rand(4)
+    torch.manual_seed(7)
+    evaluate(HFGenerator(model, tokenizer), task, rows, funcs, weights, EvalConfig(pass_k=[1, 2]), max_new_tokens=4)
+    assert torch.equal(torch.rand(4), without_evaluation)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from train.builtin_model import build_tokenizer, builtin_model_dir, builtin_recipe, warm_start_examples
 from train.config import validate_config
 from train.errors import UserError
 from train.models import load_policy
+from train.models.builtin import build_tokenizer, builtin_model_dir, builtin_recipe, warm_start_examples
 from train.tasks import get_task
 
 TINY = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "sft_steps": 2, "sft_examples": 16}

@@ -10,9 +10,10 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from train.advantages import group_advantages
-from train.builtin_model import build_tokenizer, random_tiny_model
 from train.config import validate_config
-from train.trainer import GRPOLabTrainer, RewardLedger, grpo_config
+from train.models.builtin import build_tokenizer, random_tiny_model
+from train.records import RewardLedger
+from train.trainer import GRPOLabTrainer, grpo_config
 
 GENERATIONS = 4
 

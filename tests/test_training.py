@@ -9,81 +9,36 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import entry_point, write_tiny_config
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline")]
 
-import run_eval_test  # noqa: E402
-
+run_eval_test_main = entry_point("run_eval_test")
 PROMPTS_PER_EPOCH = 8
 GENERATIONS = 4
 STEPS_PER_EPOCH = PROMPTS_PER_EPOCH * GENERATIONS // 8  # 8 completions per step
 
 
 def tiny_config(tmp_path: Path, **train: object) -> Path:
-    config = {
-        "name": "e2e",
-        "model": {
-            "name": "builtin:tiny",
-            "max_seq_length": 64,
-            "builtin": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "sft_steps": 20, "sft_examples": 64},
-        },
-        "data": {
-            "task": "countdown",
-            "prompt_template": "{question}\n",
-            "train_samples": PROMPTS_PER_EPOCH,
-            "test_samples": 4,
-            "options": {"min_numbers": 2, "max_numbers": 2, "max_number": 9, "question_style": "compact"},
-        },
-        "rewards": ["hard_format_reward", {"name": "mark_reward", "weight": 0.5}, "countdown_reward"],
-        "train": {
-            "num_epochs": 2,
-            "learning_rate": 1e-3,
-            "beta": 0.04,
-            "num_generations": GENERATIONS,
-            "per_device_train_batch_size": 8,
-            "max_completion_length": 12,
-            "temperature": 1.0,
-            **train,
-        },
-        "eval": {"pass_k": [1, 2], "batch_size": 4},
-        "logging": {"wandb": "offline"},
-    }
-    path = tmp_path / "e2e.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_tiny_config(tmp_path, name="e2e", train=train, logging={"wandb": "offline"})
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("builtin-cache")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, cache, tmp_path):
-    monkeypatch.setenv("GRPO_LAB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, cache) -> Path:
+def run(tmp_path_factory, builtin_cache) -> Path:
     """One real run: zero-shot eval, 2 epochs of GRPO with an eval each, final eval."""
     tmp_path = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRPO_LAB_CACHE", str(cache))
+        patch.setenv("GRPO_LAB_CACHE", str(builtin_cache))
+        patch.setenv("WANDB_DIR", str(tmp_path))
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("WANDB_SILENT", "true")
         patch.delenv("WANDB_API_KEY", raising=False)
-        run_eval_test.main([str(tiny_config(tmp_path)), "--output-dir", str(tmp_path / "run")])
+        run_eval_test_main([str(tiny_config(tmp_path)), "--output-dir", str(tmp_path / "run")])
     return tmp_path / "run"
 
 
@@ -159,10 +114,10 @@ def test_summary_has_zero_shot_epochs_final_and_wall_time(run):
     assert summary["wall_seconds"] > 0
 
 
-def test_training_changed_the_weights(run, cache):
+def test_training_changed_the_weights(run, builtin_cache):
     from safetensors.torch import load_file
 
-    (built,) = [p for p in (cache / "builtin").iterdir() if (p / "model.safetensors").exists()]
+    (built,) = [p for p in (builtin_cache / "builtin").iterdir() if (p / "model.safetensors").exists()]
     before = load_file(built / "model.safetensors")
     after = load_file(run / "adapter" / "model.safetensors")
     changed = [name for name in before if not torch.equal(before[name], after[name])]
@@ -192,12 +147,12 @@ def test_a_run_killed_after_its_epoch_records_resumes_without_losing_or_repeatin
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setattr(EpochCallback, "on_epoch_end", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        run_eval_test.main([str(config), "--output-dir", str(run_dir), "--set", "logging.wandb=disabled"])
+        run_eval_test_main([str(config), "--output-dir", str(run_dir), "--set", "logging.wandb=disabled"])
     assert [row["epoch"] for row in records(run_dir, "epoch")] == [1, 2]
     assert [p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")] == [f"checkpoint-{STEPS_PER_EPOCH}"]
 
     monkeypatch.setattr(EpochCallback, "on_epoch_end", original)
-    summary = run_eval_test.main([str(config), "--output-dir", str(run_dir), "--resume"])
+    summary = run_eval_test_main([str(config), "--output-dir", str(run_dir), "--resume"])
 
     assert [row["step"] for row in records(run_dir, "step")] == list(range(1, 3 * STEPS_PER_EPOCH + 1))
     assert [row["epoch"] for row in records(run_dir, "epoch")] == [1, 2, 3]
@@ -213,7 +168,7 @@ def test_evaluation_every_n_steps_records_step_labels(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, num_epochs=1)
     overrides = ["eval.when=steps", "eval.every_steps=2", "eval.zero_shot=false", "logging.wandb=disabled"]
     run_dir = tmp_path / "run"
-    run_eval_test.main([str(config), "--output-dir", str(run_dir), *[f"--set={o}" for o in overrides]])
+    run_eval_test_main([str(config), "--output-dir", str(run_dir), *[f"--set={o}" for o in overrides]])
     labels = [row["label"] for row in records(run_dir, "eval")]
     assert labels == ["step_2", "step_4", "final"]  # no zero-shot; the final eval reuses step 4's (same model)
 
@@ -229,3 +184,24 @@ def test_a_record_torn_by_a_kill_is_dropped_on_resume(tmp_path):
     assert [row["step"] for row in log.records()] == [0, 1]
     assert log.truncate_after(1) == 0
     assert log.path.read_text().endswith('"epoch": 0.1}\n')  # the torn line is gone from the file too
+
+
+def test_training_rollouts_after_an_epoch_evaluation_are_those_of_a_run_without_it(tmp_path):
+    """Evaluation forks the random state: epoch 2 generates the same completions with or without epoch 1's eval."""
+    config = tiny_config(tmp_path, num_epochs=2)
+    for when in ("epoch", "end"):
+        run_eval_test_main(
+            [
+                str(config),
+                "--output-dir",
+                str(tmp_path / when),
+                "--set",
+                f"eval.when={when}",
+                "--set",
+                "logging.wandb=disabled",
+            ]
+        )
+    keys = ("reward_sum", "completions/mean_length", "loss")
+    with_eval = [[row[k] for k in keys] for row in records(tmp_path / "epoch", "step")]
+    without_eval = [[row[k] for k in keys] for row in records(tmp_path / "end", "step")]
+    assert with_eval == without_eval

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from train import unsloth_backend as ub
 from train.config import ModelConfig, TrainConfig, load_config
 from train.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
-from train.generation import Completion
+from train.models import Policy
+from train.models import generation as gen
+from train.models import unsloth as ub
+from train.models.generation import Completion
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiment_configs" / "eval_test_improved.yaml"
@@ -109,7 +111,7 @@ def test_dr_grpo_keeps_our_reward_scaling_through_unsloths_opt_out(scale, passed
 
 
 def test_sampling_kwargs_are_pure_temperature_sampling():
-    assert ub.sampling_kwargs(n=4, temperature=0.8, max_new_tokens=512, seed=3) == {
+    assert gen.sampling_kwargs(n=4, temperature=0.8, max_new_tokens=512, seed=3) == {
         "n": 4,
         "temperature": 0.8,
         "max_tokens": 512,
@@ -123,7 +125,7 @@ def test_sampling_kwargs_are_pure_temperature_sampling():
 
 def test_greedy_gives_one_completion_per_prompt():
     with pytest.raises(ValueError, match="greedy"):
-        ub.sampling_kwargs(n=2, temperature=0.0, max_new_tokens=8, seed=0)
+        gen.sampling_kwargs(n=2, temperature=0.0, max_new_tokens=8, seed=0)
 
 
 def test_the_experiment_config_maps_to_a_4bit_lora_run():
@@ -153,23 +155,17 @@ def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-def test_auto_on_a_machine_without_cuda_is_hf(no_cuda):
+def model(name: str, backend: str) -> ModelConfig:
+    return ModelConfig(name=name, backend=backend)
+
+
+def test_auto_with_a_hub_model_and_no_gpu_stops_instead_of_training_on_the_cpu(no_cuda, capsys):
+    """A GPU recipe never quietly becomes a days-long float32 CPU run: it stops, naming the cause and the fix."""
     before = "unsloth" in sys.modules
-    assert ub.prepare_backend("auto", "unsloth/Qwen3-1.7B") == "hf"
-    assert ("unsloth" in sys.modules) == before
 
-
-def test_hf_and_the_builtin_model_never_touch_unsloth(no_cuda):
-    assert ub.prepare_backend("hf", "unsloth/Qwen3-1.7B") == "hf"
-    assert ub.prepare_backend("auto", "builtin:tiny") == "hf"
-    with pytest.raises(UserError, match="built-in tiny model"):
-        ub.prepare_backend("unsloth", "builtin:tiny")
-
-
-def test_explicit_unsloth_without_cuda_exits_with_code_2_and_the_fix(no_cuda, capsys):
     @exit_on_user_error
     def main() -> None:
-        ub.prepare_backend("unsloth", "unsloth/Qwen3-1.7B")
+        ub.prepare_backend(model("unsloth/Qwen3-1.7B", "auto"))
 
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -177,6 +173,30 @@ def test_explicit_unsloth_without_cuda_exits_with_code_2_and_the_fix(no_cuda, ca
     message = " ".join(capsys.readouterr().err.split())
     assert "no CUDA GPU is visible" in message
     assert "model.backend: hf" in message
+    assert ("unsloth" in sys.modules) == before
+
+
+def test_a_driver_too_old_is_named_with_the_version_torch_found(monkeypatch):
+    import warnings
+
+    import torch
+
+    def old_driver() -> bool:
+        warnings.warn(
+            "CUDA initialization: The NVIDIA driver on your system is too old (found version 12040).", stacklevel=2
+        )
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", old_driver)
+    with pytest.raises(UserError, match=r"driver on your system is too old \(found version 12040\)"):
+        ub.prepare_backend(model("Qwen/Qwen3-0.6B", "auto"))
+
+
+def test_hf_and_the_builtin_model_on_auto_never_touch_unsloth(no_cuda):
+    before = "unsloth" in sys.modules
+    assert ub.prepare_backend(model("unsloth/Qwen3-1.7B", "hf")) == "hf"
+    assert ub.prepare_backend(model("builtin:tiny", "auto")) == "hf"
+    assert ("unsloth" in sys.modules) == before
 
 
 def test_explicit_unsloth_not_installed_names_the_gpu_extra(monkeypatch):
@@ -188,13 +208,22 @@ def test_explicit_unsloth_not_installed_names_the_gpu_extra(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a)
     )
     with pytest.raises(UserError, match="uv sync --extra gpu"):
-        ub.prepare_backend("unsloth", "unsloth/Qwen3-1.7B")
-    assert ub.prepare_backend("auto", "unsloth/Qwen3-1.7B") == "hf"
+        ub.prepare_backend(model("unsloth/Qwen3-1.7B", "unsloth"))
+    with pytest.raises(UserError, match="uv sync --extra gpu"):
+        ub.prepare_backend(model("builtin:tiny", "unsloth"))
+    assert ub.prepare_backend(model("unsloth/Qwen3-1.7B", "auto")) == "hf"
 
 
-def test_unknown_backend_is_a_user_error():
-    with pytest.raises(UserError, match="auto, unsloth or hf"):
-        ub.prepare_backend("vllm", "unsloth/Qwen3-1.7B")
+def test_unknown_backend_is_a_config_error():
+    from train.config import validate_config
+
+    with pytest.raises(UserError, match="model.backend = 'vllm' is not allowed"):
+        validate_config({"model": {"backend": "vllm"}})
+
+
+def test_the_builtin_model_on_unsloth_trains_lora_by_default():
+    assert ModelConfig(name="builtin:tiny", backend="unsloth").effective_lora_rank == 16
+    assert ModelConfig(name="builtin:tiny", backend="hf").effective_lora_rank == 0
 
 
 def test_import_unsloth_refuses_to_come_after_trl_and_keeps_a_users_standby_setting(monkeypatch):
@@ -297,9 +326,9 @@ class FakeUnslothModel:
 def test_sampling_params_accept_what_we_pass():
     from vllm import SamplingParams
 
-    params = SamplingParams(**ub.sampling_kwargs(n=5, temperature=0.8, max_new_tokens=512, seed=11))
+    params = SamplingParams(**gen.sampling_kwargs(n=5, temperature=0.8, max_new_tokens=512, seed=11))
     assert (params.n, params.temperature, params.max_tokens, params.seed, params.top_p) == (5, 0.8, 512, 11, 1.0)
-    greedy = SamplingParams(**ub.sampling_kwargs(n=1, temperature=0.0, max_new_tokens=16, seed=0))
+    greedy = SamplingParams(**gen.sampling_kwargs(n=1, temperature=0.0, max_new_tokens=16, seed=0))
     assert greedy.temperature == 0.0
 
 
@@ -309,7 +338,7 @@ def test_completions_from_real_vllm_outputs():
         request_output(0, [("<answer>18</answer>", [7, 8, 1], "stop"), ("<think>", [7, 9], "length")]),
         request_output(1, [("", [1], "stop"), ("x" * 3, [4, 4, 4], "length")]),
     ]
-    assert ub.completions_from_outputs(outputs, n=2) == [
+    assert gen.completions_from_outputs(outputs, n=2) == [
         [
             Completion("<answer>18</answer>", num_tokens=3, truncated=False, token_ids=(7, 8, 1)),
             Completion("<think>", num_tokens=2, truncated=True, token_ids=(7, 9)),
@@ -324,21 +353,24 @@ def test_completions_from_real_vllm_outputs():
 @needs_vllm
 def test_an_aborted_or_short_request_raises_instead_of_being_graded():
     with pytest.raises(RuntimeError, match="abort"):
-        ub.completions_from_outputs([request_output(0, [("", [], "abort")])], n=1)
+        gen.completions_from_outputs([request_output(0, [("", [], "abort")])], n=1)
     with pytest.raises(RuntimeError, match="1 completions"):
-        ub.completions_from_outputs([request_output(0, [("a", [1], "stop")])], n=2)
+        gen.completions_from_outputs([request_output(0, [("a", [1], "stop")])], n=2)
 
 
 @needs_vllm
 def test_vllm_generator_serves_the_live_lora_and_keeps_prompt_order(tmp_path):
     tokenizer = char_tokenizer()
     model = FakeUnslothModel(tokenizer)
-    generator = ub.VLLMGenerator(model, tokenizer, lora_dir=tmp_path / "eval_lora")
+    generator = gen.VLLMGenerator(model, tokenizer, lora_dir=tmp_path / "eval_lora")
     chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}]
+    generator.snapshot_policy()
     completions = generator.generate(["Q: 1+1?\nA:", chat], n=3, temperature=0.8, max_new_tokens=64, seed=5)
+    generator.generate(["Q: 2+2?\nA:"], n=1, temperature=0.0, max_new_tokens=8, seed=5)
 
+    # One adapter save per evaluation (snapshot), however many generate calls it makes.
     assert model.saved == [str(tmp_path / "eval_lora")]
-    assert model.rendered == ["Q: 1+1?\nA:", "system: be brief\nuser: 2+2?\nassistant:"]
+    assert model.rendered[:2] == ["Q: 1+1?\nA:", "system: be brief\nuser: 2+2?\nassistant:"]
     assert (model.sampling.n, model.sampling.seed, model.sampling.max_tokens) == (3, 5, 64)
     assert [[c.text for c in row] for row in completions] == [["p0s0", "p0s1", "p0s2"], ["p1s0", "p1s1", "p1s2"]]
     assert [c.truncated for c in completions[0]] == [False, True, False]
@@ -346,12 +378,24 @@ def test_vllm_generator_serves_the_live_lora_and_keeps_prompt_order(tmp_path):
 
 
 def test_vllm_generator_needs_a_vllm_engine_and_greedy_means_n_1(tmp_path):
-    with pytest.raises(ValueError, match="fast_inference: false"):
-        ub.VLLMGenerator(types.SimpleNamespace(), tokenizer=None, lora_dir=tmp_path)
-    generator = ub.VLLMGenerator(types.SimpleNamespace(vllm_engine=object()), tokenizer=None, lora_dir=tmp_path)
+    with pytest.raises(ValueError, match="no vLLM engine"):
+        gen.VLLMGenerator(types.SimpleNamespace(), tokenizer=None, lora_dir=tmp_path)
+    generator = gen.VLLMGenerator(types.SimpleNamespace(vllm_engine=object()), tokenizer=None, lora_dir=tmp_path)
     with pytest.raises(ValueError, match="greedy"):
         generator.generate(["q"], n=4, temperature=0.0, max_new_tokens=8, seed=0)
     assert generator.generate([], n=1, temperature=0.0, max_new_tokens=8, seed=0) == []
+
+
+def test_vllm_is_read_from_the_loaded_model_not_from_the_config(tmp_path):
+    """unsloth turns fast_inference off by itself on some GPUs and models: the generator follows the model."""
+    tokenizer = char_tokenizer()
+    without_engine = Policy(model=types.SimpleNamespace(), tokenizer=tokenizer, backend="unsloth", source="x")
+    assert not without_engine.has_vllm
+    assert isinstance(without_engine.generator(4, scratch_dir=tmp_path), gen.HFGenerator)
+    with_engine = Policy(
+        model=types.SimpleNamespace(vllm_engine=object()), tokenizer=tokenizer, backend="unsloth", source="x"
+    )
+    assert isinstance(with_engine.generator(4, scratch_dir=tmp_path), gen.VLLMGenerator)
 
 
 @needs_vllm
@@ -366,7 +410,7 @@ PROBE = r"""
 import contextlib, inspect, io, json, os, sys, tempfile, time
 
 start = time.perf_counter()
-from train import unsloth_backend as ub
+from train.models import unsloth as ub
 
 ub.import_unsloth()
 result = {"import_seconds": time.perf_counter() - start, "standby": os.environ.get("UNSLOTH_VLLM_STANDBY")}

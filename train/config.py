@@ -70,7 +70,8 @@ class ModelConfig(Section):
     lora_rank: int | None = Field(
         None,
         ge=0,
-        description="LoRA rank r; 0 trains all weights; None = 16, or 0 for builtin:tiny (too small for LoRA).",
+        description="LoRA rank r; 0 trains all weights; None = 16, or 0 for builtin:tiny on the hf backend (too "
+        "small for LoRA; unsloth trains LoRA only).",
     )
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r).")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
@@ -90,10 +91,11 @@ class ModelConfig(Section):
 
     @property
     def effective_lora_rank(self) -> int:
-        """The rank used: lora_rank, or when unset 16 (0, all weights, for the built-in model: too small for LoRA)."""
+        """The rank used: lora_rank, or when unset 16 (0, all weights, for the built-in model on the hf backend:
+        too small for LoRA; the unsloth backend trains LoRA only)."""
         if self.lora_rank is not None:
             return self.lora_rank
-        return 0 if self.is_builtin else 16
+        return 0 if self.is_builtin and self.backend != "unsloth" else 16
 
 
 class DataConfig(Section):
@@ -164,6 +166,11 @@ class TrainConfig(Section):
     max_completion_length: int = Field(256, ge=1, description="Token budget of one completion.")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature of training rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of training rollouts (1 = off).")
+    vllm_importance_sampling: bool = Field(
+        True,
+        description="Correct for the gap between vLLM's sampling log-probs and the trainer's with truncated "
+        "importance sampling (TRL vllm_importance_sampling_correction; TRL's default, which unsloth turns off).",
+    )
     seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
     save_steps: int = Field(
@@ -277,9 +284,14 @@ class ExperimentConfig(Section):
             return [{"name": item} if isinstance(item, str) else item for item in value]
         return value
 
+    @property
+    def eval_max_new_tokens(self) -> int:
+        """The evaluation's token budget: eval.max_new_tokens, or else the training budget."""
+        return self.eval.max_new_tokens or self.train.max_completion_length
+
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        budget = self.eval.max_new_tokens or self.train.max_completion_length
+        budget = self.eval_max_new_tokens
         if budget >= self.model.max_seq_length:
             raise ValueError(
                 f"the completion budget ({budget} tokens) leaves no room for the prompt in "

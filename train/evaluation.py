@@ -21,19 +21,24 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from train.config import EvalConfig
-from train.generation import Completion, Generator
+from train.models.generation import Completion, Generator
 from train.passk import pass_at_k
+from train.records import EVAL, eval_fields, eval_metrics
 from train.tasks.base import Row, Task
+from train.tracking import MetricsLog
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -55,12 +60,46 @@ def evaluate(
     label: str = "eval",
     show_progress: bool = True,
 ) -> dict[str, float]:
-    """Evaluate the generator's policy on `rows` (a task split with its `prompt` column); see the module docstring."""
+    """Evaluate the generator's policy on `rows` (a task split with its `prompt` column); see the module docstring.
+
+    The random state of torch is forked: sampling here draws from its own seeded generator and the training
+    rollouts after an evaluation draw exactly what they would have drawn without it.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        return _evaluate(
+            generator,
+            task,
+            rows,
+            reward_funcs,
+            reward_weights,
+            cfg,
+            max_new_tokens=max_new_tokens,
+            samples_path=samples_path,
+            label=label,
+            show_progress=show_progress,
+        )
+
+
+def _evaluate(
+    generator: Generator,
+    task: Task,
+    rows: Dataset,
+    reward_funcs: Sequence[RewardFunc],
+    reward_weights: Sequence[float],
+    cfg: EvalConfig,
+    *,
+    max_new_tokens: int,
+    samples_path: Path | None,
+    label: str,
+    show_progress: bool,
+) -> dict[str, float]:
     if len(rows) == 0:
         raise ValueError("no rows to evaluate")
     if len(reward_funcs) != len(reward_weights):
         raise ValueError(f"{len(reward_funcs)} reward functions but {len(reward_weights)} weights")
     start = time.perf_counter()
+    generator.snapshot_policy()
     n = cfg.samples_per_prompt
     names = reward_names(reward_funcs)
     tally = _Tally(names, n)
@@ -228,6 +267,98 @@ def _progress(show: bool) -> Progress:
         TimeElapsedColumn(),
         disable=not show,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The evaluator of a run
+
+
+class Evaluator:
+    """Evaluates the live policy under a label, records it as an `eval` record and prints it beside zero-shot."""
+
+    def __init__(
+        self,
+        *,
+        generator: Generator,
+        task: Task,
+        rows: Dataset,
+        reward_funcs: list[RewardFunc],
+        reward_weights: list[float],
+        eval_cfg: EvalConfig,
+        max_new_tokens: int,
+        log: MetricsLog,
+        samples_dir: Path,
+        console: Console,
+    ):
+        self.generator = generator
+        self.task = task
+        self.rows = rows
+        self.reward_funcs = reward_funcs
+        self.reward_weights = reward_weights
+        self.eval_cfg = eval_cfg
+        self.max_new_tokens = max_new_tokens
+        self.log = log
+        self.samples_dir = samples_dir
+        self.console = console
+        self.zero_shot_metrics: dict[str, float] | None = None
+
+    def __call__(self, label: str, step: int, epoch: float) -> dict[str, float]:
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        metrics = evaluate(
+            self.generator,
+            self.task,
+            self.rows,
+            self.reward_funcs,
+            self.reward_weights,
+            self.eval_cfg,
+            max_new_tokens=self.max_new_tokens,
+            samples_path=self.samples_dir / f"{label}.jsonl",
+            label=label,
+        )
+        self._record(label, step, epoch, metrics)
+        return metrics
+
+    def _record(self, label: str, step: int, epoch: float, metrics: dict[str, float], **extra: Any) -> None:
+        self.log.write({"type": EVAL, "label": label, "step": step, "epoch": epoch, **extra, **eval_fields(metrics)})
+        title = "zero-shot" if label == "zero_shot" else label.replace("_", " ")
+        self.console.print(eval_table(None if label == "zero_shot" else self.zero_shot_metrics, metrics, title))
+
+    def zero_shot(self) -> dict[str, float]:
+        """The baseline before any training; a resumed run keeps the one it already has."""
+        done = [row for row in self.log.records(EVAL) if row["label"] == "zero_shot"]
+        self.zero_shot_metrics = eval_metrics(done[-1]) if done else self("zero_shot", 0, 0.0)
+        return self.zero_shot_metrics
+
+    def final(self, step: int, epoch: float) -> dict[str, float]:
+        """The final evaluation; when the last eval already evaluated this very model (same step), it is reused."""
+        evals = self.log.records(EVAL)
+        if evals and evals[-1]["step"] == step:
+            metrics = eval_metrics(evals[-1])
+            same = self.samples_dir / f"{evals[-1]['label']}.jsonl"
+            if same.exists():  # so samples/final.jsonl is always there to score or read
+                shutil.copyfile(same, self.samples_dir / "final.jsonl")
+            self._record("final", step, epoch, metrics, same_as=evals[-1]["label"])
+            return metrics
+        return self("final", step, epoch)
+
+    def print_summary(self, summary: dict[str, Any]) -> None:
+        table = Table(title="Run summary")
+        for column in ("epoch", "accumulated reward", "mean reward", "samples", "pass@1"):
+            table.add_column(column, justify="right")
+        for epoch in summary["epochs"]:
+            pass_1 = (epoch.get("eval") or {}).get("pass@1")
+            table.add_row(
+                str(epoch["epoch"]),
+                f"{epoch['accumulated_reward']:.4g}",
+                f"{epoch['mean_reward']:.4g}" if epoch["mean_reward"] is not None else "-",
+                str(epoch["num_samples"]),
+                f"{pass_1:.3f}" if pass_1 is not None else "-",
+            )
+        self.console.print(table)
+        final = {k: v for k, v in (summary.get("final") or {}).items() if isinstance(v, int | float)}
+        if final:
+            self.console.print(eval_table(summary.get("zero_shot"), final, "final"))
+        self.console.print(f"wall time: {summary['wall_seconds']:.0f} s")
 
 
 # ----------------------------------------------------------------------------------------------------------------

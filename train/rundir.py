@@ -2,25 +2,35 @@
 
 runs/<name>-<timestamp>/
     config.yaml       the resolved config (after --set), what --resume runs again
-    metrics.jsonl     every step, epoch and eval record (train/tracking.py)
+    metrics.jsonl     every step, epoch and eval record (train/records.py, written by train/tracking.py)
     summary.json      zero_shot, epochs, final, wall_seconds
     samples/          one JSONL per evaluation (zero_shot.jsonl, epoch_1.jsonl, ..., final.jsonl)
     checkpoints/      the trainer's checkpoints (every epoch end, and every train.save_steps)
     adapter/          the final LoRA adapter (or weights) and tokenizer
+    .lock             held (an OS file lock, released when the process ends) while a run uses the dir
+
+Which dir a run uses, with which config, is decided once (`RunDir.choose`) before anything is loaded; the dir is
+created, or taken back for a resume, by `open` once the run's inputs have been checked.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError
+from train.tracking import MetricsLog
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -30,24 +40,39 @@ class Checkpoint:
 
 
 class RunDir:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, cfg: ExperimentConfig, resuming: bool = False):
         self.path = Path(path)
+        self.cfg = cfg
+        self.resuming = resuming
+        self._lock: IO[str] | None = None
 
     @classmethod
-    def create(cls, cfg: ExperimentConfig, output_dir: Path | None) -> RunDir:
-        path = output_dir or Path(cfg.output.dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if path.exists() and any(path.iterdir()):
-            raise UserError(
-                f"the run dir {path} already holds files. Pass --resume to continue that run, or choose another "
-                "--output-dir (or leave it out for a new timestamped one)."
+    def choose(
+        cls, cfg: ExperimentConfig, output_dir: Path | None, *, resume: bool, overrides: list[str] = ()
+    ) -> RunDir:
+        """The run dir this invocation uses, and the config it runs with.
+
+        A new run: --output-dir, or <output.dir>/<name>-<timestamp>; it must not hold files yet. A resume: the
+        run in --output-dir, or the newest <output.dir>/<name>-* with a config.yaml, run with its own config.yaml
+        (--set is refused there: the run's settings are those it started with).
+        """
+        if not resume:
+            path = (
+                Path(output_dir)
+                if output_dir
+                else Path(cfg.output.dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             )
-        path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_FILE).write_text(cfg.to_yaml())
-        return cls(path)
-
-    @classmethod
-    def for_resume(cls, cfg: ExperimentConfig, output_dir: Path | None) -> RunDir:
-        """The run to continue: --output-dir, or the newest <output.dir>/<name>-* that has a config.yaml."""
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise UserError(
+                    f"the run dir {path} already exists and is not empty. Pass --resume to continue that run, or "
+                    "choose another --output-dir (or leave it out for a new timestamped one)."
+                )
+            return cls(path, cfg)
+        if overrides:
+            raise UserError(
+                f"--resume runs with the run's own config.yaml, so --set {' --set '.join(overrides)} would be "
+                "ignored. Drop the --set options to resume, or start a new run with them (without --resume)."
+            )
         if output_dir is not None:
             candidates = [Path(output_dir)]
         else:
@@ -59,10 +84,63 @@ class RunDir:
                 f"--resume found no run to continue at {where} (a run dir has a config.yaml). Pass the run's "
                 "directory with --output-dir, or start a new run without --resume."
             )
-        return cls(runs[-1])
+        path = runs[-1]
+        return cls(path, load_config(path / CONFIG_FILE), resuming=True)
 
-    def config(self) -> ExperimentConfig:
-        return load_config(self.path / CONFIG_FILE)
+    @property
+    def finished(self) -> bool:
+        """The run wrote its summary with a final evaluation: there is nothing left to resume."""
+        try:
+            return json.loads((self.path / "summary.json").read_text()).get("final") is not None
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def open(self) -> Checkpoint | None:
+        """Take the dir for this process (locked) and return the checkpoint to resume from, if any.
+
+        A new run creates the dir and writes config.yaml. A resume cuts metrics.jsonl back to the checkpoint it
+        resumes from (records after it are redone) and drops the final evaluation.
+        """
+        if not self.resuming:
+            self._create()
+            self._take_lock()
+            (self.path / CONFIG_FILE).write_text(self.cfg.to_yaml())
+            return None
+        self._take_lock()
+        checkpoint = self.last_checkpoint()
+        MetricsLog(self.metrics_path).truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
+        return checkpoint
+
+    def _create(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(
+                f"cannot write the run dir {self.path}: {error.strerror or error}. Choose a writable --output-dir "
+                "(or output.dir in the config)."
+            ) from None
+
+    def _take_lock(self) -> None:
+        """An exclusive lock on the run dir for this process's life: a second run or resume of it stops here."""
+        handle = (self.path / LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(
+                f"the run dir {self.path} is in use by process {holder}: two runs writing one dir would duplicate "
+                "its records. Wait for that run to end (or stop it), then --resume; or use another --output-dir."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle  # kept open: the lock lives as long as this process
 
     @property
     def metrics_path(self) -> Path:

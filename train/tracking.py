@@ -1,13 +1,9 @@
-"""The one metrics path: every figure goes into the run's metrics.jsonl first, then to wandb.
+"""The one metrics path: every record goes into the run's metrics.jsonl first, then to the wandb mirror.
 
-A record is one JSON line with a `type`:
-- `step`: one optimizer step (TRL's logged values, plus our reward_sum / num_completions and reward timings);
-- `epoch`: the epoch summary (epoch/accumulated_reward, epoch/mean_reward, epoch/num_samples, per-reward means);
-- `eval`: one evaluation (label zero_shot, epoch_N, step_N or final, with eval/pass@1, eval/pass@5, ...);
-- `train`: the trainer's closing figures (train_runtime, train_loss), once per training session.
-Lines are appended and flushed as they happen, so a killed run keeps what it logged; `--resume` cuts the file back
-to the checkpoint it resumes from (`MetricsLog.truncate_after`), so no epoch record is lost or duplicated.
-summary.json and the console tables read the same records. wandb is a mirror: it can fail without stopping a run.
+The record format is train/records.py's. Lines are appended and flushed as they happen, so a killed run keeps what
+it logged; `--resume` cuts the file back to the checkpoint it resumes from (`MetricsLog.truncate_after`, an atomic
+rewrite), so no epoch record is lost or duplicated. wandb is a mirror: it can fail without stopping a run, and
+when it is off it is a `NullMirror`, so no caller checks for it.
 """
 
 from __future__ import annotations
@@ -19,18 +15,15 @@ import netrc
 import os
 import warnings
 from pathlib import Path
-from typing import Any
-
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
+from typing import Any, Protocol
 
 
 class MetricsLog:
-    """Append-only JSONL of the run's records, mirrored to a wandb run when one is attached."""
+    """Append-only JSONL of the run's records, each also sent to the mirror."""
 
-    def __init__(self, path: Path, mirror: WandbMirror | None = None):
+    def __init__(self, path: Path, mirror: Mirror | None = None):
         self.path = Path(path)
-        self.mirror = mirror
+        self.mirror: Mirror = mirror or NullMirror()
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
@@ -38,8 +31,7 @@ class MetricsLog:
             handle.flush()  # enough for a killed process: the line is in the OS's hands
             if record.get("type") != "step":  # epoch and eval records also survive a machine crash
                 os.fsync(handle.fileno())
-        if self.mirror is not None:
-            self.mirror.log(record)
+        self.mirror.log(record)
 
     def records(self, type: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -53,11 +45,32 @@ class MetricsLog:
 
     def truncate_after(self, step: int, drop_labels: tuple[str, ...] = ()) -> int:
         """Drop the records written after optimizer step `step` (what a resumed run redoes), and evals with one of
-        `drop_labels`; returns how many were dropped. The zero-shot eval is at step 0, so it is always kept."""
+        `drop_labels`; returns how many were dropped. The zero-shot eval is at step 0, so it is always kept.
+
+        The kept records go to a temporary file that is fsynced and renamed over metrics.jsonl: a kill at any
+        moment leaves either the old file or the new one, never an empty or half-written one.
+        """
         rows = self.records()
         kept = [row for row in rows if row["step"] <= step and row.get("label") not in drop_labels]
-        self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        write_atomically(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         return len(rows) - len(kept)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a reader (or a kill) sees the old content or the new, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    with contextlib.suppress(OSError):  # the rename itself survives a machine crash once the directory is synced
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
@@ -66,43 +79,44 @@ def _finite(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    path = Path(run_dir) / SUMMARY_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a reader never sees half a summary
-
-
-def build_summary(log: MetricsLog, wall_seconds: float) -> dict[str, Any]:
-    """summary.json from the records: zero_shot, epochs (with their evals), final, wall_seconds."""
-    evals = {row["label"]: _strip(row, "eval/") for row in log.records("eval")}
-    epochs = []
-    for row in log.records("epoch"):
-        epoch = int(row["epoch"])
-        entry = {"epoch": epoch, **_strip(row, "epoch/")}
-        entry["eval"] = evals.get(f"epoch_{epoch}")
-        epochs.append(entry)
-    return {
-        "zero_shot": evals.get("zero_shot"),
-        "epochs": epochs,
-        "final": evals.get("final"),
-        "evals": evals,
-        "wall_seconds": round(wall_seconds, 2),
-    }
-
-
-def _strip(row: dict[str, Any], prefix: str) -> dict[str, Any]:
-    skip = {"type", "label", "epoch", "step"}
-    return {k.removeprefix(prefix): v for k, v in row.items() if k not in skip}
+    write_atomically(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------
 # wandb
 
+# Seconds wandb may spend reaching its server before the run goes offline instead (its default waits 90).
+WANDB_INIT_TIMEOUT = 8
+
+
+class Mirror(Protocol):
+    """Where records go after metrics.jsonl."""
+
+    def log(self, record: dict[str, Any]) -> None: ...
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None: ...
+
+
+class NullMirror:
+    """The mirror when wandb is off: takes every record and does nothing."""
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None:
+        pass
+
 
 def wandb_mode(setting: str) -> str:
-    """auto = online when credentials exist (WANDB_API_KEY or a netrc entry), offline otherwise."""
+    """The wandb mode of `logging.wandb`.
+
+    auto: the WANDB_MODE environment variable when set (as wandb users expect), else online when credentials
+    exist (WANDB_API_KEY or a netrc entry for the server), else offline. Any other setting is used as is.
+    """
     if setting != "auto":
         return setting
+    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return os.environ["WANDB_MODE"]
     if os.environ.get("WANDB_API_KEY"):
         return "online"
     try:
@@ -114,6 +128,32 @@ def wandb_mode(setting: str) -> str:
     return "offline"
 
 
+def start_wandb(setting: str, *, project: str, name: str, run_dir: Path, config: dict, run_id: str) -> Mirror:
+    """A wandb mirror for the run, or a NullMirror when wandb is disabled or cannot start at all.
+
+    An online run whose server does not answer within WANDB_INIT_TIMEOUT seconds goes offline, with one warning
+    (`wandb sync` uploads it later); any other wandb failure leaves the run with metrics.jsonl only.
+    """
+    mode = wandb_mode(setting)
+    if mode == "disabled":
+        return NullMirror()
+    init = dict(project=project, name=name, id=run_id, run_dir=run_dir, config=config)
+    try:
+        return WandbMirror.init(mode=mode, **init)
+    except Exception as error:  # noqa: BLE001 - any wandb problem must not stop training
+        if mode != "online":
+            warnings.warn(
+                f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl", stacklevel=2
+            )
+            return NullMirror()
+        warnings.warn(f"wandb could not reach its server ({error}); logging offline instead", stacklevel=2)
+    try:
+        return WandbMirror.init(mode="offline", **init)
+    except Exception as error:  # noqa: BLE001
+        warnings.warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl", stacklevel=2)
+        return NullMirror()
+
+
 class WandbMirror:
     """Sends each record to wandb; the first failure is warned about once and wandb is dropped, training goes on."""
 
@@ -121,42 +161,31 @@ class WandbMirror:
         self.run = run
 
     @classmethod
-    def start(cls, mode: str, project: str, name: str, run_dir: Path, config: dict, run_id: str) -> WandbMirror | None:
-        mode = wandb_mode(mode)
-        if mode == "disabled":
-            return None
-        try:
-            import wandb
+    def init(cls, *, mode: str, project: str, name: str, id: str, run_dir: Path, config: dict) -> WandbMirror:
+        import wandb
 
-            run = wandb.init(
-                project=project,
-                name=name,
-                id=run_id,
-                resume="allow",
-                dir=str(run_dir),
-                config=config,
-                mode=mode,
-                settings=wandb.Settings(console="off", silent=True, init_timeout=60),
-            )
-            run.define_metric("train/step")
-            run.define_metric("*", step_metric="train/step")
-            return cls(run)
-        except Exception as error:  # noqa: BLE001 - any wandb problem must not stop training
-            warnings.warn(
-                f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl",
-                stacklevel=2,
-            )
-            return None
+        run = wandb.init(
+            project=project,
+            name=name,
+            id=id,
+            resume="allow",
+            dir=str(run_dir),
+            config=config,
+            mode=mode,
+            settings=wandb.Settings(console="off", silent=True, init_timeout=WANDB_INIT_TIMEOUT),
+        )
+        run.define_metric("train/step")
+        run.define_metric("*", step_metric="train/step")
+        return cls(run)
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.run is None:
+        if self.run is None:  # dropped after a failure
             return
         kind = record.get("type")
-        prefix = {"step": "train/"}.get(kind, "")
         payload = {
-            (k if "/" in k or kind != "step" else prefix + k): v
-            for k, v in record.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("step",)
+            (key if "/" in key or kind != "step" else f"train/{key}"): value
+            for key, value in record.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and key != "step"
         }
         payload["train/step"] = record.get("step", 0)
         try:
@@ -169,10 +198,9 @@ class WandbMirror:
         if self.run is None:
             return
         try:
-            if summary:
-                for key, value in (summary.get("final") or {}).items():
-                    if isinstance(value, int | float):
-                        self.run.summary[f"final/{key}"] = value
+            for key, value in ((summary or {}).get("final") or {}).items():
+                if isinstance(value, int | float):
+                    self.run.summary[f"final/{key}"] = value
             self.run.finish()
         except Exception as error:  # noqa: BLE001
             warnings.warn(f"wandb finish failed ({error})", stacklevel=2)

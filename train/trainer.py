@@ -8,12 +8,11 @@
 
 Both hooks wrap private TRL methods (`_calculate_rewards`, `_generate_and_score_completions`); trl is pinned below
 1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run.
+The ledger and the records it feeds are train/records.py's.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,99 +21,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from train.advantages import group_advantages
 from train.config import ExperimentConfig
-
-
-@dataclass
-class RewardTotals:
-    """Sums over a stretch of training: completions seen, their summed weighted reward, each reward's sum/count."""
-
-    num_samples: int = 0
-    reward_sum: float = 0.0
-    func_sums: dict[str, float] = field(default_factory=dict)
-    func_counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: RewardTotals) -> None:
-        self.num_samples += other.num_samples
-        self.reward_sum += other.reward_sum
-        for name, value in other.func_sums.items():
-            self.func_sums[name] = self.func_sums.get(name, 0.0) + value
-            self.func_counts[name] = self.func_counts.get(name, 0) + other.func_counts.get(name, 0)
-
-    @property
-    def mean_reward(self) -> float:
-        return self.reward_sum / self.num_samples if self.num_samples else float("nan")
-
-    def func_means(self) -> dict[str, float]:
-        # A reward that scored no completion (all None) has no mean: NaN, as TRL's nanmean logs it.
-        return {
-            name: total / count if (count := self.func_counts.get(name, 0)) else math.nan
-            for name, total in self.func_sums.items()
-        }
-
-
-class RewardLedger:
-    """Accumulates the total weighted reward of every completion generated for training.
-
-    The total reward of a completion is sum_f w_f * r_f over the reward functions that scored it (None/NaN skipped,
-    as TRL's nansum does). TRL calls `_calculate_rewards` once per generated batch with the rewards gathered from
-    all processes, so recording there (on the main process only) counts every completion exactly once: across
-    processes, with gradient accumulation (one generation feeds several micro-steps) and with num_iterations > 1
-    (the generated batch is reused for several optimizer passes but scored once).
-    """
-
-    def __init__(self, names: list[str], weights: list[float]):
-        self.names = names
-        self.weights = torch.tensor(weights, dtype=torch.float32)
-        self.since_step = RewardTotals()
-        self.since_epoch = RewardTotals()
-
-    def record(self, rewards_per_func: torch.Tensor) -> None:
-        rewards = rewards_per_func.detach().float().cpu()
-        batch = RewardTotals(num_samples=rewards.shape[0])
-        batch.reward_sum = float((rewards * self.weights).nansum().item())
-        for i, name in enumerate(self.names):
-            column = rewards[:, i]
-            present = ~torch.isnan(column)
-            batch.func_sums[name] = float(column[present].sum().item())
-            batch.func_counts[name] = int(present.sum().item())
-        self.since_step.add(batch)
-        self.since_epoch.add(batch)
-
-    def take_step(self) -> RewardTotals:
-        totals, self.since_step = self.since_step, RewardTotals()
-        return totals
-
-    def take_epoch(self) -> RewardTotals:
-        totals, self.since_epoch = self.since_epoch, RewardTotals()
-        return totals
-
-    def restore_epoch(self, step_records: list[dict[str, Any]], epoch_records: list[dict[str, Any]]) -> None:
-        """On resume, start the current epoch's totals from its step records already in metrics.jsonl."""
-        epoch_start = max((row["step"] for row in epoch_records), default=0)
-        self.since_epoch = totals_from_step_records([row for row in step_records if row["step"] > epoch_start])
-
-
-def step_record_fields(totals: RewardTotals) -> dict[str, float]:
-    """What a step record carries so its figures add up to the epoch's: sums and counts, not just TRL's means."""
-    fields: dict[str, float] = {"reward_sum": totals.reward_sum, "num_completions": totals.num_samples}
-    for name, value in totals.func_sums.items():
-        fields[f"rewards/{name}/sum"] = value
-        fields[f"rewards/{name}/count"] = totals.func_counts[name]
-    return fields
-
-
-def totals_from_step_records(records: list[dict[str, Any]]) -> RewardTotals:
-    """Rebuild the running totals of an epoch from its step records (used when a run resumes mid-epoch)."""
-    totals = RewardTotals()
-    for row in records:
-        totals.num_samples += int(row.get("num_completions") or 0)
-        totals.reward_sum += float(row.get("reward_sum") or 0.0)
-        for key, value in row.items():
-            if key.startswith("rewards/") and key.endswith("/sum") and value is not None:
-                name = key.removeprefix("rewards/").removesuffix("/sum")
-                totals.func_sums[name] = totals.func_sums.get(name, 0.0) + float(value)
-                totals.func_counts[name] = totals.func_counts.get(name, 0) + int(row.get(f"rewards/{name}/count", 0))
-    return totals
+from train.records import RewardLedger
 
 
 class GRPOLabTrainer(GRPOTrainer):
@@ -178,6 +85,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, reward_weights: list[fl
         max_completion_length=t.max_completion_length,
         temperature=t.temperature,
         top_p=t.top_p,
+        vllm_importance_sampling_correction=t.vllm_importance_sampling,
         seed=t.seed,
         reward_weights=reward_weights,
         gradient_checkpointing=t.gradient_checkpointing,
@@ -194,7 +102,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, reward_weights: list[fl
         dataloader_num_workers=0,
     )
     if backend == "unsloth":
-        from train.unsloth_backend import grpo_config_overrides
+        from train.models.unsloth import grpo_config_overrides
 
         kwargs.update(grpo_config_overrides(t))
     return GRPOConfig(**kwargs)
@@ -204,14 +112,3 @@ def _optimizer(setting: str, on_gpu: bool) -> str:
     if setting != "auto":
         return setting
     return "adamw_8bit" if on_gpu else "adamw_torch"
-
-
-def epoch_summary_fields(totals: RewardTotals) -> dict[str, float]:
-    """The epoch record: accumulated reward (sum over every completion), mean, sample count, per-reward means."""
-    fields = {
-        "epoch/accumulated_reward": totals.reward_sum,
-        "epoch/mean_reward": totals.mean_reward if totals.num_samples else math.nan,
-        "epoch/num_samples": totals.num_samples,
-    }
-    fields.update({f"epoch/rewards/{name}/mean": mean for name, mean in totals.func_means().items()})
-    return fields

@@ -19,7 +19,7 @@ from typing import Literal
 
 from train.config import DataConfig
 from train.errors import UserError
-from train.generation import Prompt
+from train.models.generation import Prompt
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "

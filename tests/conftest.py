@@ -1,0 +1,53 @@
+"""Shared test helpers: the offline environment, the tiny experiment on disk, JSONL files, the entry points."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from train.testing import tiny_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def builtin_cache(tmp_path_factory) -> Path:
+    """One built-in model cache for the session: each tiny model is built once."""
+    return tmp_path_factory.mktemp("builtin-cache")
+
+
+@pytest.fixture
+def offline(monkeypatch, builtin_cache, tmp_path) -> None:
+    """No hub, no wandb server, the session's model cache."""
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(builtin_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+
+
+def write_tiny_config(directory: Path, **sections: Any) -> Path:
+    """The tiny experiment (train.testing) with `sections` merged in, written as directory/<name>.yaml."""
+    config = tiny_experiment(**sections)
+    path = Path(directory) / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """One JSON value per line (a row that is already a string is written as is: malformed input on purpose)."""
+    path = Path(path)
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return path
+
+
+def entry_point(script: str) -> Callable[..., Any]:
+    """The `main` of experiments/<script>.py, loaded as the file it is (experiments/ is not a package)."""
+    return runpy.run_path(str(ROOT / "experiments" / f"{script}.py"), run_name=f"experiments_{script}")["main"]

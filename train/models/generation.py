@@ -1,0 +1,240 @@
+"""Generation for evaluation: one interface, one prompt rendering, one implementation per backend.
+
+The evaluator asks a `Generator` for n completions of each prompt and never knows which backend answers:
+`HFGenerator` (batched transformers `generate`) or `VLLMGenerator` (the vLLM engine Unsloth's fast_inference puts
+beside the model). Both feed the model exactly the token ids TRL's rollouts feed it (`prompt_token_ids`), so an
+evaluation scores the policy on the prompts it was trained on, special tokens included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from train.errors import UserError
+
+# A prompt as the task renders it: plain text, or a list of chat messages for the tokenizer's chat template.
+Prompt = str | list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    num_tokens: int
+    truncated: bool  # stopped by the token budget, not by end-of-sequence
+    # The generated ids up to and including EOS (the `completion_ids` TRL gives rewards); () when a backend
+    # does not report them, and the rewards then estimate lengths from the text.
+    token_ids: tuple[int, ...] = ()
+
+
+class Generator(Protocol):
+    def snapshot_policy(self) -> None:
+        """Take the policy's weights as they are now: the following generate calls use them (one evaluation)."""
+        ...
+
+    def generate(
+        self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[list[Completion]]:
+        """n completions for each prompt, in prompt order. temperature 0 means greedy (then n must be 1)."""
+        ...
+
+
+def prompt_token_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """The token ids TRL's GRPOTrainer generates from for this prompt.
+
+    Text prompts are tokenized with the tokenizer's defaults (so a BOS is added where the tokenizer adds one);
+    chat prompts go through the chat template with the generation prompt, tokenized by it (the template holds
+    any BOS). tests/test_evaluation_generation.py pins both against TRL's own `_tokenize_prompts`.
+    """
+    if isinstance(prompt, str):
+        return list(tokenizer(text=prompt)["input_ids"])
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(
+            "the prompts are chat messages but the tokenizer has no chat template. Use a text prompt template "
+            "(data.prompt_template: r1_zero, or your own text with {question}), or a model with a chat template."
+        )
+    rendered = tokenizer.apply_chat_template(
+        conversation=[prompt], add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(rendered["input_ids"][0])
+
+
+def _check_greedy(temperature: float, n: int) -> None:
+    if temperature == 0 and n != 1:
+        raise ValueError(f"greedy decoding (temperature 0) gives one completion per prompt, not n={n}")
+
+
+class HFGenerator:
+    """Batched generation with transformers' `model.generate`: the hf backend of `Generator`.
+
+    One `generate` call per batch of `batch_size` prompts draws all n completions of each prompt
+    (`num_return_sequences=n`), with the KV cache on and prompts padded on the left, so a prompt's completion does
+    not depend on the batch it is in. Sampling is pure temperature sampling (top_p 1, no top-k, no repetition
+    penalty, whatever the model's generation_config says), seeded once per call. Works on a peft-wrapped model.
+    Nothing of the tokenizer is changed: training shares it.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        # Batches need a pad id; many base models ship none, and their EOS is what generate pads with then.
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def snapshot_policy(self) -> None:
+        """Nothing to do: generate reads the live weights."""
+
+    def generate(
+        self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[list[Completion]]:
+        import torch
+
+        _check_greedy(temperature, n)
+        token_ids = [prompt_token_ids(self.tokenizer, prompt) for prompt in prompts]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if temperature > 0:
+                torch.manual_seed(seed)
+            completions: list[list[Completion]] = []
+            for start in range(0, len(token_ids), self.batch_size):
+                batch = token_ids[start : start + self.batch_size]
+                completions.extend(self._generate_batch(batch, n, temperature, max_new_tokens))
+            return completions
+        finally:
+            self.model.train(was_training)
+
+    def _generate_batch(
+        self, batch: list[list[int]], n: int, temperature: float, max_new_tokens: int
+    ) -> list[list[Completion]]:
+        import torch
+
+        eos_ids = self._eos_ids()
+        device = next(self.model.parameters()).device
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in batch], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
+        sampling = {"do_sample": False}
+        if temperature > 0:
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+        with torch.no_grad():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=n,
+                repetition_penalty=1.0,
+                pad_token_id=self.pad_id,
+                eos_token_id=sorted(eos_ids),
+                use_cache=True,
+                **sampling,
+            )
+        generated = output[:, width:].tolist()
+        completions = [self._completion(ids, eos_ids) for ids in generated]
+        return [completions[i * n : (i + 1) * n] for i in range(len(batch))]
+
+    def _eos_ids(self) -> set[int]:
+        """End-of-sequence ids: the model's generation_config (chat models list several) and the tokenizer's."""
+        ids: set[int] = set()
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if configured is not None:
+            ids.update(configured if isinstance(configured, list) else [configured])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    def _completion(self, ids: list[int], eos_ids: set[int]) -> Completion:
+        end = next((i for i, token in enumerate(ids) if token in eos_ids), None)
+        kept = ids if end is None else ids[: end + 1]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(text=text, num_tokens=len(kept), truncated=end is None, token_ids=tuple(kept))
+
+
+class VLLMGenerator:
+    """The `Generator` of a model that carries a vLLM engine (Unsloth's fast_inference): the live LoRA, served.
+
+    `snapshot_policy` saves the current adapter to `lora_dir` once per evaluation and asks `model.load_lora` for a
+    LoRARequest (a new id, so vLLM loads those weights); every generate call of the evaluation reuses it through
+    `model.fast_generate`, the engine's `LLM.generate`. Prompts go in as `prompt_token_ids`, as in training.
+    Sampling is pure temperature sampling (top_p 1, top_k off, min_p 0, no repetition penalty), seeded per call.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, lora_dir: Path) -> None:
+        if getattr(model, "vllm_engine", None) is None:
+            raise ValueError("this model has no vLLM engine; generate with HFGenerator instead")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.lora_dir = Path(lora_dir)
+        self.lora_request: Any = None
+
+    def snapshot_policy(self) -> None:
+        self.model.save_lora(str(self.lora_dir))
+        self.lora_request = self.model.load_lora(str(self.lora_dir))
+
+    def generate(
+        self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[list[Completion]]:
+        params = sampling_kwargs(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+        if not prompts:
+            return []
+        if self.lora_request is None:
+            self.snapshot_policy()
+        from vllm import SamplingParams
+
+        outputs = self.model.fast_generate(
+            [{"prompt_token_ids": prompt_token_ids(self.tokenizer, prompt)} for prompt in prompts],
+            sampling_params=SamplingParams(**params),
+            lora_request=self.lora_request,
+            use_tqdm=False,
+        )
+        if len(outputs) != len(prompts):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
+        return completions_from_outputs(outputs, n)
+
+
+def sampling_kwargs(*, n: int, temperature: float, max_new_tokens: int, seed: int) -> dict[str, Any]:
+    """Keyword arguments of vLLM's `SamplingParams`: temperature 0 is greedy (n=1), otherwise pure sampling."""
+    _check_greedy(temperature, n)
+    return {
+        "n": n,
+        "temperature": temperature,
+        "max_tokens": max_new_tokens,
+        "seed": seed,
+        "top_p": 1.0,
+        "top_k": 0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+    }
+
+
+def completions_from_outputs(outputs: Sequence[Any], n: int) -> list[list[Completion]]:
+    """Our Completions from vLLM's RequestOutputs, one list of n per prompt, in order.
+
+    token_ids are the generated ids, the end-of-sequence token included when the completion stopped on it (as
+    HFGenerator keeps it); num_tokens is their count. truncated means vLLM stopped at the token budget
+    (finish_reason "length"). A request vLLM aborted or failed raises: it has no text to grade.
+    """
+    completions = []
+    for output in outputs:
+        samples = sorted(output.outputs, key=lambda sample: sample.index)
+        if len(samples) != n:
+            raise RuntimeError(f"vLLM returned {len(samples)} completions for request {output.request_id}, not {n}")
+        failed = [sample.finish_reason for sample in samples if sample.finish_reason in ("abort", "error")]
+        if failed:
+            raise RuntimeError(f"vLLM ended request {output.request_id} with finish_reason={failed[0]!r}")
+        completions.append(
+            [
+                Completion(
+                    text=sample.text,
+                    num_tokens=len(sample.token_ids),
+                    truncated=sample.finish_reason == "length",
+                    token_ids=tuple(sample.token_ids),
+                )
+                for sample in samples
+            ]
+        )
+    return completions
