@@ -68,8 +68,8 @@ def test_defaults_are_stated_not_left_to_trl():
     assert cfg.rewards == []
 
 
-def test_empty_yaml_gives_the_defaults_named_after_the_file(tmp_path):
-    cfg = load_config(write(tmp_path, "", name="my_run.yaml"))
+def test_a_config_is_named_after_its_file(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  beta: 0.04\n", name="my_run.yaml"))
     assert cfg.name == "my_run"
     assert cfg.model_dump(exclude={"name"}) == ExperimentConfig().model_dump(exclude={"name"})
 
@@ -559,3 +559,32 @@ def test_no_baseline_with_group_scaling_is_refused_with_the_fix():
 
 def test_a_scalar_file_is_refused_naming_its_type(tmp_path):
     assert "not a str" in load_error(tmp_path, "just text\n")
+
+
+def test_the_readme_config_table_is_the_schema():
+    from train.config import config_reference_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("<!-- config-reference")
+    table = readme[readme.index("\n", start) + 1 : readme.index("<!-- end config-reference -->")]
+    assert table == config_reference_markdown(), "regenerate: uv run python -c 'from train.config import ...'"
+
+
+def test_an_empty_config_is_refused_not_run_with_every_default(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(UserError, match="is empty"):
+        load_config(path)
+
+
+def test_a_config_that_is_not_utf8_is_a_user_error(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(UserError, match="UTF-8"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/b", "..", "nul\x00name"])
+def test_a_name_that_is_not_a_plain_file_name_is_refused(tmp_path, name):
+    with pytest.raises(UserError, match="plain file name"):
+        validate_config({"name": name})

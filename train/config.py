@@ -267,6 +267,18 @@ class OutputConfig(Section):
 
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="Experiment name (defaults to the YAML file's stem).")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        # The name becomes part of a directory name: no separators, no parent references, nothing unprintable.
+        if not value or value in (".", "..") or "/" in value or "\\" in value or not value.isprintable():
+            raise ValueError(
+                f"name {value!r} must be a plain file name (no '/', '\\', '..' or control characters): it names "
+                "the run dir <output.dir>/<name>-<timestamp>"
+            )
+        return value
+
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: list[RewardSpec] = Field(
@@ -318,7 +330,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             f"experiment_configs/quickstart.yaml.{hint}"
         )
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"cannot read the config {path}: {getattr(error, 'strerror', None) or error}. Check that it is a readable "
+            "UTF-8 text file."
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -327,6 +344,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             f"{path} is not valid YAML{where}: {problem}. Fix the syntax there (indentation, a missing colon "
             "or an unclosed quote are the usual causes)."
         ) from None
+    if raw is None:
+        raise UserError(
+            f"{path} is empty: a config with no keys would silently run every default (a GSM8K run of the built-in "
+            "model). Write the sections you mean (see experiment_configs/quickstart.yaml), or copy a shipped config."
+        )
     if not isinstance(raw, dict):
         raise UserError(
             f"{path} must hold a mapping of sections (model, data, rewards, train, ...), not a "
@@ -388,6 +410,13 @@ def describe_schema(model: type[BaseModel] = ExperimentConfig, prefix: str = "")
         default = getattr(instance, name)
         rows.append((key, repr(default), field.description or ""))
     return rows
+
+
+def config_reference_markdown() -> str:
+    """The README's config table: one row per key with its default and meaning, from the schema."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{key}` | `{default}` | {meaning} |" for key, default, meaning in describe_schema()]
+    return "\n".join(rows) + "\n"
 
 
 def _section_type(annotation: Any) -> type[BaseModel] | None:

@@ -7,7 +7,7 @@ A task turns `data` config into rows the trainer and the evaluator use without k
     task.is_correct(completion, rows[0]); task.outcome(completion, rows[0])  # correct | partial | failed
     task.default_rewards()                                   # the reward set when cfg.rewards is empty
 
-A subclass sets `name`, `Options` (its own options, validated from `data.options`), `gold_columns`, and writes
+A subclass sets `name`, `Options` (its own options, validated from `data.options`) and writes
 `rows(split)` (raw rows to task rows), `is_correct`, `reference_completion` and `answer_rewards`. This module
 also holds the loaders every task shares: local JSONL files and hub data sets that fail fast when offline.
 """
@@ -46,7 +46,6 @@ class Task:
 
     name: ClassVar[str]
     Options: ClassVar[type[TaskOptions]] = TaskOptions
-    gold_columns: ClassVar[tuple[str, ...]] = ("answer",)
 
     def __init__(self, data: DataConfig) -> None:
         self.data = data

@@ -69,7 +69,6 @@ class CountdownOptions(TaskOptions):
 class CountdownTask(Task):
     name = "countdown"
     Options = CountdownOptions
-    gold_columns = ("target", "numbers")
     options: CountdownOptions
 
     def rows(self, split: Split) -> list[Row]:

@@ -48,10 +48,6 @@ class PromptTemplate:
     system_prompt: str | None  # the system message, for chat prompts
     reasoning_tag: Literal["think", "reasoning"]
 
-    @property
-    def is_chat(self) -> bool:
-        return self.system_prompt is not None
-
     def render(self, question: str) -> Prompt:
         if self.system_prompt is not None:
             return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": question}]
