@@ -205,3 +205,34 @@ def test_training_rollouts_after_an_epoch_evaluation_are_those_of_a_run_without_
     with_eval = [[row[k] for k in keys] for row in records(tmp_path / "epoch", "step")]
     without_eval = [[row[k] for k in keys] for row in records(tmp_path / "end", "step")]
     assert with_eval == without_eval
+
+
+def test_a_run_resumed_mid_epoch_trains_the_prompts_of_an_uninterrupted_run_in_its_order(tmp_path, monkeypatch):
+    """TRL's sampler restarts on resume; ours serves each epoch its own permutation, so nothing is skipped or
+    reordered: the per-step prompts of a killed-and-resumed run equal those of a run that was never stopped."""
+    from train.trainer import GRPOLabTrainer
+
+    original = GRPOLabTrainer._calculate_rewards
+    seen: dict[int, list[str]] = {}
+    kill_at: list[int] = []
+
+    def recording(self, inputs, prompts, completions, completion_ids_list):
+        if kill_at and self.state.global_step == kill_at[0]:
+            raise KeyboardInterrupt  # killed before step kill_at + 1 generates
+        seen[self.state.global_step + 1] = list(prompts)
+        return original(self, inputs, prompts, completions, completion_ids_list)
+
+    monkeypatch.setattr(GRPOLabTrainer, "_calculate_rewards", recording)
+    config = tiny_config(tmp_path, num_epochs=3, save_steps=5)
+    quiet = ["--set", "logging.wandb=disabled", "--set", "eval.zero_shot=false", "--set", "eval.when=end"]
+    run_eval_test_main([str(config), "--output-dir", str(tmp_path / "whole"), *quiet])
+    uninterrupted = dict(seen)
+    assert len(uninterrupted) == 3 * STEPS_PER_EPOCH
+
+    seen.clear()
+    kill_at.append(6)  # mid-epoch 2; the newest checkpoint is checkpoint-5 (save_steps), also mid-epoch
+    with pytest.raises(KeyboardInterrupt):
+        run_eval_test_main([str(config), "--output-dir", str(tmp_path / "killed"), *quiet])
+    kill_at.clear()
+    run_eval_test_main([str(config), "--output-dir", str(tmp_path / "killed"), "--resume"])
+    assert seen == uninterrupted

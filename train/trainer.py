@@ -13,11 +13,14 @@ The ledger and the records it feeds are train/records.py's.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from train.advantages import group_advantages
 from train.config import ExperimentConfig
@@ -32,6 +35,11 @@ class GRPOLabTrainer(GRPOTrainer):
         self.baseline = baseline
         self.ledger = ledger
         self._last_rewards_per_func: torch.Tensor | None = None
+
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        # The trainer replaces its state object when it starts or resumes: read it at iteration time.
+        return EpochSampler(sampler, lambda: self.state.epoch) if isinstance(sampler, RepeatSampler) else sampler
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -57,6 +65,30 @@ class GRPOLabTrainer(GRPOTrainer):
         advantages = torch.where(unscorable, torch.zeros_like(advantages), advantages)
         start = self.accelerator.process_index * local_count
         return advantages[start : start + local_count]
+
+
+class EpochSampler(RepeatSampler):
+    """TRL's RepeatSampler whose shuffle depends on the epoch it serves, so a resumed run trains the same prompts.
+
+    TRL's sampler seeds its generator once and draws one permutation each time it is iterated: epoch e gets the
+    e-th permutation of an uninterrupted run. A run resumed from a checkpoint builds a new sampler, which would give
+    the resumed epoch the first permutation again (so a mid-epoch resume skips the wrong batches, and later epochs
+    are reordered). This one reseeds and draws the e-th permutation for epoch e = floor(state.epoch) at each
+    iteration: the same order as TRL's uninterrupted run, and the same again after a resume.
+    tests/test_training.py compares a killed-and-resumed run's per-step prompts with an uninterrupted run's.
+    """
+
+    def __init__(self, sampler: RepeatSampler, current_epoch: Callable[[], float | None]):
+        self.__dict__.update(sampler.__dict__)
+        self.current_epoch = current_epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            self.generator.manual_seed(self.seed)
+            epochs_before = math.floor((self.current_epoch() or 0.0) + 1e-6)
+            for _ in range(epochs_before):  # the permutations of the epochs before this one
+                torch.randperm(self.num_samples, generator=self.generator)
+        return super().__iter__()
 
 
 def grpo_config(cfg: ExperimentConfig, output_dir: Path, reward_weights: list[float], backend: str) -> GRPOConfig:
