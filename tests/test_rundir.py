@@ -80,6 +80,35 @@ def test_a_finished_run_is_recognised(tmp_path):
     cfg = load_config(write_tiny_config(tmp_path))
     run = RunDir.choose(cfg, tmp_path / "run", resume=False)
     run.open()
+    run.close()
     assert not run.finished
     (run.path / "summary.json").write_text(json.dumps({"final": {"pass@1": 0.5}}))
     assert RunDir.choose(cfg, tmp_path / "run", resume=True).finished
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("trainer_state.json", lambda p: p.write_text(p.read_text()[:9])),
+        ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])),
+        ("optimizer.pt", lambda p: p.write_bytes(b"garbage")),
+    ],
+)
+def test_a_corrupt_checkpoint_names_the_file_and_the_previous_checkpoint(tmp_path, name, damage):
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    run = RunDir.choose(cfg, tmp_path / "run", resume=False)
+    run.open()
+    run.close()
+    for step in (4, 8):
+        checkpoint = run.checkpoint_dir / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        save_file({"w": torch.ones(64)}, str(checkpoint / "model.safetensors"))
+        torch.save({"state": {}}, checkpoint / "optimizer.pt")
+    damage(run.checkpoint_dir / "checkpoint-8" / name)
+    resumed = RunDir.choose(cfg, tmp_path / "run", resume=True)
+    with pytest.raises(UserError, match=rf"checkpoint-8/{name} is corrupt.*continue from checkpoint-4"):
+        resumed.open()

@@ -39,6 +39,41 @@ class Checkpoint:
     step: int
 
 
+def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> None:
+    """Refuse a checkpoint whose files cannot be read (a kill or a full disk mid-save), naming the file and the way
+    back to the previous checkpoint, instead of failing deep inside the trainer with a traceback."""
+    import torch
+    from safetensors import safe_open
+
+    def readable(path: Path) -> bool:
+        try:
+            if path.name.endswith(".json"):
+                json.loads(path.read_text())
+            elif path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as weights:
+                    for name in weights.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                        weights.get_tensor(name)
+            elif path.suffix in (".pt", ".pth"):
+                torch.load(path, map_location="cpu", weights_only=False)
+            return True
+        except Exception:  # noqa: BLE001 - any failure to read is a corrupt file here
+            return False
+
+    files = [p for p in sorted(checkpoint.path.iterdir()) if p.suffix in (".json", ".safetensors", ".pt", ".pth")]
+    broken = next((p for p in files if not readable(p)), None)
+    if broken is None:
+        return
+    way_back = (
+        f"Delete it (rm -r {checkpoint.path}) and --resume again to continue from {previous.path.name}"
+        if previous
+        else f"Delete it (rm -r {checkpoint.path}) and --resume again to restart training from the beginning"
+    )
+    raise UserError(
+        f"the checkpoint {checkpoint.path.name} cannot be resumed from: {broken} is corrupt or truncated (the run was "
+        f"probably killed, or the disk filled, while saving it). {way_back}; the records after that point are redone."
+    )
+
+
 class RunDir:
     def __init__(self, path: Path, cfg: ExperimentConfig, resuming: bool = False):
         self.path = Path(path)
@@ -108,6 +143,8 @@ class RunDir:
             return None
         self._take_lock()
         checkpoint = self.last_checkpoint()
+        if checkpoint is not None:
+            check_checkpoint(checkpoint, previous=self.last_checkpoint(before=checkpoint.step))
         MetricsLog(self.metrics_path).truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
         return checkpoint
 
@@ -142,6 +179,12 @@ class RunDir:
         handle.flush()
         self._lock = handle  # kept open: the lock lives as long as this process
 
+    def close(self) -> None:
+        """Release the run dir (the process ending does the same)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
@@ -150,14 +193,14 @@ class RunDir:
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
 
-    def last_checkpoint(self) -> Checkpoint | None:
-        """The newest complete checkpoint (the trainer writes trainer_state.json last)."""
+    def last_checkpoint(self, before: int | None = None) -> Checkpoint | None:
+        """The newest complete checkpoint (the trainer writes trainer_state.json last), optionally before a step."""
         found = []
         for path in self.checkpoint_dir.glob("checkpoint-*"):
             match = re.fullmatch(r"checkpoint-(\d+)", path.name)
             if match and (path / "trainer_state.json").is_file():
                 found.append(Checkpoint(path, int(match.group(1))))
-        return max(found, key=lambda c: c.step, default=None)
+        return max((c for c in found if before is None or c.step < before), key=lambda c: c.step, default=None)
 
     def wandb_id(self) -> str:
         """A stable wandb run id, so a resumed run continues the same wandb run."""
