@@ -289,7 +289,7 @@ def test_an_8b_model_at_4096_tokens_and_16_generations_is_refused_with_advice():
     assert 0 < completion < 4096 and 2 <= generations < 16
     assert f"train.max_completion_length to {completion}" in message
     assert f"train.num_generations={generations}" in message
-    assert "model.name=Qwen/" in message and "--force" in message
+    assert "model.name=unsloth/Qwen3-" in message and "--force" in message
     with pytest.raises(UserError):
         check_fits(cfg, RTX_24GB, "hf")
 

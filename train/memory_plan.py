@@ -740,8 +740,14 @@ def _smaller_model(shape: ModelShape, s: PlanSettings, card_gib: float) -> str |
     smaller = sorted((m for m in SHIPPED_SHAPES.values() if m.params < shape.params), key=lambda m: -m.params)
     for candidate in smaller:
         if plan_memory(candidate, s, card_gib).fits:
-            return f"Qwen/{candidate.name}" if candidate.name.startswith("Qwen") else candidate.name
+            return hub_id(candidate, s.backend)
     return None
+
+
+def hub_id(shape: ModelShape, backend: Backend) -> str:
+    """A shipped model's hub id: Unsloth's copy on the unsloth backend (its mapper loads the pre-quantized 4-bit)."""
+    owner = "meta-llama" if shape.name.startswith("Llama") else "Qwen"
+    return f"unsloth/{shape.name}" if backend == "unsloth" else f"{owner}/{shape.name}"
 
 
 # --------------------------------------------------------------------------------------------------------------
