@@ -719,7 +719,7 @@ def _advice(cfg: ExperimentConfig, plan: Plan, card_gib: float) -> str:
     return (
         f"{cfg.name} does not fit a {card_gib:.1f} GiB GPU: {what}, {why} "
         f"(plan it with: uv run python experiments/plan_memory.py CONFIG --gpu-gb {card_gib:g}). "
-        f"To fit: {'; or '.join(fixes)}. Pass --force to run anyway."
+        f"To fit: {'; or '.join(fixes)}. experiments/run_eval_test.py --force runs it anyway."
     )
 
 
