@@ -1,0 +1,783 @@
+"""Peak GPU memory of a GRPO run, planned from the config and the model's shape before anything is loaded.
+
+    plan = plan_config(load_config("experiment_configs/eval_test_improved.yaml"), gpu_gib=24)
+    check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend)   # UserError with advice
+
+Every figure is bytes from a formula of the model's shape (config.json: layers L, hidden h, MLP width I, query width
+q = heads x head_dim, key/value width kv = kv_heads x head_dim, vocabulary V) and the run's batch: R completions per
+micro-step (`per_device_train_batch_size`) of S = prompt + completion tokens, T = R x S tokens, C completion tokens.
+GiB = 2**30 bytes throughout; the published figures below are in the same unit (their own formulas give 78.3 and 2.5
+only in GiB).
+
+Components and their sources
+- CUDA context and kernels: 1.0 GiB for unsloth + vLLM in one process, 0.5 GiB for transformers alone. Not derived:
+  the usual 0.5-1 GiB of a CUDA context with lazily loaded kernels, the upper end when vLLM's kernels load too.
+- Weights: the projections of every layer, P_lin = L x (h(q + 2kv) + qh + 3hI), in 4 bit or 16 bit; embeddings and
+  output head (V x h each, one matrix when tied) and norms stay in 16 bit, as Unsloth and bitsandbytes keep them.
+  4 bit under unsloth: 5 bits a weight, Unsloth's own estimate (unsloth_zoo vllm_utils.approximate_vllm_memory_usage:
+  "Should be 4.5 but use 5", which covers NF4's absmax and the layers its dynamic quants keep in 16 bit). 4 bit
+  under transformers: bitsandbytes NF4 with double quantization, 4 + 8/64 + 32/(64 x 256) = 4.127 bits a weight.
+  Unsloth also keeps one dequantized 16-bit copy of the largest projection (max(qh, hI) x 2 bytes) for its matmuls.
+- LoRA: r x (in + out) parameters per adapted projection per layer; fp32 weights (4 B) and fp32 gradients (4 B);
+  optimizer states: adamw_8bit / paged_adamw_8bit 2 B (two 1-byte moments), adamw_torch 8 B (two fp32 moments).
+  With vLLM, its LoRA slot holds the adapter again in 16 bit (2 B a parameter, unsloth_zoo's estimate).
+  lora_rank 0 (all weights trained): 16-bit weights with 16-bit gradients and the optimizer's states for all of them.
+- Activations. What autograd keeps for one decoder layer, per token, in bytes (transformers' Llama/Qwen layer with
+  PEFT LoRA on all seven projections and flash/SDPA attention in bf16): the two RMSNorms' fp32 input copies (4h each),
+  the LoRA inputs of the attention and MLP (2h each), q, k, v and the attention output kept by flash attention
+  (2(2q + 2kv)), SiLU's input, both factors of act x up and the down projection's input (2I each):
+  a(tok) = 12h + 4q + 4kv + 8I, plus 4q + 4kv for Qwen3's q/k norms. Counted as an upper bound for Unsloth's fused
+  kernels too (they keep no more than that).
+  - unsloth (`use_gradient_checkpointing="unsloth"`): each layer's input is offloaded to CPU RAM (L x T x h x 2 B of
+    host memory, shown beside the table); the GPU holds one layer recomputed for backward, a(tok) x T, plus four
+    hidden states T x h x 2 B (the double-buffered reload, the gradient in the residual stream, the final hidden
+    states kept for the loss; unsloth_zoo/gradient_checkpointing.py).
+  - hf without checkpointing (`train.gradient_checkpointing: false`, our default): every layer keeps a(tok) x T,
+    plus two hidden states for the gradient. hf with checkpointing: L hidden states T x h x 2 B kept on the GPU plus
+    one layer's a(tok) x T plus two hidden states.
+- Logits and loss.
+  - unsloth: the fused linear + log-prob loss computes one row chunk of fp32 logits at a time (unsloth_zoo
+    fused_losses/fused_linear.py fused_linear_rows): rows = the power of two at or below n x h / V (Liger's rule,
+    n = R x C scored tokens), clamped to [512, 4096] and to a 2 GiB chunk (UNSLOTH_LOGPROB_CHUNK_GB), so
+    chunk x V x 4 B, plus the gradient of the hidden states it writes in the forward pass, n x h x 2 B.
+  - hf (TRL 1.14 on CUDA): the model returns bf16 logits for the completion, R x (C + 1) x V x 2 B, which TRL's fused
+    Triton log-prob kernel keeps for backward, and backward allocates a gradient of the same size: 4 B per element.
+    (TRL's fallback without Triton, fp32 logits and log-softmax, would be 8 B.) This equals the published
+    "2 logits x 2 bytes" of TRL + FA2 (policy and reference logits, both bf16, alive together in the 2025 TRL).
+- Reference pass (beta > 0). unsloth: the same weights with the adapters disabled, no extra weights; its log-probs
+  come through the same chunked loss, so nothing extra at the peak. hf: with PEFT the adapter is disabled, no extra
+  weights; TRL scores it under no_grad before the step, a phase of its own with R x C x V x 2 B of bf16 logits.
+  hf with lora_rank 0: a second 16-bit copy of the model.
+- vLLM. KV cache for the completions of one generation batch: 2 (K and V) x L x kv x 2 B x tokens, tokens =
+  (per_device_train_batch_size x gradient_accumulation_steps) x S. Its CUDA graphs: 172 graphs x h x L x 4 B,
+  clamped to [0.15, 1] GiB (unsloth_zoo's estimate). Weights are shared with training (Unsloth's fast_inference).
+  vLLM takes gpu_memory_utilization x card up front (weights, activations, and whatever is left as KV cache).
+  Under Standby (UNSLOTH_VLLM_STANDBY=1, grpo-lab's default) Unsloth replaces the utilization with its own target
+  (unsloth_zoo vllm_utils: on a 24 GB card 0.825 x 0.95 = 0.784 with vLLM >= 0.11; UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE=1
+  keeps yours) and frees the KV cache while a training step runs. So the GPU peaks at the larger of
+  (a) generation: vLLM's share + the training side that persists (CUDA context, LoRA, optimizer states) and
+  (b) training: everything but the KV cache. Without Standby vLLM's share is held throughout and the training step
+  must fit in what it leaves. The plan reports both what the run needs and what the GPU will show.
+- transformers generation (hf backend, or unsloth without fast_inference): HF generate's KV cache, same formula,
+  for a generation batch during training and for eval.batch_size x samples-per-prompt sequences during evaluation.
+
+Calibration against published figures (tests/test_memory_plan.py keeps these)
+- Unsloth blog "Long-context GRPO" (Feb 2025): Llama-3.1-8B (QLoRA, 4 bit, LoRA r=32 as in its notebook), 20K
+  context (their formulas use 20,480), 8 generations, before Standby existed; its table counts the vLLM KV cache for
+  one sequence (2.5 GiB). Published: Unsloth 54.3 (training 42 + GRPO loss 9.8 + KV 2.5); TRL + FA2 510.8 (training
+  414 + loss 78.3 + vLLM's own 16-bit weights 16 + KV 2.5).
+  Planned, same settings: Unsloth 47.0 GiB (-13%); with the KV cache of all 8 generations, as the planner counts
+  by default, 64.5 GiB (+19%; the blog: "otherwise you will need 20GB"). The loss now costs a 2 GiB logits chunk,
+  not the published 9.8 (Unsloth rewrote it since); the activations of one layer (28 GiB) dominate. TRL + FA2:
+  1004 GiB without gradient checkpointing (+97%), 172 GiB with it (-66%): the published figure lies between the
+  two. The blog does not derive its 414 GB training term (it implies about 19 bytes x h per token per layer where
+  autograd keeps 45 here); its logits (78.3), KV (2.5) and vLLM weights (16 GB) terms are reproduced exactly.
+  So the Unsloth figure is met within 25% and the TRL figure is not: no constant was fitted to either.
+- Unsloth's "GRPO in about 5 GB" for Qwen2.5-1.5B (the Feb 2025 notebook recipe: 4 bit, LoRA r=64, 6 generations of
+  256 prompt + 200 completion tokens, paged_adamw_8bit, beta 0.04): planned 3.84 GiB (-23%).
+- The one constant that is not derived is the CUDA context: 1.0 GiB with vLLM, 0.5 without, the ends of the usual
+  0.5-1 GiB range (a process that also loads vLLM's kernels takes the top). It was chosen knowing the calibration,
+  and the 5 GB figure is sensitive to it: at 0.75 GiB the plan is -28%, at 0.5 GiB -33%.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import string
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from train.config import ExperimentConfig
+from train.errors import UserError
+
+GIB = 2**30
+Backend = Literal["unsloth", "hf"]
+
+CUDA_CONTEXT_BYTES = {"unsloth": int(1.0 * GIB), "hf": int(0.5 * GIB)}
+UNSLOTH_4BIT_BITS = 5.0  # unsloth_zoo vllm_utils.approximate_vllm_memory_usage
+BNB_NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # NF4, blocksize 64, double-quantized absmax
+UNSLOTH_GPU_HIDDEN_STATES = 4
+HF_GRADIENT_HIDDEN_STATES = 2
+LOGPROB_CHUNK_BYTES = 2 * GIB  # UNSLOTH_LOGPROB_CHUNK_GB default
+FUSED_MAX_ROWS = 4096
+FUSED_MIN_LOGITS = 512 * 151936
+VLLM_CUDA_GRAPHS = 172
+OPTIMIZER_STATE_BYTES = {
+    "adamw_8bit": 2,
+    "paged_adamw_8bit": 2,
+    "adamw_bnb_8bit": 2,
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "adamw_hf": 8,
+    "paged_adamw_32bit": 8,
+    "adafactor": 4,
+    "sgd": 0,
+}
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model shapes
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What memory depends on in a decoder-only model's config.json."""
+
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+    qk_norm: bool = False  # Qwen3 normalizes q and k per head (two more fp32 copies kept for backward)
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def linear_params(self) -> int:
+        """L x (h(q + 2kv) + qh + 3hI): the seven projections of every layer (what 4-bit quantizes)."""
+        h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
+        return self.layers * (h * (q + 2 * kv) + q * h + 3 * h * i)
+
+    @property
+    def embedding_params(self) -> int:
+        """V x h for the input embedding, twice when the output head is not tied to it."""
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        """Projections + embeddings + norms (biases and q/k norms are left out: under 0.1%)."""
+        return self.linear_params + self.embedding_params + (2 * self.layers + 1) * self.hidden
+
+
+# The shipped models' shapes, from their config.json (checked against copies of the hub files): the fallback when
+# neither a local directory nor the Hugging Face cache has the config. Keys are normalized names (see shape_key).
+SHIPPED_SHAPES: dict[str, ModelShape] = {
+    shape.name.lower(): shape
+    for shape in [
+        ModelShape("Qwen3-0.6B", 28, 1024, 3072, 16, 8, 128, 151936, True, qk_norm=True),
+        ModelShape("Qwen3-1.7B", 28, 2048, 6144, 16, 8, 128, 151936, True, qk_norm=True),
+        ModelShape("Qwen3-4B", 36, 2560, 9728, 32, 8, 128, 151936, True, qk_norm=True),
+        ModelShape("Qwen3-8B", 36, 4096, 12288, 32, 8, 128, 151936, False, qk_norm=True),
+        ModelShape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 128, 151936, True),
+        # Same shape as its base Qwen2.5-1.5B; only max_position_embeddings (4096) and rope_theta differ.
+        ModelShape("Qwen2.5-Math-1.5B", 28, 1536, 8960, 12, 2, 128, 151936, True),
+        ModelShape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128, 128256, False),
+    ]
+}
+_NAME_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-instruct", "-base")
+
+
+def shape_key(model_name: str) -> str:
+    """The table's key of a model name: `unsloth/Qwen3-1.7B-unsloth-bnb-4bit` -> `qwen3-1.7b`,
+    `meta-llama/Meta-Llama-3.1-8B-Instruct` -> `llama-3.1-8b`."""
+    key = model_name.rstrip("/").rsplit("/", 1)[-1].lower()
+    changed = True
+    while changed:
+        changed = False
+        for suffix in _NAME_SUFFIXES:
+            if key.endswith(suffix):
+                key, changed = key[: -len(suffix)], True
+    return key.removeprefix("meta-")
+
+
+def shape_from_config(config: dict[str, Any], name: str) -> ModelShape:
+    """A ModelShape from a config.json mapping (the text part of a multimodal config)."""
+    config = config.get("text_config") or config
+    try:
+        hidden = int(config["hidden_size"])
+        heads = int(config["num_attention_heads"])
+        return ModelShape(
+            name=name,
+            layers=int(config["num_hidden_layers"]),
+            hidden=hidden,
+            intermediate=int(config.get("intermediate_size") or 4 * hidden),
+            heads=heads,
+            kv_heads=int(config.get("num_key_value_heads") or heads),
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            vocab=int(config["vocab_size"]),
+            tied=bool(config.get("tie_word_embeddings", False)),
+            qk_norm=str(config.get("model_type", "")).startswith("qwen3"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(
+            f"the config.json of {name} lacks what the memory planner needs ({error}): it reads num_hidden_layers, "
+            "hidden_size, num_attention_heads and vocab_size. Point model.name at a decoder-only language model."
+        ) from None
+
+
+def builtin_shape(cfg: ExperimentConfig) -> ModelShape:
+    """The built-in tiny Qwen2 (train/builtin_model.py: MLP 3h, kv heads = heads, tied, one token per character)."""
+    b = cfg.model.builtin
+    vocab = 3 + len(string.printable) + 6  # pad/eos/unk, printable ASCII, six answer tags
+    return ModelShape(
+        "builtin:tiny",
+        b.num_layers,
+        b.hidden_size,
+        3 * b.hidden_size,
+        b.num_heads,
+        b.num_heads,
+        b.hidden_size // b.num_heads,
+        vocab,
+        True,
+    )
+
+
+def resolve_shape(model_name: str) -> ModelShape:
+    """The model's shape, never from the network: a local directory's config.json, the Hugging Face cache, or the
+    table of shipped models."""
+    local = Path(model_name)
+    if (local / "config.json").is_file():
+        return shape_from_config(json.loads((local / "config.json").read_text()), model_name)
+    cached = _cached_config(model_name)
+    if cached is not None:
+        return shape_from_config(json.loads(cached.read_text()), model_name)
+    shape = SHIPPED_SHAPES.get(shape_key(model_name))
+    if shape is not None:
+        return replace(shape, name=model_name)
+    known = ", ".join(s.name for s in SHIPPED_SHAPES.values())
+    raise UserError(
+        f"cannot plan memory for '{model_name}': it is not a local directory with a config.json, its config.json is "
+        f"not in the Hugging Face cache, and it is not one of the shapes the planner knows offline ({known}). "
+        "Download the model once (its config.json is then cached) or point model.name at a local directory."
+    )
+
+
+def _cached_config(model_name: str) -> Path | None:
+    if model_name.count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(model_name, "config.json", local_files_only=True))
+    except Exception:  # not cached, or not a valid repo id: the table is next
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Settings: what of a config the plan depends on
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    backend: Backend
+    load_in_4bit: bool = True
+    lora_rank: int = 16
+    target_modules: tuple[str, ...] = LORA_MODULES
+    optimizer: str = "adamw_8bit"
+    beta: float = 0.0
+    num_generations: int = 8
+    batch_rows: int = 8  # completions per micro-step (per_device_train_batch_size)
+    generation_batch: int = 8  # completions generated together (x gradient_accumulation_steps)
+    prompt_tokens: int = 256
+    completion_tokens: int = 256
+    gradient_checkpointing: bool = False  # hf only; unsloth always checkpoints (offloaded)
+    use_vllm: bool = True  # unsloth fast_inference (hf: TRL's colocated vLLM, only used for calibration)
+    vllm_shares_weights: bool = True  # Unsloth shares; TRL's colocated vLLM loads its own 16-bit copy
+    standby: bool = True
+    standby_util_override: bool = False
+    gpu_memory_utilization: float = 0.6
+    vllm_kv_sequences: int | None = None  # None: the generation batch (the published figures count 1)
+    eval_sequences: int = 0  # hf generate during evaluation: eval.batch_size x samples per prompt
+    eval_new_tokens: int | None = None  # None: completion_tokens
+
+    @property
+    def seq_len(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def tokens(self) -> int:
+        """T = R x S: tokens of one micro-step's forward and backward."""
+        return self.batch_rows * self.seq_len
+
+
+def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: bool | None = None) -> PlanSettings:
+    """The plan's settings for a config on a GPU. backend auto is unsloth (what a GPU with the gpu extra runs), hf
+    for the built-in model; standby None reads UNSLOTH_VLLM_STANDBY as grpo-lab's unsloth backend does (default on)."""
+    if backend == "auto":
+        backend = "hf" if cfg.model.is_builtin else "unsloth"
+    if backend not in ("unsloth", "hf"):
+        raise UserError(f"backend must be auto, unsloth or hf, not {backend!r}.")
+    if standby is None:
+        standby = os.environ.get("UNSLOTH_VLLM_STANDBY", "1") != "0"
+    t, m = cfg.train, cfg.model
+    completion = t.max_completion_length
+    eval_budget = cfg.eval.max_new_tokens
+    use_vllm = backend == "unsloth" and m.fast_inference
+    return PlanSettings(
+        backend=backend,  # type: ignore[arg-type]
+        load_in_4bit=m.load_in_4bit and not cfg.model.is_builtin,
+        lora_rank=m.effective_lora_rank,
+        target_modules=tuple(m.target_modules),
+        optimizer="adamw_8bit" if t.optim == "auto" else t.optim,
+        beta=t.beta,
+        num_generations=t.num_generations,
+        batch_rows=t.per_device_train_batch_size,
+        generation_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps,
+        prompt_tokens=m.max_seq_length - completion,
+        completion_tokens=completion,
+        gradient_checkpointing=t.gradient_checkpointing,
+        use_vllm=use_vllm,
+        vllm_shares_weights=True,
+        standby=standby and use_vllm,
+        standby_util_override=os.environ.get("UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE", "0") != "0",
+        gpu_memory_utilization=m.gpu_memory_utilization,
+        eval_sequences=0 if use_vllm else cfg.eval.batch_size * max(1, cfg.eval.samples_per_prompt),
+        eval_new_tokens=eval_budget if eval_budget is not None and eval_budget != completion else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Component formulas (bytes)
+
+
+def weight_bytes(shape: ModelShape, load_in_4bit: bool, backend: Backend) -> int:
+    """Projections at 5 bits (unsloth 4 bit), 4.127 bits (bitsandbytes NF4) or 16 bits; embeddings, output head and
+    norms in 16 bits."""
+    bits = (UNSLOTH_4BIT_BITS if backend == "unsloth" else BNB_NF4_BITS) if load_in_4bit else 16
+    sixteen_bit = shape.embedding_params + (2 * shape.layers + 1) * shape.hidden
+    return math.ceil(shape.linear_params * bits / 8) + 2 * sixteen_bit
+
+
+def dequant_buffer_bytes(shape: ModelShape) -> int:
+    """Unsloth's reusable 16-bit copy of the largest dequantized projection: max(qh, hI) x 2 B."""
+    return 2 * max(shape.q_dim * shape.hidden, shape.hidden * shape.intermediate)
+
+
+def lora_params(shape: ModelShape, rank: int, target_modules: tuple[str, ...] | list[str]) -> int:
+    """sum over adapted projections of r x (in + out), for every layer."""
+    h, q, kv, i = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate
+    sizes = {
+        "q_proj": h + q,
+        "k_proj": h + kv,
+        "v_proj": h + kv,
+        "o_proj": q + h,
+        "gate_proj": h + i,
+        "up_proj": h + i,
+        "down_proj": i + h,
+    }
+    return shape.layers * rank * sum(sizes[m] for m in target_modules if m in sizes)
+
+
+def optimizer_state_bytes_per_param(optimizer: str) -> int:
+    """Bytes of optimizer state per trained parameter (unknown optimizers: AdamW's 8, the safe side)."""
+    return OPTIMIZER_STATE_BYTES.get(optimizer, 8)
+
+
+def kv_cache_bytes(shape: ModelShape, tokens: int, bytes_per_value: int = 2) -> int:
+    """2 (K and V) x layers x kv_heads x head_dim x bytes x tokens (vLLM's and transformers' KV cache in bf16)."""
+    return 2 * shape.layers * shape.kv_heads * shape.head_dim * bytes_per_value * tokens
+
+
+def layer_activation_bytes_per_token(shape: ModelShape) -> int:
+    """What autograd keeps for one decoder layer per token: 12h + 4q + 4kv + 8I bytes (+ 4q + 4kv with q/k norms)."""
+    h, q, kv, i = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate
+    per_token = 12 * h + 4 * q + 4 * kv + 8 * i
+    if shape.qk_norm:
+        per_token += 4 * q + 4 * kv
+    return per_token
+
+
+def hidden_state_bytes(shape: ModelShape, tokens: int) -> int:
+    """One bf16 hidden state for every token: T x h x 2 B."""
+    return tokens * shape.hidden * 2
+
+
+def unsloth_logit_chunk_rows(scored_tokens: int, shape: ModelShape) -> int:
+    """Rows of fp32 logits per chunk in Unsloth's fused linear log-prob loss (fused_linear_rows, unsloth_zoo)."""
+
+    def pow2_at_or_below(x: float) -> int:
+        return 1 << max(int(math.floor(math.log2(max(x, 1)))), 0)
+
+    rows = pow2_at_or_below(scored_tokens * shape.hidden / shape.vocab)
+    min_rows = min(max(pow2_at_or_below(FUSED_MIN_LOGITS / shape.vocab), 512), FUSED_MAX_ROWS)
+    rows = min(max(rows, min_rows), FUSED_MAX_ROWS)
+    rows = min(rows, max(LOGPROB_CHUNK_BYTES // (shape.vocab * 4), 2))
+    return max(min(rows, max(scored_tokens, 1)), 1)
+
+
+def unsloth_logits_bytes(shape: ModelShape, rows: int, completion_tokens: int) -> int:
+    """One chunk of fp32 logits (chunk x V x 4 B) + the hidden-state gradient it writes (R x C x h x 2 B)."""
+    scored = rows * completion_tokens
+    return unsloth_logit_chunk_rows(scored, shape) * shape.vocab * 4 + scored * shape.hidden * 2
+
+
+def trl_logits_bytes(shape: ModelShape, rows: int, completion_tokens: int) -> int:
+    """R x (C + 1) x V bf16 logits kept by TRL's fused log-prob kernel + their bf16 gradient: 4 B per element."""
+    return rows * (completion_tokens + 1) * shape.vocab * 4
+
+
+def vllm_cuda_graph_bytes(shape: ModelShape) -> int:
+    """172 captured graphs x h x L x 4 B, clamped to [0.15, 1] GiB (unsloth_zoo approximate_vllm_memory_usage)."""
+    return min(max(VLLM_CUDA_GRAPHS * shape.hidden * shape.layers * 4, int(0.15 * GIB)), GIB)
+
+
+def standby_gpu_memory_utilization(card_gib: float) -> float:
+    """The share Unsloth gives vLLM under Standby on vLLM >= 0.11 (unsloth_zoo vllm_utils.load_vllm), by card size."""
+    ten_percent = card_gib * 0.1
+    if ten_percent >= 4.0:
+        target = 0.925
+    elif ten_percent >= 2.5:
+        target = 0.9
+    elif ten_percent >= 2.0:
+        target = 0.825
+    elif ten_percent >= 1.4:
+        target = 0.8
+    elif ten_percent >= 1.0:
+        target = 0.775
+    else:
+        target = 0.75
+    return target * 0.95
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass
+class Component:
+    name: str
+    bytes: int
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    shape: ModelShape
+    settings: PlanSettings
+    card_bytes: int
+    components: list[Component]
+    phases: dict[str, int]  # what the GPU holds in each phase of a step, vLLM's reservation included
+    needed_bytes: int  # what the run needs (vLLM counted by its KV cache, not by its reservation)
+    vllm_reservation_bytes: int
+    vllm_utilization: float
+    host_offload_bytes: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(self.phases.values())
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases, key=self.phases.__getitem__)
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.card_bytes - self.peak_bytes
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems and self.peak_bytes <= self.card_bytes
+
+    def component(self, name: str) -> int:
+        return sum(c.bytes for c in self.components if c.name == name)
+
+
+def plan_memory(shape: ModelShape, s: PlanSettings, card_gib: float) -> Plan:
+    """Every component, the phases of a step, the peak on a card of card_gib GiB and whether it fits."""
+    card = int(card_gib * GIB)
+    full_finetune = s.lora_rank == 0
+    four_bit = s.load_in_4bit and not full_finetune  # 4-bit weights cannot be trained: full fine-tunes use 16 bit
+    components: list[Component] = []
+
+    def add(name: str, value: int, note: str = "") -> int:
+        components.append(Component(name, int(value), note))
+        return int(value)
+
+    context = add("CUDA context and kernels", CUDA_CONTEXT_BYTES[s.backend], "not derived: 0.5-1 GiB")
+    kind = "4-bit" if four_bit else "16-bit"
+    weights = add("weights", weight_bytes(shape, four_bit, s.backend), f"{kind} projections, 16-bit embeddings/head")
+    dequant = 0
+    if s.backend == "unsloth" and four_bit:
+        dequant = add("dequantization buffer", dequant_buffer_bytes(shape), "largest projection in 16 bit")
+
+    if full_finetune:
+        trained = shape.params
+        trainable_bytes = add("gradients (all weights)", 2 * trained, "16-bit, one per weight")
+        state = add("optimizer states", trained * optimizer_state_bytes_per_param(s.optimizer), s.optimizer)
+        lora_weights = 0
+    else:
+        trained = lora_params(shape, s.lora_rank, s.target_modules)
+        lora_weights = add("LoRA weights", 4 * trained, f"r={s.lora_rank}: {trained / 1e6:.1f}M params in fp32")
+        trainable_bytes = add("LoRA gradients", 4 * trained, "fp32")
+        state = add("optimizer states", trained * optimizer_state_bytes_per_param(s.optimizer), s.optimizer)
+
+    # Activations of one micro-step.
+    tokens = s.tokens
+    per_layer = layer_activation_bytes_per_token(shape) * tokens
+    hidden = hidden_state_bytes(shape, tokens)
+    host_offload = 0
+    if s.backend == "unsloth":
+        activations = add(
+            "activations",
+            per_layer + UNSLOTH_GPU_HIDDEN_STATES * hidden,
+            f"{tokens} tokens: one layer + {UNSLOTH_GPU_HIDDEN_STATES} hidden states",
+        )
+        host_offload = shape.layers * hidden
+    elif s.gradient_checkpointing:
+        activations = add(
+            "activations",
+            shape.layers * hidden + per_layer + HF_GRADIENT_HIDDEN_STATES * hidden,
+            f"{tokens} tokens: {shape.layers} checkpoints + one layer",
+        )
+    else:
+        activations = add(
+            "activations",
+            shape.layers * per_layer + HF_GRADIENT_HIDDEN_STATES * hidden,
+            f"{tokens} tokens, all {shape.layers} layers kept (no checkpointing)",
+        )
+
+    if s.backend == "unsloth":
+        logits = add(
+            "logits and loss", unsloth_logits_bytes(shape, s.batch_rows, s.completion_tokens), "chunked fused log-probs"
+        )
+    else:
+        logits = add(
+            "logits and loss", trl_logits_bytes(shape, s.batch_rows, s.completion_tokens), "full bf16 logits + gradient"
+        )
+
+    reference_copy = scoring = 0
+    if s.beta > 0:
+        if s.backend == "hf" and full_finetune:
+            reference_copy = add("reference model", weight_bytes(shape, False, "hf"), "second 16-bit copy (beta > 0)")
+        elif s.backend == "hf":
+            scoring = add(
+                "reference pass",
+                s.batch_rows * s.completion_tokens * shape.vocab * 2,
+                "no extra weights; bf16 logits under no_grad, before the step",
+            )
+        else:
+            add("reference pass", 0, "same weights, adapters disabled")
+
+    # Generation.
+    vllm_runtime = kv = hf_generation = 0
+    if s.use_vllm:
+        kv_sequences = s.vllm_kv_sequences if s.vllm_kv_sequences is not None else s.generation_batch
+        kv = add(
+            "vLLM KV cache", kv_cache_bytes(shape, kv_sequences * s.seq_len), f"{kv_sequences} x {s.seq_len} tokens"
+        )
+        vllm_runtime = add("vLLM CUDA graphs", vllm_cuda_graph_bytes(shape), "unsloth_zoo's estimate")
+        if not full_finetune:
+            vllm_runtime += add("vLLM LoRA slot", 2 * lora_params(shape, s.lora_rank, s.target_modules), "16-bit")
+        if not s.vllm_shares_weights:
+            vllm_runtime += add("vLLM weights", weight_bytes(shape, False, s.backend), "its own 16-bit copy")
+    else:
+        hf_generation = add(
+            "generation KV cache",
+            kv_cache_bytes(shape, s.generation_batch * s.seq_len),
+            f"{s.generation_batch} x {s.seq_len} tokens (transformers generate)",
+        )
+        if s.eval_sequences:
+            new_tokens = s.eval_new_tokens or s.completion_tokens
+            eval_tokens = s.eval_sequences * (s.prompt_tokens + new_tokens)
+            hf_generation = max(
+                hf_generation,
+                add(
+                    "evaluation KV cache",
+                    kv_cache_bytes(shape, eval_tokens),
+                    f"{s.eval_sequences} x {s.prompt_tokens + new_tokens} tokens",
+                ),
+            )
+
+    persistent = context + weights + dequant + lora_weights + state + reference_copy + vllm_runtime
+    training = trainable_bytes + activations + logits
+    problems: list[str] = []
+    utilization = 0.0
+    reservation = 0
+    if s.use_vllm:
+        utilization = s.gpu_memory_utilization
+        if s.standby and not s.standby_util_override:
+            utilization = standby_gpu_memory_utilization(card_gib)
+        reservation = int(utilization * card)
+        in_pool = weights + vllm_runtime if s.vllm_shares_weights else vllm_runtime
+        one_sequence = kv_cache_bytes(shape, s.seq_len)
+        if in_pool + one_sequence > reservation:
+            problems.append(
+                f"vLLM's share ({utilization:.3f} x card = {reservation / GIB:.1f} GiB) cannot hold the weights and "
+                f"its runtime ({in_pool / GIB:.1f} GiB) and the KV cache of one {s.seq_len}-token sequence "
+                f"({one_sequence / GIB:.2f} GiB)"
+            )
+        training_side = persistent - in_pool
+        if s.standby:
+            phases = {"generation": reservation + training_side, "training step": persistent + training}
+            needed = max(persistent + training, persistent + kv)
+        else:
+            phases = {"training step": reservation + training_side + training}
+            needed = persistent + training + kv
+    else:
+        phases = {"training step": persistent + training, "generation": persistent + hf_generation}
+        if scoring:
+            phases["reference scoring"] = persistent + scoring
+        needed = max(phases.values())
+    return Plan(shape, s, card, components, phases, needed, reservation, utilization, host_offload, problems)
+
+
+def plan_config(cfg: ExperimentConfig, gpu_gib: float = 24.0, backend: str = "auto", standby: bool | None = None):
+    """plan_memory for an experiment config (shape from the model's config.json, see resolve_shape)."""
+    shape = builtin_shape(cfg) if cfg.model.is_builtin else resolve_shape(cfg.model.name)
+    return plan_memory(shape, settings_from_config(cfg, backend, standby), gpu_gib)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Searches over the plan and the check
+
+
+def with_completion(s: PlanSettings, completion_tokens: int) -> PlanSettings:
+    """The same run with another completion budget (same prompt budget; an eval budget tied to it follows)."""
+    return replace(s, completion_tokens=completion_tokens)
+
+
+def with_generations(s: PlanSettings, num_generations: int) -> PlanSettings:
+    """The same run with another group size: as many prompts per step, so the batch scales with G."""
+    scale = num_generations / s.num_generations
+    return replace(
+        s,
+        num_generations=num_generations,
+        batch_rows=max(1, math.ceil(s.batch_rows * scale)),
+        generation_batch=max(1, math.ceil(s.generation_batch * scale)),
+    )
+
+
+def largest_completion_length(shape: ModelShape, s: PlanSettings, card_gib: float, limit: int = 131072) -> int:
+    """The longest max_completion_length that fits (0: none does); memory grows with it, so a bisection."""
+    if not plan_memory(shape, with_completion(s, 1), card_gib).fits:
+        return 0
+    low, high = 1, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if plan_memory(shape, with_completion(s, middle), card_gib).fits:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def largest_num_generations(shape: ModelShape, s: PlanSettings, card_gib: float, limit: int = 1024) -> int:
+    """The largest group size G (>= 2) that fits with the same prompts per step (0: not even 2)."""
+    best = 0
+    for generations in range(2, limit + 1):
+        if not plan_memory(shape, with_generations(s, generations), card_gib).fits:
+            break
+        best = generations
+    return best
+
+
+def check_fits(cfg: ExperimentConfig, gpu_gb: float, backend: str = "auto", *, standby: bool | None = None) -> Plan:
+    """The plan for cfg on a card of gpu_gb GiB; a UserError with concrete advice when it does not fit.
+
+    On a GPU: check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend).
+    """
+    plan = plan_config(cfg, gpu_gb, backend, standby)
+    if plan.fits:
+        return plan
+    raise UserError(_advice(cfg, plan, gpu_gb))
+
+
+def _advice(cfg: ExperimentConfig, plan: Plan, card_gib: float) -> str:
+    s, shape = plan.settings, plan.shape
+    what = f"{shape.name} on {s.backend}"
+    why = f"its {plan.peak_phase} needs {plan.peak_bytes / GIB:.1f} GiB"
+    if plan.problems:
+        why = "; ".join(plan.problems)
+    fixes = []
+    completion = largest_completion_length(shape, s, card_gib)
+    if 0 < completion < s.completion_tokens:
+        fixes.append(
+            f"lower train.max_completion_length to {completion} (and model.max_seq_length to "
+            f"{s.prompt_tokens + completion})"
+        )
+    generations = largest_num_generations(shape, s, card_gib)
+    if 2 <= generations < s.num_generations:
+        rows = with_generations(s, generations).batch_rows
+        fixes.append(
+            f"use fewer generations: train.num_generations={generations} with train.per_device_train_batch_size={rows}"
+        )
+    if s.use_vllm:
+        util = _workable_utilization(shape, s, card_gib)
+        if util is not None and abs(util - plan.vllm_utilization) > 1e-3:
+            env = "" if not s.standby else " with UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE=1 (Standby sets its own share)"
+            fixes.append(f"set model.gpu_memory_utilization to {util:.2f}{env}")
+    smaller = _smaller_model(shape, s, card_gib)
+    if smaller:
+        fixes.append(f"use a smaller model: model.name={smaller}")
+    if not fixes:
+        fixes.append("use a card with more memory; no smaller setting of this config fits")
+    return (
+        f"{cfg.name} does not fit a {card_gib:.1f} GiB GPU: {what}, {why} "
+        f"(plan it with: uv run python experiments/plan_memory.py CONFIG --gpu-gb {card_gib:g}). "
+        f"To fit: {'; or '.join(fixes)}. experiments/run_eval_test.py --force runs it anyway."
+    )
+
+
+def _workable_utilization(shape: ModelShape, s: PlanSettings, card_gib: float) -> float | None:
+    """A vLLM share (a multiple of 0.05 in [0.1, 0.95]) with which the plan fits, closest to the current one."""
+    candidates = [round(0.1 + 0.05 * k, 2) for k in range(18)]
+    workable = [
+        u
+        for u in candidates
+        if plan_memory(shape, replace(s, gpu_memory_utilization=u, standby_util_override=True), card_gib).fits
+    ]
+    if not workable:
+        return None
+    return min(workable, key=lambda u: abs(u - s.gpu_memory_utilization))
+
+
+def _smaller_model(shape: ModelShape, s: PlanSettings, card_gib: float) -> str | None:
+    smaller = sorted((m for m in SHIPPED_SHAPES.values() if m.params < shape.params), key=lambda m: -m.params)
+    for candidate in smaller:
+        if plan_memory(candidate, s, card_gib).fits:
+            return hub_id(candidate, s.backend)
+    return None
+
+
+def hub_id(shape: ModelShape, backend: Backend) -> str:
+    """A shipped model's hub id: Unsloth's copy on the unsloth backend (its mapper loads the pre-quantized 4-bit)."""
+    owner = "meta-llama" if shape.name.startswith("Llama") else "Qwen"
+    return f"unsloth/{shape.name}" if backend == "unsloth" else f"{owner}/{shape.name}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The table
+
+
+def plan_table(plan: Plan) -> Any:
+    """A rich Table: every component, the phases, the peak and the headroom on the card."""
+    from rich.table import Table
+
+    s = plan.settings
+    title = (
+        f"GPU memory plan: {plan.shape.name} ({plan.shape.params / 1e9:.2f}B params) on {s.backend}, "
+        f"{s.batch_rows} x {s.seq_len} tokens per step, {plan.card_bytes / GIB:g} GiB card"
+    )
+    table = Table("component", "GiB", "basis", title=title)
+    for component in plan.components:
+        table.add_row(component.name, f"{component.bytes / GIB:.2f}", component.note)
+    table.add_section()
+    table.add_row("needed (peak of the run)", f"{plan.needed_bytes / GIB:.2f}", "vLLM counted by its KV cache")
+    if s.use_vllm:
+        how = "released during training (Standby)" if s.standby else "held throughout (no Standby)"
+        table.add_row(
+            "vLLM reservation", f"{plan.vllm_reservation_bytes / GIB:.2f}", f"{plan.vllm_utilization:.3f} x card, {how}"
+        )
+    for phase, value in plan.phases.items():
+        table.add_row(f"GPU during {phase}", f"{value / GIB:.2f}", "what nvidia-smi shows")
+    table.add_row("[bold]peak[/]", f"[bold]{plan.peak_bytes / GIB:.2f}[/]", plan.peak_phase)
+    verdict = "[green]fits[/]" if plan.fits else "[red]does not fit[/]"
+    table.add_row("headroom", f"{plan.headroom_bytes / GIB:.2f}", verdict)
+    if plan.host_offload_bytes:
+        table.add_row("CPU RAM: offloaded checkpoints", f"{plan.host_offload_bytes / GIB:.2f}", "not on the GPU")
+    return table
