@@ -4,6 +4,7 @@
     uv run python experiments/run_eval_test.py experiment_configs/eval_test_improved.yaml    # one 24 GB GPU
     ... --set train.beta=0.0 --set train.loss_type=dr_grpo    # override any key, typed by the schema
     ... --output-dir runs/my-run --resume                      # continue a killed run from its last checkpoint
+    ... --force                                                # run even if the VRAM plan says it will not fit
 
 The flow reads top to bottom like Unsloth's GRPO notebooks: config, backend (unsloth first, before trl), task and
 rewards, model, a zero-shot baseline, GRPO with an evaluation after every epoch, a final evaluation, and the run
@@ -27,6 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--output-dir", type=Path, help="the run dir (default: <output.dir>/<name>-<timestamp>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir (or the latest)")
+    parser.add_argument("--force", action="store_true", help="run even when the VRAM plan says it will not fit")
     parser.add_argument("--help-config", action=HelpConfig, help="print every config key, its default and meaning")
     return parser.parse_args(argv)
 
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     from train.models.unsloth import prepare_backend
 
     backend = prepare_backend(cfg.model)
+    check_memory(cfg, backend, force=args.force)
 
     from rich.console import Console
 
@@ -154,6 +157,17 @@ def main(argv: list[str] | None = None) -> dict:
     evaluator.print_summary(summary)
     console.print(f"run dir: {run.path}")
     return summary
+
+
+def check_memory(cfg, backend: str, *, force: bool) -> None:
+    """On a GPU, plan the run's peak memory before anything is loaded; stop with advice when it cannot fit."""
+    import torch
+
+    if force or not torch.cuda.is_available():
+        return
+    from train.memory_plan import check_fits
+
+    check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ shipped GPU configs fitting a 24 GB card, and the check refusing one that cannot
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -341,3 +342,25 @@ def test_command_bad_input_is_one_paragraph_and_exit_2(args, message, capsys, mo
     assert run_cli(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_run_eval_test_stops_a_config_that_cannot_fit_before_loading_anything(monkeypatch, tmp_path, capsys):
+    """On a (pretended) 8 GB GPU the 8B config is refused with advice, exit 2, and no run dir is made."""
+    import torch
+    from conftest import entry_point
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda index: types.SimpleNamespace(total_memory=8 * 2**30)
+    )
+    monkeypatch.setattr("train.models.unsloth.prepare_backend", lambda model_cfg: "hf")
+    config = tmp_path / "big.yaml"
+    config.write_text(
+        "model: {name: Qwen/Qwen3-4B, backend: hf, max_seq_length: 8192}\n"
+        "train: {max_completion_length: 4096, num_generations: 16, per_device_train_batch_size: 16}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        entry_point("run_eval_test")([str(config), "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "does not fit a 8.0 GiB GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
