@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.output.save_adapter:
         save_policy(policy, run.path / "adapter")
     summary = build_summary(log.records(), wall_seconds=time.time() - started)
+    summary["backend"] = backend
     write_summary(run.path, summary)
     mirror.finish(summary)
     evaluator.print_summary(summary)

@@ -67,7 +67,10 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
 
         model, tokenizer = load_unsloth_policy(cfg, source, adapter=adapter)
         policy = Policy(model, tokenizer, "unsloth", source)
-        if cfg.model.fast_inference and not policy.has_vllm:
+        import torch
+
+        # Without a GPU, load_unsloth_policy has already said that vLLM cannot run.
+        if cfg.model.fast_inference and not policy.has_vllm and torch.cuda.is_available():
             warnings.warn(
                 "model.fast_inference is on but the model has no vLLM engine (unsloth turned it off, or vLLM cannot "
                 "run here): rollouts and evaluation generate with transformers, which is slower.",

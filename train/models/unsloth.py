@@ -245,9 +245,12 @@ def grpo_config_overrides(train_cfg: TrainConfig, bf16_supported: bool | None = 
 
 
 def save_adapter(model: Any, tokenizer: Any, directory: Path) -> None:
-    """The LoRA adapter (adapter_config.json + safetensors) and the tokenizer, as `model.save_lora` writes them
-    (unsloth_zoo's with a vLLM engine, else PEFT's save_pretrained); load_unsloth_policy and vLLM both read it."""
+    """The LoRA adapter (adapter_config.json + safetensors) and the tokenizer: `model.save_lora` where unsloth gives
+    the model one (its GPU loader), else PEFT's save_pretrained (unsloth's CPU backend); both read back the same."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_lora(str(directory))
+    if hasattr(model, "save_lora"):
+        model.save_lora(str(directory))
+    else:
+        model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
