@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"evaluating the {what} on {len(rows)} {task.name} test prompts ({backend} backend)")
 
     metrics = evaluate(
-        policy.generator(cfg.eval.batch_size, scratch_dir=output_dir),
+        policy.generator(cfg.eval.batch_size, scratch_dir=output_dir, stop_strings=task.stop_strings),
         task,
         rows,
         reward_funcs,

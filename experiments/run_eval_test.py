@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     log = MetricsLog(run.metrics_path, mirror)
     evaluator = Evaluator(
-        generator=policy.generator(cfg.eval.batch_size, scratch_dir=run.path),
+        generator=policy.generator(cfg.eval.batch_size, scratch_dir=run.path, stop_strings=task.stop_strings),
         task=task,
         rows=test_rows,
         reward_funcs=reward_funcs,
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
         model=policy.model,
         processing_class=policy.tokenizer,
         reward_funcs=reward_funcs,
-        args=grpo_config(cfg, run.checkpoint_dir, reward_weights, backend),
+        args=grpo_config(
+            cfg, run.checkpoint_dir, reward_weights, backend, stop_strings=task.stop_strings, vllm=policy.has_vllm
+        ),
         train_dataset=train_rows,
         callbacks=[
             MetricsCallback(log=log, ledger=ledger, reward_funcs=reward_funcs),
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         ],
         baseline=cfg.train.baseline,
         ledger=ledger,
+        stop_strings=task.stop_strings,
     )
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
 

@@ -567,7 +567,7 @@ def test_the_readme_config_table_is_the_schema():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     start = readme.index("<!-- config-reference")
     table = readme[readme.index("\n", start) + 1 : readme.index("<!-- end config-reference -->")]
-    assert table == config_reference_markdown(), "regenerate: uv run python -c 'from train.config import ...'"
+    assert table == config_reference_markdown(), "paste train.config.config_reference_markdown() into README.md"
 
 
 def test_an_empty_config_is_refused_not_run_with_every_default(tmp_path):

@@ -208,3 +208,19 @@ def test_an_evaluation_leaves_the_training_random_state_as_it_found_it(model, to
     torch.manual_seed(7)
     evaluate(HFGenerator(model, tokenizer), task, rows, funcs, weights, EvalConfig(pass_k=[1, 2]), max_new_tokens=4)
     assert torch.equal(torch.rand(4), without_evaluation)
+
+
+def test_generation_stops_after_a_stop_string_and_keeps_it(model, tokenizer):
+    """Rollouts for answer-tag prompts used to run on past </answer> into imagined next turns."""
+    free = HFGenerator(model, tokenizer).generate(PROMPTS, n=1, temperature=0, max_new_tokens=12, seed=0)
+    # The random model repeats a character, then switches: stop at the switch ("...iXX" for "hi"), which cannot
+    # match earlier, even across the prompt's end (transformers looks there too).
+    text = free[2][0].text
+    switch = next(i for i, char in enumerate(text) if char != text[0])
+    stop, expected = text[switch - 1 : switch + 2], text[: switch + 2]
+    stopped = HFGenerator(model, tokenizer, stop_strings=[stop]).generate(
+        PROMPTS[2:], n=1, temperature=0, max_new_tokens=12, seed=0
+    )[0][0]
+    assert stopped.text == expected
+    assert stopped.num_tokens == len(stopped.token_ids) == len(expected)  # one token a character; no padding
+    assert not stopped.truncated  # stopped by the stop string, not by the budget

@@ -314,3 +314,22 @@ def test_build_rewards_rejects_a_reward_reading_a_column_the_task_lacks():
     rows = gsm8k().load_split("test", None)
     with pytest.raises(UserError, match="countdown_reward reads the column.*target.*task gsm8k"):
         build_rewards([RewardSpec(name="countdown_reward")], gsm8k(), columns=rows.column_names)
+
+
+@pytest.mark.parametrize(
+    ("template", "stops"),
+    [("r1_zero", ("</answer>",)), ("chat", ("</answer>",)), ("xml_reasoning", ("</answer>\n",)), ("{question}\n", ())],
+)
+def test_generation_stops_after_the_templates_closing_answer_tag(template, stops):
+    from train.tasks import get_task
+
+    task = get_task(DataConfig(task="countdown", prompt_template=template))
+    assert task.stop_strings == stops
+
+
+def test_data_stop_strings_override_the_template():
+    from train.tasks import get_task
+
+    assert get_task(DataConfig(task="countdown", prompt_template="r1_zero", stop_strings=[])).stop_strings == ()
+    custom = DataConfig(task="countdown", prompt_template="{question}\n", stop_strings=["</answer>"])
+    assert get_task(custom).stop_strings == ("</answer>",)

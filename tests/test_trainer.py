@@ -34,7 +34,7 @@ def tiny_train_config(**train):
     )
 
 
-def make_trainer(tmp_path, baseline: str, scale: str) -> GRPOLabTrainer:
+def make_trainer(tmp_path, baseline: str, scale: str, stop_strings: tuple[str, ...] = ()) -> GRPOLabTrainer:
     tokenizer = build_tokenizer()
     model = random_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
     cfg = tiny_train_config(
@@ -50,6 +50,7 @@ def make_trainer(tmp_path, baseline: str, scale: str) -> GRPOLabTrainer:
         train_dataset=dataset,
         baseline=baseline,
         ledger=RewardLedger(["length_reward", "half_reward"], weights),
+        stop_strings=stop_strings,
     )
 
 
@@ -166,3 +167,23 @@ def test_epoch_counts_each_completion_once(tmp_path, per_device, accumulation, i
     totals = ledger.take_epoch()
     assert totals.num_samples == 2 * GENERATIONS
     assert totals.func_means()["half_reward"] == pytest.approx(0.5)
+
+
+def test_a_one_token_stop_string_ends_transformers_rollouts_like_end_of_sequence(tmp_path):
+    trainer = make_trainer(tmp_path, "mean", "group", stop_strings=("</answer>",))
+    answer_close = trainer.processing_class.convert_tokens_to_ids("</answer>")
+    assert answer_close in trainer.eos_token_ids  # TRL's completion mask ends there too
+    assert answer_close in trainer.generation_config.eos_token_id
+
+
+def test_a_longer_stop_string_leaves_transformers_rollouts_alone_and_says_so(tmp_path):
+    with pytest.warns(UserWarning, match="not single tokens"):
+        trainer = make_trainer(tmp_path, "mean", "group", stop_strings=("</answer>\n",))
+    assert trainer.eos_token_ids == [trainer.processing_class.eos_token_id]
+
+
+def test_vllm_rollouts_stop_through_generation_kwargs(tmp_path):
+    cfg = tiny_train_config(max_completion_length=10)
+    args = grpo_config(cfg, tmp_path, [1.0], backend="hf", stop_strings=("</answer>",), vllm=True)
+    assert args.generation_kwargs == {"stop": ["</answer>"], "include_stop_str_in_output": True}
+    assert grpo_config(cfg, tmp_path, [1.0], backend="hf", stop_strings=("</answer>",)).generation_kwargs is None

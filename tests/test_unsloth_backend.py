@@ -123,6 +123,12 @@ def test_sampling_kwargs_are_pure_temperature_sampling():
     }
 
 
+def test_a_stop_string_stops_vllm_and_stays_in_the_completion():
+    kwargs = gen.sampling_kwargs(n=2, temperature=0.8, max_new_tokens=64, seed=1, stop=["</answer>"])
+    assert (kwargs["stop"], kwargs["include_stop_str_in_output"]) == (["</answer>"], True)
+    assert "stop" not in gen.sampling_kwargs(n=2, temperature=0.8, max_new_tokens=64, seed=1)
+
+
 def test_greedy_gives_one_completion_per_prompt():
     with pytest.raises(ValueError, match="greedy"):
         gen.sampling_kwargs(n=2, temperature=0.0, max_new_tokens=8, seed=0)
@@ -330,6 +336,8 @@ def test_sampling_params_accept_what_we_pass():
     assert (params.n, params.temperature, params.max_tokens, params.seed, params.top_p) == (5, 0.8, 512, 11, 1.0)
     greedy = SamplingParams(**gen.sampling_kwargs(n=1, temperature=0.0, max_new_tokens=16, seed=0))
     assert greedy.temperature == 0.0
+    stopping = SamplingParams(**gen.sampling_kwargs(n=1, temperature=0.0, max_new_tokens=16, seed=0, stop=["</a>"]))
+    assert (stopping.stop, stopping.include_stop_str_in_output) == (["</a>"], True)
 
 
 @needs_vllm

@@ -112,6 +112,11 @@ class DataConfig(Section):
         description="r1_zero, xml_reasoning, chat, or your own text with a {question} placeholder.",
     )
     system_prompt: str | None = Field(None, description="System prompt for the chat template (None = default).")
+    stop_strings: list[str] | None = Field(
+        None,
+        description="Generation (training and evaluation) stops after any of these, kept in the completion. None = "
+        "the template's closing answer tag when its prompt asks for one (</answer>); [] = only at end-of-sequence.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Task options, validated by the task (countdown: num_numbers, max_number, ...; "

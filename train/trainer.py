@@ -14,6 +14,7 @@ The ledger and the records it feeds are train/records.py's.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,48 @@ from trl.trainer.utils import RepeatSampler
 
 from train.advantages import group_advantages
 from train.config import ExperimentConfig
+from train.models.generation import stop_kwargs
 from train.records import RewardLedger
 
 
 class GRPOLabTrainer(GRPOTrainer):
     """trl.GRPOTrainer with a selectable baseline and a reward ledger (see the module docstring)."""
 
-    def __init__(self, *args: Any, baseline: str = "mean", ledger: RewardLedger | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        baseline: str = "mean",
+        ledger: RewardLedger | None = None,
+        stop_strings: tuple[str, ...] = (),
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.baseline = baseline
         self.ledger = ledger
         self._last_rewards_per_func: torch.Tensor | None = None
+        if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (grpo_config)
+            self._stop_at_single_tokens(stop_strings)
+
+    def _stop_at_single_tokens(self, stop_strings: tuple[str, ...]) -> None:
+        """Stop transformers rollouts after a stop string that is one token, by making that token end a completion.
+
+        TRL's generate call cannot stop on text (transformers needs the tokenizer passed to generate for that), but
+        a one-token stop string can end a completion as an end-of-sequence id does: generation stops after it, it
+        is kept, and TRL's completion mask ends there. A longer stop string leaves the rollouts as they are (the
+        evaluation still stops there), and the run says so once.
+        """
+        ids = [self.processing_class(text=stop, add_special_tokens=False)["input_ids"] for stop in stop_strings]
+        if any(len(token_ids) != 1 for token_ids in ids):
+            warnings.warn(
+                f"the stop strings {list(stop_strings)} are not single tokens of this tokenizer: training rollouts on "
+                "transformers run to end-of-sequence or the token budget (evaluation and vLLM rollouts stop there). "
+                "Set data.stop_strings: [] to make evaluation match, or train with vLLM (the unsloth backend).",
+                stacklevel=3,
+            )
+            return
+        self.eos_token_ids = [*self.eos_token_ids, *(token_ids[0] for token_ids in ids)]
+        self.generation_config.eos_token_id = self.eos_token_ids
+        self.generation_kwargs["eos_token_id"] = self.eos_token_ids
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)
@@ -91,8 +123,20 @@ class EpochSampler(RepeatSampler):
         return super().__iter__()
 
 
-def grpo_config(cfg: ExperimentConfig, output_dir: Path, reward_weights: list[float], backend: str) -> GRPOConfig:
-    """GRPOConfig from our schema. Every GRPO knob is passed explicitly so no library default decides silently."""
+def grpo_config(
+    cfg: ExperimentConfig,
+    output_dir: Path,
+    reward_weights: list[float],
+    backend: str,
+    *,
+    stop_strings: tuple[str, ...] = (),
+    vllm: bool = False,
+) -> GRPOConfig:
+    """GRPOConfig from our schema. Every GRPO knob is passed explicitly so no library default decides silently.
+
+    With `vllm` (the model carries an engine) the rollouts stop after `stop_strings` through vLLM's own stop
+    option; on transformers GRPOLabTrainer does it.
+    """
     t = cfg.train
     on_gpu = torch.cuda.is_available()
     kwargs: dict[str, Any] = dict(
@@ -133,6 +177,8 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, reward_weights: list[fl
         log_completions=False,
         dataloader_num_workers=0,
     )
+    if vllm and stop_strings:
+        kwargs["generation_kwargs"] = stop_kwargs(stop_strings)
     if backend == "unsloth":
         from train.models.unsloth import grpo_config_overrides
 

@@ -36,14 +36,16 @@ class Policy:
         """The model carries a vLLM engine (unsloth fast_inference that really started, not just asked for)."""
         return getattr(self.model, "vllm_engine", None) is not None
 
-    def generator(self, batch_size: int, scratch_dir: Path) -> Generator:
+    def generator(self, batch_size: int, scratch_dir: Path, stop_strings: tuple[str, ...] = ()) -> Generator:
         """The evaluation generator: vLLM when the model has an engine (it keeps the live LoRA in scratch_dir),
-        else batched transformers generate."""
+        else batched transformers generate; both stop after `stop_strings` as training does."""
         from train.models.generation import HFGenerator, VLLMGenerator
 
         if self.has_vllm:
-            return VLLMGenerator(self.model, self.tokenizer, lora_dir=scratch_dir / "eval_lora")
-        return HFGenerator(self.model, self.tokenizer, batch_size=batch_size)
+            return VLLMGenerator(
+                self.model, self.tokenizer, lora_dir=scratch_dir / "eval_lora", stop_strings=stop_strings
+            )
+        return HFGenerator(self.model, self.tokenizer, batch_size=batch_size, stop_strings=stop_strings)
 
 
 def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | None = None) -> Policy:

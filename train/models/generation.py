@@ -76,12 +76,13 @@ class HFGenerator:
     Nothing of the tokenizer is changed: training shares it.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, stop_strings: Sequence[str] = ()) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.stop_strings = list(stop_strings)
         # Batches need a pad id; many base models ship none, and their EOS is what generate pads with then.
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -118,9 +119,11 @@ class HFGenerator:
         width = max(len(ids) for ids in batch)
         input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in batch], device=device)
         attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
-        sampling = {"do_sample": False}
+        sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+        if self.stop_strings:  # transformers stops a sequence once its text ends with one (kept), then pads it
+            sampling.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
         with torch.no_grad():
             output = self.model.generate(
                 input_ids=input_ids,
@@ -150,8 +153,12 @@ class HFGenerator:
     def _completion(self, ids: list[int], eos_ids: set[int]) -> Completion:
         end = next((i for i, token in enumerate(ids) if token in eos_ids), None)
         kept = ids if end is None else ids[: end + 1]
+        if end is None and self.stop_strings:
+            while kept and kept[-1] == self.pad_id:  # the padding after a stop string
+                kept = kept[:-1]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        return Completion(text=text, num_tokens=len(kept), truncated=end is None, token_ids=tuple(kept))
+        stopped = end is not None or any(text.endswith(stop) for stop in self.stop_strings)
+        return Completion(text=text, num_tokens=len(kept), truncated=not stopped, token_ids=tuple(kept))
 
 
 class VLLMGenerator:
@@ -163,12 +170,13 @@ class VLLMGenerator:
     Sampling is pure temperature sampling (top_p 1, top_k off, min_p 0, no repetition penalty), seeded per call.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, lora_dir: Path) -> None:
+    def __init__(self, model: Any, tokenizer: Any, lora_dir: Path, stop_strings: Sequence[str] = ()) -> None:
         if getattr(model, "vllm_engine", None) is None:
             raise ValueError("this model has no vLLM engine; generate with HFGenerator instead")
         self.model = model
         self.tokenizer = tokenizer
         self.lora_dir = Path(lora_dir)
+        self.stop_strings = list(stop_strings)
         self.lora_request: Any = None
 
     def snapshot_policy(self) -> None:
@@ -178,7 +186,9 @@ class VLLMGenerator:
     def generate(
         self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
     ) -> list[list[Completion]]:
-        params = sampling_kwargs(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+        params = sampling_kwargs(
+            n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, stop=self.stop_strings
+        )
         if not prompts:
             return []
         if self.lora_request is None:
@@ -196,10 +206,14 @@ class VLLMGenerator:
         return completions_from_outputs(outputs, n)
 
 
-def sampling_kwargs(*, n: int, temperature: float, max_new_tokens: int, seed: int) -> dict[str, Any]:
-    """Keyword arguments of vLLM's `SamplingParams`: temperature 0 is greedy (n=1), otherwise pure sampling."""
+def sampling_kwargs(
+    *, n: int, temperature: float, max_new_tokens: int, seed: int, stop: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Keyword arguments of vLLM's `SamplingParams`: temperature 0 is greedy (n=1), otherwise pure sampling;
+    generation stops after any `stop` string, which stays in the completion."""
     _check_greedy(temperature, n)
     return {
+        **stop_kwargs(stop),
         "n": n,
         "temperature": temperature,
         "max_tokens": max_new_tokens,
@@ -209,6 +223,11 @@ def sampling_kwargs(*, n: int, temperature: float, max_new_tokens: int, seed: in
         "min_p": 0.0,
         "repetition_penalty": 1.0,
     }
+
+
+def stop_kwargs(stop: Sequence[str]) -> dict[str, Any]:
+    """vLLM's SamplingParams keys that stop after a string and keep it (training's generation_kwargs too)."""
+    return {"stop": list(stop), "include_stop_str_in_output": True} if stop else {}
 
 
 def completions_from_outputs(outputs: Sequence[Any], n: int) -> list[list[Completion]]:

@@ -52,6 +52,13 @@ class Task:
         self.options = self._validate_options(data.options)
         self.template: PromptTemplate = prompt_template(data)
 
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where generation stops (kept in the completion): data.stop_strings, else the template's."""
+        if self.data.stop_strings is not None:
+            return tuple(self.data.stop_strings)
+        return self.template.stop_strings
+
     # -- what a subclass writes --------------------------------------------------------------------------------
 
     def rows(self, split: Split) -> list[Row]:

@@ -48,6 +48,16 @@ class PromptTemplate:
     system_prompt: str | None  # the system message, for chat prompts
     reasoning_tag: Literal["think", "reasoning"]
 
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where a completion in this template's layout is over: right after its closing answer tag, when the prompt
+        asks for one (the GSM8K demo's layout ends with a newline after it, which its strict rewards require).
+        Generation stops there, the tag kept, instead of running on into imagined next turns."""
+        instructions = self.system_prompt or self.text or ""
+        if "</answer>" not in instructions:
+            return ()
+        return ("</answer>\n",) if self.reasoning_tag == "reasoning" else ("</answer>",)
+
     def render(self, question: str) -> Prompt:
         if self.system_prompt is not None:
             return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": question}]
