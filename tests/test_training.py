@@ -236,3 +236,20 @@ def test_a_run_resumed_mid_epoch_trains_the_prompts_of_an_uninterrupted_run_in_i
     kill_at.clear()
     run_eval_test_main([str(config), "--output-dir", str(tmp_path / "killed"), "--resume"])
     assert seen == uninterrupted
+
+
+def test_a_full_disk_while_checkpointing_is_one_paragraph_and_keeps_the_records(tmp_path, monkeypatch, capsys):
+    """torch reports a full disk as "unexpected pos"; the user is told there is no space, where, and to --resume."""
+    from train.trainer import GRPOLabTrainer
+
+    def disk_full(self, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8530560 vs 8530448")
+
+    monkeypatch.setattr(GRPOLabTrainer, "_save_checkpoint", disk_full)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval_test_main([str(tiny_config(tmp_path, num_epochs=1)), "--output-dir", str(run_dir)])
+    assert exit_info.value.code == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "no space left on device" in message and str(run_dir) in message and "--resume" in message
+    assert [row["epoch"] for row in records(run_dir, "epoch")] == [1]  # logged before the checkpoint: kept

@@ -7,9 +7,12 @@ without a traceback; everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -29,17 +32,60 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (UserError, RewardConfigError)
 
 
+# Where the running entry point writes (its run dir), for the message when that disk fills up.
+_OUTPUT_DIR: list[Path] = []
+
+
+def note_output_dir(path: Path) -> None:
+    """Name the directory the run writes to, so a full disk is reported with its path and free space."""
+    _OUTPUT_DIR[:] = [Path(path)]
+
+
+def disk_full_message(error: BaseException) -> str | None:
+    """One paragraph for a write that failed because the disk is full, or None for any other error.
+
+    torch reports a full disk while saving a checkpoint as "unexpected pos ..." from its zip writer, not as
+    ENOSPC; both are recognised.
+    """
+    full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+        isinstance(error, RuntimeError)
+        and ("unexpected pos" in str(error) or "PytorchStreamWriter failed" in str(error))
+    )
+    if not full:
+        return None
+    where = Path(getattr(error, "filename", None) or (_OUTPUT_DIR[0] if _OUTPUT_DIR else "."))
+    probe = next((p for p in (where, *where.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe).free / 2**20
+    checkpoints = sorted((_OUTPUT_DIR[0] / "checkpoints").glob("checkpoint-*")) if _OUTPUT_DIR else []
+    size = sum(f.stat().st_size for f in checkpoints[-1].rglob("*") if f.is_file()) / 2**20 if checkpoints else None
+    need = f"; a checkpoint of this run takes about {size:.0f} MB" if size else ""
+    return (
+        f"no space left on device while writing under {where} ({free:.0f} MB free{need}). What was logged is kept "
+        "in metrics.jsonl. Free space on that disk (or lower train.save_total_limit), then continue the run with "
+        "--resume."
+    )
+
+
 def exit_on_user_error(main: Callable[P, R]) -> Callable[P, R]:
-    """Run an entry point; a user error becomes one paragraph on stderr and exit code 2."""
+    """Run an entry point; a user error (or a full disk) becomes one paragraph on stderr and exit code 2."""
 
     @wraps(main)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return main(*args, **kwargs)
         except user_errors() as error:
-            from rich.console import Console
-
-            Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            sys.exit(EXIT_USER_ERROR)
+            _report(str(error))
+        except (OSError, RuntimeError) as error:
+            message = disk_full_message(error)
+            if message is None:
+                raise
+            _report(message)
 
     return run
+
+
+def _report(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_USER_ERROR)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from train.config import ExperimentConfig, load_config
-from train.errors import UserError
+from train.errors import UserError, note_output_dir
 from train.tracking import MetricsLog
 
 CONFIG_FILE = "config.yaml"
@@ -136,6 +136,7 @@ class RunDir:
         A new run creates the dir and writes config.yaml. A resume cuts metrics.jsonl back to the checkpoint it
         resumes from (records after it are redone) and drops the final evaluation.
         """
+        note_output_dir(self.path)
         if not self.resuming:
             self._create()
             self._take_lock()
