@@ -40,8 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.set)
-    if args.adapter is not None and not args.adapter.is_dir():
-        raise UserError(f"--adapter {args.adapter} is not a directory. Pass a run's saved adapter directory.")
+    if args.adapter is not None and not (
+        (args.adapter / "adapter_config.json").is_file() or (args.adapter / "config.json").is_file()
+    ):
+        raise UserError(
+            f"--adapter {args.adapter} is not a saved adapter: it holds neither adapter_config.json (a LoRA adapter) "
+            "nor config.json (full weights). Pass a run's adapter/ directory, e.g. runs/<run>/adapter."
+        )
     baseline = _read_metrics(args.compare) if args.compare else None
 
     # The backend first: unsloth must be imported before trl, transformers and peft.

@@ -104,3 +104,16 @@ def test_rows_from_a_file_hold_out_the_last_rows_for_test(tmp_path):
     assert train["target"] == [8, 2] and test["target"] == [24]
     assert test[0]["numbers"] == [4, 6, 1]
     assert task.is_correct(task.reference_completion(test[0]), test[0])  # solved on demand: the file has none
+
+
+@pytest.mark.parametrize(
+    "bad", [{"target": "abc", "nums": [3, 5]}, {"target": 8.5, "nums": [3, 5]}, {"target": 8, "nums": "3 5"}]
+)
+def test_a_countdown_row_that_is_not_whole_numbers_is_one_paragraph(tmp_path, bad):
+    from train.errors import UserError
+
+    problems = [{"target": 8, "nums": [3, 5]}, bad, {"target": 24, "nums": [4, 6, 1]}]
+    source = tmp_path / "countdown.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    with pytest.raises(UserError, match="whole number"):
+        countdown(source=str(source), options={"test_size": 1}).load_split("train", None)

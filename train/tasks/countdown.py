@@ -17,6 +17,7 @@ held out the last 1,024). Graded by `rewards.check_countdown` on the completion'
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Collection
 from fractions import Fraction
@@ -105,7 +106,7 @@ class CountdownTask(Task):
                 "rest. Lower data.options.test_size (or data.test_samples)."
             )
         chosen = raw[-held_out:] if split == "test" else raw[:-held_out]
-        return [self._row([int(n) for n in row["nums"]], int(row["target"]), None) for row in chosen]
+        return [self._row(*_whole_numbers(row, source), None) for row in chosen]
 
     def _row(self, numbers: list[int], target: int, solution: str | None) -> Row:
         return {"question": self.question(numbers, target), "target": target, "numbers": numbers, "solution": solution}
@@ -132,6 +133,28 @@ class CountdownTask(Task):
 
     def answer_rewards(self) -> list[RewardSpec]:
         return [RewardSpec(name="countdown_reward")]
+
+
+def _whole_numbers(row: Row, source: str) -> tuple[list[int], int]:
+    """(nums, target) of a source row as whole numbers; a UserError naming the row when they are not."""
+
+    def whole(value: object) -> int:
+        number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else math.nan
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(value)
+        return int(number)
+
+    try:
+        nums = row["nums"]
+        if not isinstance(nums, list) or not nums:
+            raise ValueError(nums)
+        return [whole(n) for n in nums], whole(row["target"])
+    except ValueError as error:
+        raise UserError(
+            f"{source}: a Countdown row has {error.args[0]!r} where a whole number is needed (row: "
+            f"{str(row)[:120]}). Countdown rows need target (a whole number) and nums (a list of whole numbers); fix "
+            "or drop that row."
+        ) from None
 
 
 def problem_key(numbers: list[int], target: int) -> tuple[tuple[int, ...], int]:
