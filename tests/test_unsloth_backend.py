@@ -374,12 +374,12 @@ def test_vllm_generator_serves_the_live_lora_and_keeps_prompt_order(tmp_path):
     chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}]
     generator.snapshot_policy()
     completions = generator.generate(["Q: 1+1?\nA:", chat], n=3, temperature=0.8, max_new_tokens=64, seed=5)
+    assert (model.sampling.n, model.sampling.seed, model.sampling.max_tokens) == (3, 5, 64)
     generator.generate(["Q: 2+2?\nA:"], n=1, temperature=0.0, max_new_tokens=8, seed=5)
 
     # One adapter save per evaluation (snapshot), however many generate calls it makes.
     assert model.saved == [str(tmp_path / "eval_lora")]
     assert model.rendered[:2] == ["Q: 1+1?\nA:", "system: be brief\nuser: 2+2?\nassistant:"]
-    assert (model.sampling.n, model.sampling.seed, model.sampling.max_tokens) == (3, 5, 64)
     assert [[c.text for c in row] for row in completions] == [["p0s0", "p0s1", "p0s2"], ["p1s0", "p1s1", "p1s2"]]
     assert [c.truncated for c in completions[0]] == [False, True, False]
     assert completions[0][2].token_ids == (5, 6, 1)

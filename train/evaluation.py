@@ -25,6 +25,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,20 @@ RewardFunc = Callable[..., list[float | None]]
 COUNT_KEYS = ("correct", "partial", "failed", "num_prompts", "samples_generated")
 
 
+def _leaves_the_random_state_alone(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `function` on a fork of torch's random state: sampling inside draws from its own seeded generator, and
+    the training rollouts after it draw exactly what they would have drawn without it."""
+
+    @wraps(function)
+    def forked(*args: Any, **kwargs: Any) -> Any:
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            return function(*args, **kwargs)
+
+    return forked
+
+
+@_leaves_the_random_state_alone
 def evaluate(
     generator: Generator,
     task: Task,
@@ -62,38 +77,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Evaluate the generator's policy on `rows` (a task split with its `prompt` column); see the module docstring.
 
-    The random state of torch is forked: sampling here draws from its own seeded generator and the training
-    rollouts after an evaluation draw exactly what they would have drawn without it.
+    torch's random state is left as it was found (tests/test_evaluation_generation.py pins it).
     """
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        return _evaluate(
-            generator,
-            task,
-            rows,
-            reward_funcs,
-            reward_weights,
-            cfg,
-            max_new_tokens=max_new_tokens,
-            samples_path=samples_path,
-            label=label,
-            show_progress=show_progress,
-        )
-
-
-def _evaluate(
-    generator: Generator,
-    task: Task,
-    rows: Dataset,
-    reward_funcs: Sequence[RewardFunc],
-    reward_weights: Sequence[float],
-    cfg: EvalConfig,
-    *,
-    max_new_tokens: int,
-    samples_path: Path | None,
-    label: str,
-    show_progress: bool,
-) -> dict[str, float]:
     if len(rows) == 0:
         raise ValueError("no rows to evaluate")
     if len(reward_funcs) != len(reward_weights):
