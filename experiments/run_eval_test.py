@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
         baseline=cfg.train.baseline,
         ledger=ledger,
         stop_strings=task.stop_strings,
+        hybrid_loss=cfg.train.loss_type == "hybrid",
+        completion_budget=cfg.train.completion_budget if cfg.train.curriculum else None,
     )
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
 

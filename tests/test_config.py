@@ -295,7 +295,7 @@ def test_value_out_of_range(tmp_path):
 def test_invalid_literal_lists_the_allowed_values(tmp_path, content, override):
     message = load_error(tmp_path, content, *([override] if override else []))
     assert "train.loss_type = 'ppo' is not allowed" in message
-    assert "'grpo', 'dr_grpo', 'bnpo' or 'dapo'" in message
+    assert "'grpo', 'dr_grpo', 'bnpo', 'dapo' or 'hybrid'" in message
 
 
 def test_invalid_scale_rewards_literal(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -187,3 +188,57 @@ def test_vllm_rollouts_stop_through_generation_kwargs(tmp_path):
     args = grpo_config(cfg, tmp_path, [1.0], backend="hf", stop_strings=("</answer>",), vllm=True)
     assert args.generation_kwargs == {"stop": ["</answer>"], "include_stop_str_in_output": True}
     assert grpo_config(cfg, tmp_path, [1.0], backend="hf", stop_strings=("</answer>",)).generation_kwargs is None
+
+
+def test_hybrid_loss_is_alpha_dr_grpo_plus_one_minus_alpha_grpo_on_a_hand_made_batch(tmp_path):
+    """The hybrid loss built on TRL's own dr_grpo loss (advantages scaled per sequence) equals the mix of TRL's own
+    grpo and dr_grpo losses, alpha = min(1, budget / 512), with beta 0."""
+    trainer = make_trainer(tmp_path, "mean", "group")
+    output, _ = generate_and_score(trainer)
+    mask = torch.ones_like(output["completion_mask"])
+    for row, length in enumerate([1, 3, 10, 6, 2, 10, 4, 7]):  # hand-made completion lengths within the budget 10
+        mask[row, length:] = 0
+    batch = {**output, "completion_mask": mask}
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop; one micro-batch here
+
+    def loss(loss_type: str, advantages: torch.Tensor) -> float:
+        trainer.loss_type = loss_type
+        return float(trainer._compute_loss(trainer.model, {**batch, "advantages": advantages}))
+
+    grpo, dr_grpo = loss("grpo", output["advantages"]), loss("dr_grpo", output["advantages"])
+    hybrid = loss("dr_grpo", output["advantages"] * trainer.hybrid_scale(mask.sum(-1)))
+    alpha = 10 / 512
+    assert hybrid == pytest.approx(alpha * dr_grpo + (1 - alpha) * grpo, rel=1e-4)  # float32 sums
+    assert trainer.hybrid_scale(torch.tensor([10, 5])).tolist() == pytest.approx([1.0, alpha + (1 - alpha) * 2])
+
+
+def test_hybrid_is_trls_dr_grpo_loss_with_scaled_advantages(tmp_path):
+    cfg = tiny_train_config(loss_type="hybrid", max_completion_length=10)
+    assert grpo_config(cfg, tmp_path, [1.0], backend="hf").loss_type == "dr_grpo"
+
+
+def test_the_curriculum_sets_each_epochs_token_budget(tmp_path):
+    from train.trainer import _BudgetCurriculum
+
+    cfg = tiny_train_config(
+        max_completion_length=12,
+        curriculum=[{"until_epoch": 1, "max_completion_length": 4}, {"until_epoch": 3, "max_completion_length": 8}],
+    )
+    assert [cfg.train.completion_budget(epoch) for epoch in (1, 2, 3, 4)] == [4, 8, 8, 12]
+    trainer = make_trainer(tmp_path, "mean", "group")
+    curriculum = _BudgetCurriculum(trainer, cfg.train.completion_budget)
+    for start_of_epoch, budget in [(0.0, 4), (1.0, 8), (2.0, 8), (3.0, 12)]:
+        curriculum.on_epoch_begin(None, SimpleNamespace(epoch=start_of_epoch), None)
+        assert trainer.max_completion_length == trainer.generation_config.max_new_tokens == budget
+    output, _ = generate_and_score(trainer)
+    assert output["completion_ids"].shape[1] <= 12
+    assert trainer._metrics["train"]["completions/budget"][-1] == 12.0
+
+
+def test_curriculum_stages_must_be_in_order():
+    from train.errors import UserError
+
+    with pytest.raises(UserError, match="increasing until_epoch"):
+        tiny_train_config(
+            curriculum=[{"until_epoch": 3, "max_completion_length": 8}, {"until_epoch": 1, "max_completion_length": 4}]
+        )

@@ -131,6 +131,11 @@ class RewardSpec(Section):
     path: str | None = Field(None, description="file.py:function for your own reward.")
 
 
+class CurriculumStage(Section):
+    until_epoch: int = Field(ge=1, description="The last epoch (1-based) of this stage.")
+    max_completion_length: int = Field(ge=1, description="The token budget of rollouts in this stage.")
+
+
 class TrainConfig(Section):
     num_epochs: int = Field(1, ge=1, description="Passes over the training prompts.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run num_epochs).")
@@ -147,10 +152,12 @@ class TrainConfig(Section):
     )
     clip_eps: float = Field(0.2, gt=0, description="PPO clip range epsilon of the ratio (TRL `epsilon`).")
     clip_eps_high: float | None = Field(None, gt=0, description="Upper clip (DAPO clip-higher); None = clip_eps.")
-    loss_type: Literal["grpo", "dr_grpo", "bnpo", "dapo"] = Field(
+    loss_type: Literal["grpo", "dr_grpo", "bnpo", "dapo", "hybrid"] = Field(
         "grpo",
         description="grpo: per-sequence token mean (DeepSeekMath); dr_grpo: divide by batch x "
-        "max_completion_length (Dr. GRPO); bnpo: local token mean; dapo: token mean over the accumulated batch.",
+        "max_completion_length (Dr. GRPO); bnpo: local token mean; dapo: token mean over the accumulated batch; "
+        "hybrid: alpha x dr_grpo + (1 - alpha) x grpo, alpha = min(1, max_completion_length / 512) (the countdown "
+        "study's proposal).",
     )
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group",
@@ -159,6 +166,11 @@ class TrainConfig(Section):
     )
     baseline: Literal["mean", "none"] = Field(
         "mean", description="Subtract the group mean reward (mean) or use the raw reward as advantage (none)."
+    )
+    curriculum: list[CurriculumStage] = Field(
+        default_factory=list,
+        description="Token-budget curriculum: [{until_epoch: 2, max_completion_length: 256}, ...], applied at epoch "
+        "boundaries; after the last stage, max_completion_length.",
     )
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group size G).")
     per_device_train_batch_size: int = Field(
@@ -201,6 +213,18 @@ class TrainConfig(Section):
                 "(advantage = raw reward, the no-baseline arm) or batch"
             )
         return self
+
+    @model_validator(mode="after")
+    def _curriculum_in_order(self) -> TrainConfig:
+        ends = [stage.until_epoch for stage in self.curriculum]
+        if ends != sorted(set(ends)):
+            raise ValueError(f"curriculum stages must have increasing until_epoch values, got {ends}")
+        return self
+
+    def completion_budget(self, epoch: int) -> int:
+        """The rollouts' token budget in `epoch` (1-based): its curriculum stage's, else max_completion_length."""
+        stage = next((s for s in self.curriculum if epoch <= s.until_epoch), None)
+        return stage.max_completion_length if stage else self.max_completion_length
 
     @model_validator(mode="after")
     def _batch_holds_whole_groups(self) -> TrainConfig:
@@ -308,7 +332,7 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        budget = self.eval_max_new_tokens
+        budget = max([self.eval_max_new_tokens] + [s.max_completion_length for s in self.train.curriculum])
         if budget >= self.model.max_seq_length:
             raise ValueError(
                 f"the completion budget ({budget} tokens) leaves no room for the prompt in "

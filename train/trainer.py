@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
@@ -38,9 +39,14 @@ class GRPOLabTrainer(GRPOTrainer):
         baseline: str = "mean",
         ledger: RewardLedger | None = None,
         stop_strings: tuple[str, ...] = (),
+        hybrid_loss: bool = False,
+        completion_budget: Callable[[int], int] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.hybrid_loss = hybrid_loss  # TRL runs its dr_grpo loss; see hybrid_scale
+        if completion_budget is not None:
+            self.add_callback(_BudgetCurriculum(self, completion_budget))
         self.baseline = baseline
         self.ledger = ledger
         self._last_rewards_per_func: torch.Tensor | None = None
@@ -85,7 +91,36 @@ class GRPOLabTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         if self.baseline != "mean" and self.model.training and self._last_rewards_per_func is not None:
             output["advantages"] = self._advantages_without_baseline(len(inputs)).to(output["advantages"].device)
+        if self.hybrid_loss:
+            output["advantages"] = output["advantages"] * self.hybrid_scale(output["completion_mask"].sum(-1))
+        if self.model.training:  # the budget in force, in every step record (the curriculum changes it)
+            self._metrics["train"]["completions/budget"].append(float(self.max_completion_length))
         return output
+
+    def set_completion_budget(self, tokens: int) -> None:
+        """Change the rollouts' token budget between steps (the curriculum): TRL's length, the transformers
+        generation config and the vLLM generator read it; Dr. GRPO's normalizer follows it."""
+        self.max_completion_length = tokens
+        if getattr(self, "generation_config", None) is not None:
+            self.generation_config.max_new_tokens = tokens
+            self.generation_kwargs["max_new_tokens"] = tokens
+        if getattr(self, "vllm_generation", None) is not None:
+            self.vllm_generation.max_completion_length = tokens
+
+    def hybrid_scale(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-sequence advantage scale that turns TRL's Dr. GRPO loss into the hybrid GRPO / Dr. GRPO loss.
+
+        With L_i the completion's length, L the token budget and alpha = min(1, L / 512) (the countdown study's
+        weight on the Dr. GRPO term):
+            hybrid = alpha * sum_i sum_t l_it / (B * L) + (1 - alpha) * (1 / B) * sum_i sum_t l_it / L_i
+                   = sum_i sum_t s_i * l_it / (B * L),   s_i = alpha + (1 - alpha) * L / L_i,
+        i.e. Dr. GRPO's normalization of a per-token loss scaled by s_i. The clipped policy term is linear in the
+        advantage (s_i > 0), so scaling advantage i by s_i is exact for it; the KL term (beta > 0) keeps Dr. GRPO's
+        normalization. tests/test_trainer.py checks it against TRL's own grpo and dr_grpo losses on a batch.
+        """
+        budget = self.max_completion_length
+        alpha = min(1.0, budget / 512)
+        return alpha + (1 - alpha) * budget / lengths.clamp(min=1).to(torch.float32)
 
     def _advantages_without_baseline(self, local_count: int) -> torch.Tensor:
         rewards_per_func = self._last_rewards_per_func
@@ -97,6 +132,18 @@ class GRPOLabTrainer(GRPOTrainer):
         advantages = torch.where(unscorable, torch.zeros_like(advantages), advantages)
         start = self.accelerator.process_index * local_count
         return advantages[start : start + local_count]
+
+
+class _BudgetCurriculum(TrainerCallback):
+    """Sets the token budget of each epoch's rollouts at its start (train.curriculum)."""
+
+    def __init__(self, trainer: GRPOLabTrainer, budget_for_epoch: Callable[[int], int]):
+        self.trainer = trainer
+        self.budget_for_epoch = budget_for_epoch
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = math.floor((state.epoch or 0.0) + 1e-6) + 1  # 1-based, as the config counts them
+        self.trainer.set_completion_budget(self.budget_for_epoch(epoch))
 
 
 class EpochSampler(RepeatSampler):
@@ -152,7 +199,7 @@ def grpo_config(
         beta=t.beta,
         epsilon=t.clip_eps,
         epsilon_high=t.clip_eps_high if t.clip_eps_high is not None else t.clip_eps,
-        loss_type=t.loss_type,
+        loss_type="dr_grpo" if t.loss_type == "hybrid" else t.loss_type,  # hybrid: GRPOLabTrainer.hybrid_scale
         scale_rewards=t.scale_rewards,
         num_generations=t.num_generations,
         per_device_train_batch_size=t.per_device_train_batch_size,

@@ -230,14 +230,14 @@ def grpo_config_overrides(train_cfg: TrainConfig, bf16_supported: bool | None = 
         from unsloth import is_bfloat16_supported
 
         bf16_supported = is_bfloat16_supported()
-    dr_grpo_keeps_scaling = train_cfg.loss_type == "dr_grpo" and train_cfg.scale_rewards == "group"
+    dr_grpo_keeps_scaling = train_cfg.loss_type in ("dr_grpo", "hybrid") and train_cfg.scale_rewards == "group"
     return {
         "optim": "adamw_8bit" if train_cfg.optim == "auto" else train_cfg.optim,
         "bf16": bf16_supported,
         "fp16": not bf16_supported,
         "gradient_checkpointing": True,
         "beta": train_cfg.beta,
-        "loss_type": train_cfg.loss_type,
+        "loss_type": "dr_grpo" if train_cfg.loss_type == "hybrid" else train_cfg.loss_type,
         "epsilon_high": train_cfg.clip_eps if train_cfg.clip_eps_high is None else train_cfg.clip_eps_high,
         "mask_truncated_completions": False,
         "scale_rewards": None if dr_grpo_keeps_scaling else train_cfg.scale_rewards,
