@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from train.callbacks import EpochCallback, MetricsCallback
     from train.evaluation import Evaluator
-    from train.models import load_policy, save_policy
+    from train.models import load_policy
     from train.records import RewardLedger, build_summary
+    from train.run_adapter import EpochAdapterCallback
     from train.tracking import MetricsLog, NullMirror, start_wandb, write_summary
     from train.trainer import GRPOLabTrainer, grpo_config
 
@@ -158,14 +159,17 @@ def main(argv: list[str] | None = None) -> dict:
         ledger=ledger,
     )
     evaluator.trainer = trainer  # evaluations from here on see the whole model (gathered under ZeRO-3)
+    adapter = EpochAdapterCallback(policy, run.path / "adapter", trainer)
+    if cfg.output.save_adapter:  # after every epoch, so a killed run keeps its latest adapter
+        trainer.add_callback(adapter)
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
 
     # 8. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary.
     evaluator.final(trainer.state.global_step, trainer.state.epoch)
+    if cfg.output.save_adapter:
+        adapter.save_final(trainer.state.global_step)
     if not is_main_process():
         return {}
-    if cfg.output.save_adapter:
-        save_policy(policy, run.path / "adapter")
     summary = build_summary(log.records(), wall_seconds=time.time() - started)
     write_summary(run.path, summary)
     mirror.finish(summary)
