@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Under `accelerate launch` every process runs this script; the main process alone decides the run dir (one
     # timestamp), creates and locks it, and writes to it (train/distributed.py): the others take its decisions.
     from train.config import load_config
-    from train.distributed import MainProcessEvaluator, decided_by_main, is_main_process
+    from train.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
     from train.rundir import RunDir
 
     run = decided_by_main(
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     from train.models.unsloth import prepare_backend
 
     backend = prepare_backend(cfg.model)
+    check_backend_scales(backend)
     check_memory(cfg, backend, force=args.force)
 
     from rich.console import Console

@@ -204,6 +204,20 @@ def test_one_process_decides_alone_and_evaluates_directly(monkeypatch):
     assert calls == [("epoch_1", 4, 1.0)]
 
 
+def test_an_unsloth_run_launched_as_several_processes_stops_once_with_the_way_to_scale(monkeypatch):
+    from train.distributed import check_backend_scales
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_backend_scales("hf")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UserError, match="model.backend: hf"):
+        check_backend_scales("unsloth")
+    monkeypatch.setenv("RANK", "1")  # the other process exits with the same code, without printing it again
+    with pytest.raises(SystemExit) as exit_info:
+        check_backend_scales("unsloth")
+    assert exit_info.value.code == EXIT_USER_ERROR
+
+
 # --------------------------------------------------------------------------------------------------------------
 # End to end
 

@@ -78,10 +78,27 @@ def decided_by_main(decide: Callable[[], T]) -> T:
     broadcast_object_list(outcome, from_process=0)
     result, error = outcome
     if error is not None:
-        if state.is_main_process:
-            raise UserError(error)
-        sys.exit(EXIT_USER_ERROR)
+        stop_every_process(error)
     return result
+
+
+def stop_every_process(message: str) -> None:
+    """A user error every process meets: the main process raises it (printed once, exit code 2), the others exit
+    with the same code silently."""
+    if is_main_process():
+        raise UserError(message)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def check_backend_scales(backend: str) -> None:
+    """Several processes train on the hf backend only: stop an unsloth run launched as several."""
+    if backend == "unsloth" and num_processes() > 1:
+        stop_every_process(
+            f"this launch starts {num_processes()} processes, but the run uses the unsloth backend, which trains on "
+            "one GPU here: its vLLM engine runs beside the model in the training process (fast_inference) and the "
+            "model is loaded on the first GPU. Run it with plain python on one GPU, or set model.backend: hf (and "
+            "model.load_in_4bit: false) to train on several GPUs with accelerate launch (docs/scale_out.md)."
+        )
 
 
 class MainProcessEvaluator:
