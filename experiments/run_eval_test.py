@@ -56,10 +56,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
     # 1. Config and run dir: validated and decided before anything is loaded (a resume runs with its own config).
+    # Under `accelerate launch` every process runs this script; the main process alone decides the run dir (one
+    # timestamp), creates and locks it, and writes to it (train/distributed.py): the others take its decisions.
     from train.config import load_config
+    from train.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
     from train.rundir import RunDir
 
-    run = RunDir.choose(load_config(args.config, args.set), args.output_dir, resume=args.resume, overrides=args.set)
+    run = decided_by_main(
+        lambda: RunDir.choose(
+            load_config(args.config, args.set), args.output_dir, resume=args.resume, overrides=args.set
+        )
+    )
     cfg = run.cfg
     if run.resuming and run.finished:
         print(f"{run.path} has finished (summary.json has its final evaluation): nothing to resume.")
@@ -69,13 +76,14 @@ def main(argv: list[str] | None = None) -> dict:
     from train.models.unsloth import prepare_backend
 
     backend = prepare_backend(cfg.model)
+    check_backend_scales(backend)
     check_memory(cfg, backend, force=args.force)
 
     from rich.console import Console
 
     from train.tasks import build_rewards, get_task
 
-    console = Console()
+    console = Console(quiet=not is_main_process())
     if run.resuming:
         console.print(f"resuming {run.path}")
 
@@ -84,13 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
     train_rows = task.load_split("train", cfg.data.train_samples)
     test_rows = task.load_split("test", cfg.data.test_samples)
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
-    checkpoint = run.open()
+    checkpoint = decided_by_main(run.open)
 
     from train.callbacks import EpochCallback, MetricsCallback
     from train.evaluation import Evaluator
-    from train.models import load_policy, save_policy
+    from train.models import load_policy
     from train.records import RewardLedger, build_summary
-    from train.tracking import MetricsLog, start_wandb, write_summary
+    from train.run_adapter import EpochAdapterCallback
+    from train.tracking import MetricsLog, NullMirror, start_wandb, write_summary
     from train.trainer import GRPOLabTrainer, grpo_config
 
     # 4. Model: the policy with LoRA (or full weights for the built-in model on hf).
@@ -103,13 +112,17 @@ def main(argv: list[str] | None = None) -> dict:
         console.print(f"from {checkpoint.path}")
 
     # 5. Tracking and evaluation.
-    mirror = start_wandb(
-        cfg.logging.wandb,
-        project=cfg.logging.project,
-        name=cfg.logging.run_name or run.path.name,
-        run_dir=run.path,
-        config=cfg.model_dump(mode="json"),
-        run_id=run.wandb_id(),
+    mirror = (
+        start_wandb(
+            cfg.logging.wandb,
+            project=cfg.logging.project,
+            name=cfg.logging.run_name or run.path.name,
+            run_dir=run.path,
+            config=cfg.model_dump(mode="json"),
+            run_id=run.wandb_id(),
+        )
+        if is_main_process()
+        else NullMirror()
     )
     log = MetricsLog(run.metrics_path, mirror)
     evaluator = Evaluator(
@@ -124,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         samples_dir=run.path / "samples",
         console=console,
     )
+    evaluator = MainProcessEvaluator(evaluator)  # one evaluation, one record, however many processes
 
     # 6. Zero-shot baseline (kept from the first session when resuming).
     if cfg.eval.zero_shot:
@@ -150,12 +164,18 @@ def main(argv: list[str] | None = None) -> dict:
         hybrid_loss=cfg.train.loss_type == "hybrid",
         completion_budget=cfg.train.completion_budget if cfg.train.curriculum else None,
     )
+    evaluator.trainer = trainer  # evaluations from here on see the whole model (gathered under ZeRO-3)
+    adapter = EpochAdapterCallback(policy, run.path / "adapter", trainer)
+    if cfg.output.save_adapter:  # after every epoch, so a killed run keeps its latest adapter
+        trainer.add_callback(adapter)
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
 
     # 8. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary.
     evaluator.final(trainer.state.global_step, trainer.state.epoch)
     if cfg.output.save_adapter:
-        save_policy(policy, run.path / "adapter")
+        adapter.save_final(trainer.state.global_step)
+    if not is_main_process():
+        return {}
     summary = build_summary(log.records(), wall_seconds=time.time() - started)
     summary["backend"] = backend
     write_summary(run.path, summary)

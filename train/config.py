@@ -13,6 +13,7 @@ the key, the problem and the fix.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -188,6 +189,12 @@ class TrainConfig(Section):
         description="Correct for the gap between vLLM's sampling log-probs and the trainer's with truncated "
         "importance sampling (TRL vllm_importance_sampling_correction; TRL's default, which unsloth turns off).",
     )
+    vllm_server: str | None = Field(
+        None,
+        description="hf backend: generate the training rollouts on a `trl vllm-serve` server of model.name at "
+        "host:port (or its http URL), e.g. localhost:8000, on GPUs of its own (docs/scale_out.md). None: the "
+        "training processes generate.",
+    )
     seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
     save_steps: int = Field(
@@ -196,6 +203,17 @@ class TrainConfig(Section):
         description="Also checkpoint every N steps (0: only at the end of each epoch). Used by --resume.",
     )
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+
+    @field_validator("vllm_server")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value if "://" in value else f"http://{value}"
+        host_port = url.split("://", 1)[1].rstrip("/")
+        if not url.startswith(("http://", "https://")) or not re.fullmatch(r"[\w.\-\[\]:]+:\d+", host_port):
+            raise ValueError(f"vllm_server {value!r} must be host:port or http://host:port, e.g. localhost:8000")
+        return url.rstrip("/")
 
     @field_validator("scale_rewards", mode="before")
     @classmethod

@@ -117,6 +117,14 @@ def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
     target = builtin_cache_root() / key
     if (target / "config.json").exists():
         return target
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Its SFT warm start would run as one DDP job across the launch (another model than one process builds,
+        # under the same cache key), or hang when one process builds alone: build it in one process first.
+        raise UserError(
+            f"the built-in model for this config is not built yet ({target}), and it cannot be built inside a "
+            "multi-process launch. Build it once in one process (uv run python experiments/evaluate.py CONFIG, "
+            "which builds, caches and evaluates it), then launch again."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     Console(stderr=True).print(
         f"building builtin:tiny for task {cfg.data.task}: {cfg.model.builtin.sft_steps} warm-start SFT steps "

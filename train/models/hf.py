@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if torch.cuda.is_available():
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        kwargs["device_map"] = {"": 0}
+        # Each process of a multi-GPU launch holds its own copy on its own GPU (DDP; ZeRO-3 then shards it).
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
         if cfg.model.load_in_4bit and not cfg.model.is_builtin:
             from transformers import BitsAndBytesConfig
 
