@@ -1,0 +1,36 @@
+"""tests/gpu runs only where CUDA is: everywhere else each of its tests is skipped with the reason.
+
+They are marked `gpu` (select or deselect them with `-m gpu` / `-m "not gpu"`). On a machine without network,
+tests/gpu/run_offline.sh installs what they need from a wheelhouse first (docs/gpu.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def cuda_missing() -> str | None:
+    """Why tests/gpu cannot run here, or None when a CUDA GPU is visible."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return (
+            f"no CUDA GPU here (torch {torch.__version__}: torch.cuda.is_available() is False); tests/gpu runs on a "
+            "CUDA machine, see docs/gpu.md"
+        )
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    mine = [item for item in items if HERE in Path(item.path).resolve().parents]
+    reason = cuda_missing() if mine else None
+    for item in mine:
+        item.add_marker(pytest.mark.gpu)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
