@@ -26,7 +26,8 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         # Each process of a multi-GPU launch holds its own copy on its own GPU (DDP; ZeRO-3 then shards it).
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-        if cfg.model.load_in_4bit and not cfg.model.is_builtin:
+        # 4-bit weights train through LoRA only (a full fine-tune, rank 0, keeps 16-bit weights).
+        if cfg.model.load_in_4bit and cfg.model.effective_lora_rank > 0:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
