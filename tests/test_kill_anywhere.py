@@ -1,0 +1,99 @@
+"""SIGKILL a short run at several points, resume it, and compare with a run that was never stopped.
+
+The per-step prompts come from a user reward (weight 0: it changes nothing) that writes what TRL hands it: the
+step it scores and the prompts of that step's batch. A kill inside --resume's own rewrite of metrics.jsonl is
+tests/test_rundir.py's (it needs the kill at one exact line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, write_tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline")]
+
+RECORDER = """
+import json, os
+
+def record_prompts(prompts, completions, trainer_state=None, **kwargs):
+    if trainer_state is None:  # an evaluation, not a training step
+        return [0.0] * len(completions)
+    with open(os.environ["PROMPT_LOG"], "a") as log:
+        log.write(json.dumps({"step": trainer_state.global_step + 1, "prompts": list(prompts)}) + "\\n")
+    return [0.0] * len(completions)
+"""
+STEPS = 12  # 3 epochs of 4 steps
+
+
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    rewards = ["hard_format_reward", "countdown_reward"]
+    rewards.append({"name": "record_prompts", "path": f"{tmp_path / 'recorder.py'}:record_prompts", "weight": 0.0})
+    return write_tiny_config(
+        tmp_path,
+        rewards=rewards,
+        train={"num_epochs": 3, "save_steps": 2},
+        eval={"zero_shot": False, "pass_k": [1]},
+    )
+
+
+def launch(config_path: Path, run_dir: Path, prompt_log: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "experiments" / "run_eval_test.py"), str(config_path)]
+    env = {**os.environ, "PROMPT_LOG": str(prompt_log), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [*command, "--output-dir", str(run_dir), *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def steps_recorded(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return path.read_text().count('"type": "step"') if path.exists() else 0
+
+
+def prompts_by_step(prompt_log: Path) -> dict[int, list[str]]:
+    steps: dict[int, list[str]] = {}
+    for line in prompt_log.read_text().splitlines():
+        row = json.loads(line)
+        steps[row["step"]] = row["prompts"]  # a step redone after a resume: its last (completed) batch counts
+    return steps
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if row["type"] == kind]
+
+
+def test_a_run_killed_anywhere_and_resumed_matches_a_run_never_stopped(tmp_path):
+    config_path = config(tmp_path)
+    whole = launch(config_path, tmp_path / "whole", tmp_path / "whole.jsonl")
+    assert whole.wait(timeout=600) == 0, whole.stderr.read().decode()[-2000:]
+    uninterrupted = prompts_by_step(tmp_path / "whole.jsonl")
+    assert sorted(uninterrupted) == list(range(1, STEPS + 1))
+
+    for kill_after in (3, 4, 9):  # mid-epoch, right at an epoch's end, late in the last epoch
+        run_dir, prompt_log = tmp_path / f"killed-{kill_after}", tmp_path / f"killed-{kill_after}.jsonl"
+        process = launch(config_path, run_dir, prompt_log)
+        deadline = time.monotonic() + 600
+        while steps_recorded(run_dir) < kill_after and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        resumed = launch(config_path, run_dir, prompt_log, "--resume")
+        assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-2000:]
+
+        assert prompts_by_step(prompt_log) == uninterrupted, f"killed after step {kill_after}"
+        steps, epochs = records(run_dir, "step"), records(run_dir, "epoch")
+        assert [row["step"] for row in steps] == list(range(1, STEPS + 1))
+        assert [row["epoch"] for row in epochs] == [1, 2, 3]
+        for epoch in epochs:
+            in_epoch = [row for row in steps if epoch["step"] - 4 < row["step"] <= epoch["step"]]
+            assert epoch["epoch/accumulated_reward"] == pytest.approx(sum(row["reward_sum"] for row in in_epoch))
+            assert epoch["epoch/num_samples"] == sum(row["num_completions"] for row in in_epoch) == 32
