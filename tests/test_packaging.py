@@ -117,3 +117,16 @@ def test_recorded_vllm_pins_are_the_installed_wheels_own():
         if requirement.name in ("torch", "torchvision", "torchaudio") and requirement.marker is None
     }
     assert pins == VLLM_WHEEL_PINS[installed]["requires"]
+
+
+def test_docs_state_the_oldest_gpu_the_locked_torch_runs_on():
+    """docs/gpu.md said compute capability 7.0; the locked torch ships kernels from sm_75 up."""
+    import re
+
+    import torch
+
+    oldest = min(torch.cuda.get_arch_list(), key=lambda arch: int(arch.removeprefix("sm_")))
+    major, minor = oldest.removeprefix("sm_")[:-1], oldest.removeprefix("sm_")[-1]
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "gpu.md").read_text()
+    stated = re.search(r"compute capability (\d+\.\d+) or newer", docs)
+    assert stated is not None and stated.group(1) == f"{major}.{minor}"

@@ -242,3 +242,10 @@ def test_curriculum_stages_must_be_in_order():
         tiny_train_config(
             curriculum=[{"until_epoch": 3, "max_completion_length": 8}, {"until_epoch": 1, "max_completion_length": 4}]
         )
+
+
+@pytest.mark.parametrize("correct", [True, False])
+def test_vllm_importance_sampling_correction_is_ours_not_a_library_default(tmp_path, correct):
+    """trl defaults it on and unsloth off: grpo_config always passes train.vllm_importance_sampling."""
+    cfg = tiny_train_config(max_completion_length=10, vllm_importance_sampling=correct)
+    assert grpo_config(cfg, tmp_path, [1.0], backend="hf").vllm_importance_sampling_correction is correct

@@ -471,6 +471,12 @@ result["changed_defaults"] = sorted(
     name for name, p in params.items() if name in pristine and repr(p.default) != repr(pristine[name].default)
 )
 result["unknown_override_keys"] = sorted(set(ub.grpo_config_overrides(cfg.train, bf16_supported=True)) - set(params))
+from train.trainer import grpo_config  # imported after the patch: it builds unsloth's GRPOConfig
+
+with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(io.StringIO()):
+    ours = grpo_config(cfg, output_dir, [1.0] * len(cfg.rewards), backend="hf")
+result["ours_patched"] = "unsloth_num_chunks" in inspect.signature(type(ours).__init__).parameters
+result["ours_importance_sampling"] = ours.vllm_importance_sampling_correction
 result["configs"] = []
 with tempfile.TemporaryDirectory() as output_dir:
     for loss_type, scale, beta in [
@@ -591,6 +597,9 @@ def test_unsloth_patches_grpo_config_with_the_defaults_we_know(probe):
     assert probe["patched"]
     assert set(probe["changed_defaults"]) == UNSLOTH_CHANGED_DEFAULTS
     assert probe["unknown_override_keys"] == []
+    # unsloth's config turns the vLLM importance-sampling correction off by default; ours passes train's (on).
+    assert probe["ours_patched"]  # grpo_config builds unsloth's patched class
+    assert probe["ours_importance_sampling"] is True
 
 
 @needs_unsloth
