@@ -256,21 +256,34 @@ def overlay_plot(
     smooth: bool = False,
     markers: bool = True,
     ymin: float | None = None,
+    legend_title: str | None = None,
 ) -> bytes | None:
-    """One line per label; `smooth` draws the EMA only (raw per-step curves of many runs are unreadable)."""
+    """One line per label; `smooth` draws the EMA only (raw per-step curves of many runs are unreadable). The
+    legend goes below the plot, so long variant names do not squeeze it."""
     lines = {label: series for label, series in lines.items() if series[0]}
     if not lines:
         return None
-    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    fig = Figure(figsize=(7.5, 3.6 + 0.22 * len(lines)), layout="constrained")
     ax = fig.subplots()
     for i, (label, (xs, ys)) in enumerate(lines.items()):
         values = ema(ys) if smooth else ys
-        style = "o-" if markers and not smooth else "-"
-        ax.plot(xs, _none_to_nan(values), style, color=f"C{i % 10}", label=label, markersize=4)
+        marker = "o" if markers and not smooth else None
+        linestyle = "--" if i >= 10 else "-"  # past ten colors, dashes tell the lines apart
+        ax.plot(
+            xs, _none_to_nan(values), color=f"C{i % 10}", label=label, marker=marker, markersize=4, linestyle=linestyle
+        )
     ax.set_title(title)
     if ymin is not None:
         ax.set_ylim(bottom=ymin)
-    _finish(ax, xlabel, ylabel, legend_outside=len(lines) > 4)
+    _finish(ax, xlabel, ylabel, legend=False)
+    fig.legend(
+        loc="outside lower center",
+        ncols=2 if len(lines) > 3 else 1,
+        fontsize=7,
+        title=legend_title,
+        title_fontsize=7,
+        frameon=False,
+    )
     return to_png(fig)
 
 
@@ -293,15 +306,12 @@ def _raw_and_smoothed(ax: Any, series: Series, label: str, color: str) -> None:
     ax.plot(steps, _none_to_nan(ema(values)), color=color, label=label, marker="o" if len(steps) == 1 else None)
 
 
-def _finish(ax: Any, xlabel: str, ylabel: str, legend: bool = True, legend_outside: bool = False) -> None:
+def _finish(ax: Any, xlabel: str, ylabel: str, legend: bool = True) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
-        if legend_outside:
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        else:
-            ax.legend(fontsize=8)
+        ax.legend(fontsize=8)
 
 
 def _none_to_nan(values: Sequence[float | None]) -> list[float]:

@@ -136,8 +136,8 @@ def result_blocks(run: RunData) -> list[Block]:
     zero_shot, last = run.zero_shot or {}, run.last_eval or {}
     if not zero_shot and not last:
         return [Heading("Result"), Paragraph("No evaluation yet.")]
-    label = run.last_eval_label or "final"
-    title = "final" if label == "final" else f"latest ({label})"
+    label = run.last_eval_label
+    title = "final" if label == "final" else f"latest ({label})" if label else "after training (none yet)"
     keys = [key for key in metric_order(last or zero_shot) if _is_number((last or zero_shot).get(key))]
     rows = []
     for key in keys:

@@ -86,7 +86,7 @@ def build_sweep_report(sweep_dir: str | Path, run_reports: bool = False) -> list
     table = sweep_table(state, groups)
     write_atomic(sweep_dir / TABLE_MD, table.markdown())
     write_atomic(sweep_dir / TABLE_CSV, table.csv())
-    images = sweep_plots(groups)
+    images = sweep_plots(groups, table)
     for name, png in images.items():
         write_atomic(sweep_dir / PLOTS_DIR / f"{name}.png", png)
     blocks = sweep_blocks(sweep_dir, state, table, images)
@@ -129,25 +129,36 @@ def sweep_table(state: dict[str, Any], groups: dict[str, tuple[dict[str, Any], l
     return comparison_table(rows, headers, spec.get("columns"), spec.get("best_by", "final_pass@1"))
 
 
-def sweep_plots(groups: dict[str, tuple[dict[str, Any], list[RunData]]]) -> dict[str, bytes]:
+def sweep_plots(groups: dict[str, tuple[dict[str, Any], list[RunData]]], table: ComparisonTable) -> dict[str, bytes]:
+    """Overlays, one line per variant (a table row), named by its key cells: 'grpo / 16 / base'."""
     pass_1, epoch_reward, step_reward = {}, {}, {}
-    for group, (_, runs) in groups.items():
+    for (_, runs), row in zip(groups.values(), table.rows, strict=True):
+        name = " / ".join(_short(row.keys.get(key, "")) for key in table.key_headers)
         evals = [plots.eval_points(run) for run in runs]
-        pass_1[group] = _mean_by_x(
+        pass_1[name] = _mean_by_x(
             [([r["step"] for r in rows], [r["metrics"].get("pass@1") for r in rows]) for rows in evals]
         )
-        epoch_reward[group] = _mean_by_x(
+        epoch_reward[name] = _mean_by_x(
             [([r.get("epoch") for r in run.epochs], [r.get("epoch/mean_reward") for r in run.epochs]) for run in runs]
         )
-        step_reward[group] = _mean_by_x([plots.total_reward_series(run) for run in runs])
+        step_reward[name] = _mean_by_x([plots.total_reward_series(run) for run in runs])
+    legend = " / ".join(table.key_headers)
     images = {
-        "pass_at_1": plots.overlay_plot(pass_1, "greedy pass@1 at each evaluation", "step", "pass@1", ymin=0.0),
-        "epoch_mean_reward": plots.overlay_plot(epoch_reward, "mean training reward per epoch", "epoch", "reward"),
+        "pass_at_1": plots.overlay_plot(
+            pass_1, "greedy pass@1 at each evaluation", "step", "pass@1", ymin=0.0, legend_title=legend
+        ),
+        "epoch_mean_reward": plots.overlay_plot(
+            epoch_reward, "mean training reward per epoch", "epoch", "reward", legend_title=legend
+        ),
         "reward_per_step": plots.overlay_plot(
-            step_reward, "mean total reward per step (EMA)", "step", "reward", smooth=True
+            step_reward, "mean total reward per step (EMA)", "step", "reward", smooth=True, legend_title=legend
         ),
     }
     return {name: png for name, png in images.items() if png is not None}
+
+
+def _short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 SWEEP_PLOT_CAPTIONS = {
@@ -163,7 +174,9 @@ def sweep_blocks(
     runs = state["runs"]
     counts: dict[str, int] = {}
     for entry in runs:
-        counts[entry.get("status", "pending")] = counts.get(entry.get("status", "pending"), 0) + 1
+        # "running" is also what a run killed with its sweep stays until the sweep resumes
+        status = {"running": "running (or killed)"}.get(entry.get("status", "pending"), entry.get("status", "pending"))
+        counts[status] = counts.get(status, 0) + 1
     seconds = sum(entry.get("seconds") or 0.0 for entry in runs)
     repeats = state.get("repeats", 1)
     lines = [

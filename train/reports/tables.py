@@ -125,7 +125,9 @@ class ComparisonTable:
             if index == self.best and cells:
                 cells[0] = f"{cells[0]} (best)"
             if self.show_runs:
-                cells.append(str(len(row.runs)))
+                finished = sum(run.finished for run in row.runs)
+                planned = len(row.runs)
+                cells.append(str(planned) if finished == planned else f"{finished} of {planned} finished")
             for column in self.columns:
                 cells.append(" / ".join(format_stat(row.values.get(part), column.fmt) for part in column.parts))
             if self.show_status:
