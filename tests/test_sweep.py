@@ -148,12 +148,16 @@ FAKE_RUNNER = textwrap.dedent(
     resume = "--resume" in args
     with open(os.environ["FAKE_CALLS"], "a") as calls:
         calls.write(json.dumps({"run": out.name, "resume": resume}) + "\\n")
-    beta = float(sets["train.beta"])
+    if resume and sets:  # as run_eval_test.py: a resumed run keeps its own config
+        print("error: --resume runs with the run's own config.yaml, so --set would be ignored.", file=sys.stderr)
+        sys.exit(2)
+    beta = float((out / "beta").read_text()) if resume else float(sets["train.beta"])
     if beta == 0.5:
         print("loading ...")
         print("error: beta 0.5 fails here on purpose. Fix the config.", file=sys.stderr)
         sys.exit(2)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "beta").write_text(str(beta))
     shutil.copy(os.path.join(os.environ["FIXTURE"], "config.yaml"), out / "config.yaml")
     shutil.copy(os.path.join(os.environ["FIXTURE"], "metrics.jsonl"), out / "metrics.jsonl")
     if beta == 0.1 and not resume:

@@ -21,8 +21,9 @@ Runs are the grid's combinations, then the explicit variants. A run's dir is nam
 labels and values joined, e.g. `loss_type=dr_grpo,max_completion_length=256` (`,seed=43` added with repeats),
 with characters other than letters, digits and `._,=+-` replaced by `_`.
 
-Each run is a subprocess of `experiments/run_eval_test.py BASE --set ... --output-dir SWEEP_DIR/RUN`, its output
-in SWEEP_DIR/logs/RUN.log. `sweep_state.json` records each run's status (pending, running, done, failed), attempts,
+Each run is a subprocess of `experiments/run_eval_test.py BASE --set ... --output-dir SWEEP_DIR/RUN` (to continue
+it, `BASE --output-dir SWEEP_DIR/RUN --resume`: the run's own config.yaml holds its overrides), its output in
+SWEEP_DIR/logs/RUN.log. `sweep_state.json` records each run's status (pending, running, done, failed), attempts,
 seconds and, for a failed run, its exit code and error; after each run the run's report and the sweep's table and
 report are rewritten. Run again with --resume: a finished run (its summary.json has "final") is skipped, a killed
 one continues from its last checkpoint (run_eval_test.py --resume), a failed one is tried again (unless
@@ -375,10 +376,12 @@ def run_sweep(
             echo(f"{prefix}: failed before, skipped (--skip-failed)")
             continue
         resume = (run_dir / "config.yaml").is_file()
-        args = [*command, str(sweep.base)]
-        for override in run.set_args():
-            args += ["--set", override]
-        args += ["--output-dir", str(run_dir)] + (["--resume"] if resume else [])
+        args = [*command, str(sweep.base), "--output-dir", str(run_dir)]
+        if resume:  # the run continues with its own config.yaml, which holds the overrides (--set is refused)
+            args.append("--resume")
+        else:
+            for override in run.set_args():
+                args += ["--set", override]
         log = sweep_dir / LOGS_DIR / f"{run.name}.log"
         echo(f"{prefix}: {'resuming' if resume else 'running'} (log {log})")
         entry.update(status="running", attempts=entry["attempts"] + 1, error=None, returncode=None)
