@@ -1,0 +1,207 @@
+"""What a report knows about a run: its records, read from the run dir's files and nothing else.
+
+A run dir is read through its files only (metrics.jsonl, samples/, config.yaml, summary.json), never through the
+trainer, so a report can be made at any time: after each epoch by the training loop, for a run still in progress
+in another process, or for one that was killed. A line of metrics.jsonl that does not parse (the last line torn by
+a kill mid-write) is skipped, not an error. summary.json and config.yaml are used when present.
+
+    run = load_run("runs/quickstart-20260101-120000")
+    run.zero_shot["pass@1"], run.last_eval["pass@1"], run.epochs[-1]["epoch/mean_reward"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from train.errors import UserError
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+SAMPLES_DIR = "samples"
+
+
+@dataclass
+class RunData:
+    """One run's records. Eval metrics are unprefixed (`pass@1`, not `eval/pass@1`)."""
+
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)  # config.yaml as written (the resolved config), or {}
+    summary: dict[str, Any] | None = None  # summary.json, or None while the run has not finished a session
+    steps: list[dict[str, Any]] = field(default_factory=list)  # step records, in order
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch records
+    evals: list[dict[str, Any]] = field(default_factory=list)  # eval records: label, step, epoch and metrics
+    skipped_lines: int = 0  # lines of metrics.jsonl that did not parse (a torn last line)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        """The run reached its final evaluation (summary.json has "final")."""
+        return bool(self.summary and self.summary.get("final"))
+
+    @property
+    def status(self) -> str:
+        if self.finished:
+            return "finished"
+        return "in progress or stopped" if self.steps or self.evals else "not started"
+
+    def eval(self, label: str) -> dict[str, Any] | None:
+        """The metrics of the eval with this label (the last one written, were there two)."""
+        found = [row for row in self.evals if row["label"] == label]
+        return found[-1]["metrics"] if found else None
+
+    @property
+    def zero_shot(self) -> dict[str, Any] | None:
+        return (self.summary or {}).get("zero_shot") or self.eval("zero_shot")
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """The final evaluation: summary.json's, else the `final` eval record; None until the run has one."""
+        return (self.summary or {}).get("final") or self.eval("final")
+
+    @property
+    def last_eval(self) -> dict[str, Any] | None:
+        """The final evaluation, or while the run goes on, the latest evaluation after training started."""
+        if self.final is not None:
+            return self.final
+        trained = [row for row in self.evals if row["label"] != "zero_shot"]
+        return trained[-1]["metrics"] if trained else None
+
+    @property
+    def last_eval_label(self) -> str | None:
+        if self.final is not None:
+            return "final"
+        trained = [row for row in self.evals if row["label"] != "zero_shot"]
+        return trained[-1]["label"] if trained else None
+
+    @property
+    def reward_names(self) -> list[str]:
+        """The rewards in the order TRL logged them (`rewards/<name>/mean`), else as the epoch records list them."""
+        names: list[str] = []
+        for row in self.steps[:1] + self.epochs[:1]:
+            for key in row:
+                for prefix in ("rewards/", "epoch/rewards/"):
+                    if key.startswith(prefix) and key.endswith("/mean"):
+                        name = key.removeprefix(prefix).removesuffix("/mean")
+                        if name not in names:
+                            names.append(name)
+        return names
+
+    @property
+    def wall_seconds(self) -> float | None:
+        return (self.summary or {}).get("wall_seconds")
+
+    def config_value(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def greedy_samples(self, label: str) -> dict[int, dict[str, Any]]:
+        """The greedy sample of each test prompt of one evaluation (samples/<label>.jsonl), by prompt index."""
+        path = self.path / SAMPLES_DIR / f"{label}.jsonl"
+        rows: dict[int, dict[str, Any]] = {}
+        for row in read_jsonl(path, must_contain='"greedy"'):
+            if row.get("kind") == "greedy" and isinstance(row.get("index"), int):
+                rows[row["index"]] = row
+        return rows
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run dir; a run dir is a directory with a metrics.jsonl or a config.yaml."""
+    path = Path(run_dir)
+    if not (path / METRICS_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{path} is not a run dir: it has no {METRICS_FILE} and no {CONFIG_FILE}. Pass the directory that "
+            "experiments/run_eval_test.py wrote (runs/<name>-<timestamp>, or its --output-dir)."
+        )
+    run = RunData(path=path, config=_read_yaml(path / CONFIG_FILE), summary=_read_json(path / SUMMARY_FILE))
+    lines = 0
+    for record in read_jsonl(path / METRICS_FILE):
+        lines += 1
+        kind = record.get("type")
+        if kind == "step":
+            run.steps.append(record)
+        elif kind == "epoch":
+            run.epochs.append(record)
+        elif kind == "eval" and "label" in record:
+            metrics = {k.removeprefix("eval/"): v for k, v in record.items() if k.startswith("eval/")}
+            run.evals.append(
+                {
+                    "label": record["label"],
+                    "step": record.get("step", 0),
+                    "epoch": record.get("epoch"),
+                    "same_as": record.get("same_as"),  # the final eval that reuses the last epoch's
+                    "metrics": metrics,
+                }
+            )
+    run.skipped_lines = _count_lines(path / METRICS_FILE) - lines
+    return run
+
+
+def read_jsonl(path: Path, must_contain: str | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file, skipping lines that do not parse (a torn last line); none if missing.
+
+    `must_contain` skips, before parsing, lines that lack that text (cheap filtering of large samples files).
+    """
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            if not line.strip() or (must_contain is not None and must_contain not in line):
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                yield row
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """config.yaml as dotted keys (train.beta: 0.04); lists stay values (rewards, eval.pass_k)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return 0
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # absent, or being replaced (summary.json is written atomically, but be lenient)
+    return value if isinstance(value, dict) else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return value if isinstance(value, dict) else {}
