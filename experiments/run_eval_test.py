@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
     checkpoint = decided_by_main(run.open)
 
-    from train.callbacks import EpochCallback, MetricsCallback
+    from train.callbacks import EpochCallback, MetricsCallback, ReportCallback
     from train.evaluation import Evaluator
     from train.models import load_policy
     from train.records import RewardLedger, build_summary
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     adapter = EpochAdapterCallback(policy, run.path / "adapter", trainer)
     if cfg.output.save_adapter:  # after every epoch, so a killed run keeps its latest adapter
         trainer.add_callback(adapter)
+    trainer.add_callback(ReportCallback(run_dir=run.path))  # report.md/html and plots, rebuilt every epoch
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
 
     # 8. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary.
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict:
     summary = build_summary(log.records(), wall_seconds=time.time() - started)
     summary["backend"] = backend
     write_summary(run.path, summary)
+    from train.reports import write_run_report
+
+    write_run_report(run.path)
     mirror.finish(summary)
     evaluator.print_summary(summary)
     console.print(f"run dir: {run.path}")

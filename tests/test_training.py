@@ -50,6 +50,10 @@ def records(run_dir: Path, kind: str | None = None) -> list[dict]:
 def test_run_dir_holds_config_metrics_summary_samples_and_adapter(run):
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "adapter/config.json", "adapter/tokenizer.json"):
         assert (run / name).exists(), name
+    # The report, rebuilt after every epoch and at the end (then it says the run finished).
+    assert "Finished" in (run / "report.md").read_text()
+    assert (run / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert list((run / "plots").glob("*.png"))
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["beta"] == 0.04
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "epoch_1.jsonl",

@@ -8,6 +8,7 @@ train/records.py, evaluation is `train.evaluation.Evaluator`, and every figure i
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -97,3 +98,16 @@ class EpochCallback(TrainerCallback):
         if self.eval_cfg.when == "steps" and every and state.global_step % every == 0:
             self.evaluate(f"step_{state.global_step}", state.global_step, state.epoch)
         return control
+
+
+class ReportCallback(TrainerCallback):
+    """Rebuilds the run's report (report.md, report.html, plots) after every epoch, from what the run has logged."""
+
+    def __init__(self, *, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from train.reports import write_run_report  # matplotlib, only when a report is written
+
+            write_run_report(self.run_dir)
