@@ -53,3 +53,13 @@ def test_a_gpu_study_keeps_the_sizes_of_one_24gb_card(path):
         assert cfg.train.max_completion_length <= 2048 and cfg.train.num_generations <= 8, run.name
         # tokens in one training micro-batch: completions per device x the longest sequence
         assert cfg.train.per_device_train_batch_size * cfg.model.max_seq_length <= 12_288, run.name
+
+
+@pytest.mark.parametrize("path", GPU_SWEEPS, ids=lambda p: p.stem)
+def test_every_run_of_a_gpu_study_fits_a_24_gb_card_by_the_planner(path):
+    """The studies are sized for one 24 GB card: each run's plan on the unsloth backend (the GPU default) fits."""
+    from train.memory_plan import check_fits
+
+    for run, cfg in configs(path):
+        plan = check_fits(cfg, 24.0, "unsloth")  # a UserError with advice if it does not fit
+        assert plan.fits, run.name

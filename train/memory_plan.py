@@ -172,6 +172,7 @@ SHIPPED_SHAPES: dict[str, ModelShape] = {
         ModelShape("Qwen3-1.7B", 28, 2048, 6144, 16, 8, 128, 151936, True, qk_norm=True),
         ModelShape("Qwen3-4B", 36, 2560, 9728, 32, 8, 128, 151936, True, qk_norm=True),
         ModelShape("Qwen3-8B", 36, 4096, 12288, 32, 8, 128, 151936, False, qk_norm=True),
+        ModelShape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 64, 151936, True),  # the GSM8K demo study's instruct model
         ModelShape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 128, 151936, True),
         # Same shape as its base Qwen2.5-1.5B; only max_position_embeddings (4096) and rope_theta differ.
         ModelShape("Qwen2.5-Math-1.5B", 28, 1536, 8960, 12, 2, 128, 151936, True),
