@@ -132,6 +132,7 @@ def grpo_config(cfg: ExperimentConfig, output_dir: Path, reward_weights: list[fl
         disable_tqdm=False,
         log_completions=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,  # pinned memory is for copies to a GPU; on a CPU torch warns every epoch
     )
     if backend == "unsloth":
         from train.models.unsloth import grpo_config_overrides
