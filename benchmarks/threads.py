@@ -15,11 +15,14 @@ Design choices:
   cost (half a minute on these machines) is paid once, and every arm runs the same code path the entry point runs.
 - The arms of a round run back to back and the order alternates between rounds, so drift in the machine's other
   load hits the arms alike; a step is timed from one on_step_begin to the next, the first --warmup steps left out.
-- Reported: the median seconds per step of each arm, the slowdown of the loaded machine over the idle one, and
-  the load average at the start of each condition (other jobs share these machines).
+- An arm stops after --budget seconds (many threads on a loaded machine can take minutes a step); its timed steps
+  are then fewer.
+- Reported: per model and machine state, the median seconds per step with 1 thread and with one per core, their
+  ratio, the 1-minute load average when the state began (other jobs share these machines), and the thread count
+  train/threads.py picks for that model at that load.
 
-    uv run python benchmarks/threads.py                     # 1 round, 3 sizes: about 15 min on 2 busy cores
-    uv run python benchmarks/threads.py --rounds 1 --steps 4 --sizes 96x3
+    uv run python benchmarks/threads.py                     # 1 round, 3 sizes: about 30 min on 2 busy cores
+    uv run python benchmarks/threads.py --steps 4 --sizes 96x3 --budget 60
 """
 
 from __future__ import annotations
@@ -50,24 +53,32 @@ from train.config import ExperimentConfig
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.records import RewardLedger
 from train.testing import tiny_experiment
-from train.threads import cpu_cores, parameter_count
+from train.threads import choose_num_threads, cpu_cores, parameter_count
 from train.trainer import GRPOLabTrainer, grpo_config
 
 BUSY_LOOP = "while True: pass"
 
 
 class StepTimer(TrainerCallback):
-    """Seconds of every optimizer step, from one on_step_begin to the next (the last step is not timed)."""
+    """Seconds of every optimizer step, from one on_step_begin to the next (the last step is not timed); stops the
+    arm once it has run `budget` seconds (a many-threaded arm on a loaded machine can take minutes a step)."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: float) -> None:
         self.seconds: list[float] = []
+        self.budget = budget
         self._started: float | None = None
+        self._first: float | None = None
 
     def on_step_begin(self, args, state, control, **kwargs):
         now = time.perf_counter()
         if self._started is not None:
             self.seconds.append(now - self._started)
         self._started = now
+        self._first = self._first or now
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self._first > self.budget:
+            control.should_training_stop = True
 
 
 @contextlib.contextmanager
@@ -113,11 +124,13 @@ def experiment(steps: int) -> ExperimentConfig:
     return ExperimentConfig.model_validate(raw)
 
 
-def step_seconds(model_dir: Path, cfg: ExperimentConfig, dataset: Dataset, threads: int, work: Path) -> list[float]:
+def step_seconds(
+    model_dir: Path, cfg: ExperimentConfig, dataset: Dataset, threads: int, work: Path, budget: float
+) -> list[float]:
     torch.set_num_threads(threads)
     reward_funcs = [get_reward("hard_format_reward"), get_reward("mark_reward"), get_reward("countdown_reward")]
     weights = [1.0] * len(reward_funcs)
-    timer = StepTimer()
+    timer = StepTimer(budget)
     trainer = GRPOLabTrainer(
         model=str(model_dir),
         processing_class=build_tokenizer(),
@@ -140,6 +153,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="Steps at the start of each arm left out.")
     parser.add_argument(
         "--sizes", default="96x3,256x4,512x8", help="Models as WIDTHxLAYERS (96x3 is the quickstart's)."
+    )
+    parser.add_argument(
+        "--budget", type=float, default=300.0, help="Seconds an arm may run before it stops (fewer steps timed)."
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -173,8 +189,9 @@ def main() -> None:
                     for width, layers in sizes:
                         for threads in order:
                             seconds = step_seconds(
-                                work / f"model-{width}x{layers}", cfg, dataset, threads, work / "out"
-                            )[args.warmup :]
+                                work / f"model-{width}x{layers}", cfg, dataset, threads, work / "out", args.budget
+                            )
+                            seconds = seconds[args.warmup :] or seconds[-1:]  # a budget cut: the last step
                             times.setdefault((width, layers, threads, load), []).extend(seconds)
                             console.print(
                                 f"round {index + 1}/{args.rounds} {load:6} {width}x{layers} threads {threads}: "
@@ -184,28 +201,31 @@ def main() -> None:
     wall = time.perf_counter() - started
 
     table = Table(
-        title=f"GRPO step time (s, median), 2 prompts x 8 generations, 32 new tokens, beta 0.04; {cores} cores; "
-        f"{args.rounds} rounds x {args.steps - args.warmup - 1} timed steps per arm"
+        title=f"GRPO step time (s, median), 2 prompts x 8 generations, 32 new tokens, beta 0.04, on {cores} cores; "
+        f"{args.rounds} round(s) x up to {args.steps - args.warmup - 1} timed steps per arm"
     )
-    for column in ("model", "params", "threads", "idle", "loaded", "loaded / idle"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    for column in ("model", "params", "machine", "load avg", "1 thread", f"{cores} threads", f"{cores} / 1", "rule"):
+        table.add_column(column, justify="left" if column in ("model", "machine") else "right")
     for width, layers in sizes:
-        for threads in thread_arms:
-            idle = statistics.median(times[(width, layers, threads, "idle")])
-            loaded = statistics.median(times[(width, layers, threads, "loaded")])
+        for load in ("idle", "loaded"):
+            one = statistics.median(times[(width, layers, 1, load)])
+            many = statistics.median(times[(width, layers, cores, load)])
+            load_average = statistics.median(loadavg[load])
+            rule, _ = choose_num_threads(None, params[(width, layers)], on_gpu=False, load=load_average)
             table.add_row(
                 f"{width}x{layers}",
                 f"{params[(width, layers)] / 1e6:.2f}M",
-                str(threads),
-                f"{idle:.3f}",
-                f"{loaded:.3f}",
-                f"{loaded / idle:.1f}x",
+                "+ 1 busy loop per core" if load == "loaded" else "as it is",
+                f"{load_average:.1f}",
+                f"{one:.3f}",
+                f"{many:.3f}",
+                f"{many / one:.1f}x",
+                str(rule),
             )
     console.print(table)
     console.print(
-        f"load average (1 min) at the start of each condition: idle "
-        f"{', '.join(f'{x:.1f}' for x in loadavg['idle'])}; loaded {', '.join(f'{x:.1f}' for x in loadavg['loaded'])}"
-        f" (the loaded condition adds {cores} busy processes); wall {wall:.0f} s",
+        f"load avg: the 1-minute load average when the condition started (other jobs share this machine); rule: "
+        f"the threads train/threads.py picks for that model at that load; wall {wall:.0f} s",
         highlight=False,
     )
 

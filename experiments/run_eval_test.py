@@ -114,7 +114,7 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
 
     # The CPU thread count before any model work (train/threads.py), and the libraries' noise off the screen.
-    threads, why_threads = set_num_threads(cfg.train.num_threads, known_parameter_count(cfg))
+    threads, why_threads = set_num_threads(cfg)
     from train.console import quiet_third_party
 
     if not args.verbose:
@@ -209,15 +209,6 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
         )
     console.print(f"run dir: {run.path}", highlight=False)
     return summary
-
-
-def known_parameter_count(cfg) -> int | None:
-    """The model's parameter count where it is known before loading (the built-in model's shape), else None."""
-    if not cfg.model.is_builtin:
-        return None
-    from train.models.builtin import builtin_parameter_count
-
-    return builtin_parameter_count(cfg)
 
 
 def check_memory(cfg, backend: str, *, force: bool) -> None:

@@ -104,18 +104,18 @@ def test_the_headline_table_puts_the_outcomes_in_one_row():
     assert rows == ["pass@1", "pass@1_sampled", "correct/partial/failed", "reward/total", "mean_output_tokens"]
 
 
-def test_sample_lines_show_one_completion_per_outcome_with_gold_and_rewards(tmp_path):
+def test_sample_lines_show_a_correct_and_a_wrong_completion_with_gold_and_rewards(tmp_path):
     def record(index, outcome, completion):
         rewards = {"hard_format_reward": 0.5, "countdown_reward": 1.0 if outcome == "correct" else 0.1}
         row = {"kind": "greedy", "index": index, "question": f"6 {index} -> 9", "target": 9, "outcome": outcome}
         return row | {"completion": completion, "rewards": rewards, "reward_total": sum(rewards.values())}
 
     rows = [record(0, "partial", "<answer>6+2</answer>"), record(1, "correct", "<answer>6+3</answer>")]
-    rows += [record(2, "correct", "x"), {**record(3, "correct", "y"), "kind": "sampled"}]
+    rows += [record(2, "correct", "x"), {**record(3, "correct", "y"), "kind": "sampled"}, record(4, "failed", "z")]
     path = tmp_path / "epoch_1.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     lines = sample_lines(path)
-    assert len(lines) == 4  # the first correct and the first partial, two lines each; no failed one to show
+    assert len(lines) == 4  # the first correct and the first partial, two lines each
     assert lines[0].split()[:4] == ["correct", "6", "1", "->"]
     assert "gold 9" in lines[0] and "reward 1.50 (hard_format 0.50  countdown 1.00)" in lines[0]
     assert lines[1].strip() == "<answer>6+3</answer>"

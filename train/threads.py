@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from train.config import ExperimentConfig
 
 # Models below this many parameters train on one thread (see the module docstring and docs/threads.md).
 SMALL_MODEL_PARAMETERS = 5_000_000
@@ -38,34 +41,44 @@ def parameter_count(model: Any) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def choose_num_threads(setting: int | None, parameters: int | None, *, on_gpu: bool) -> tuple[int | None, str]:
+def choose_num_threads(
+    setting: int | None, parameters: int | None, *, on_gpu: bool, load: float | None = None
+) -> tuple[int | None, str]:
     """(threads, why): the thread count for a model of `parameters` (None: not known before loading, so large),
-    or None to leave torch's default (on a GPU without a setting)."""
+    or None to leave torch's default (on a GPU without a setting). `load`: the 1-minute load average (None: now)."""
     if setting:
         return setting, "train.num_threads"
     if on_gpu:
         return None, "torch's default on a GPU machine"
     if parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
         return 1, f"one for a {parameters / 1e6:.2f}M-parameter model"
-    cores, idle = cpu_cores(), idle_cores()
+    cores, idle = cpu_cores(), idle_cores(load)
     return idle, "one per idle physical core" if idle == cores else f"{idle} of {cores} cores idle at the start"
 
 
-def idle_cores() -> int:
-    """Physical cores not busy with other processes now: cores minus the 1-minute load average, at least 1."""
+def idle_cores(load: float | None = None) -> int:
+    """Physical cores not busy with other processes: cores minus the 1-minute load average (now, unless given),
+    at least 1."""
     cores = cpu_cores()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average (Windows)
-        return cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average (Windows)
+            return cores
     return max(1, min(cores, cores - math.floor(load)))
 
 
-def set_num_threads(setting: int | None, parameters: int | None) -> tuple[int, str]:
-    """Apply the rule (see `choose_num_threads`) to torch; returns the thread count in use and why."""
+def set_num_threads(cfg: ExperimentConfig) -> tuple[int, str]:
+    """Apply the rule (see `choose_num_threads`) for the run's model to torch; returns the thread count in use and
+    why. Call it after the backend is imported and before the model is built or loaded."""
     import torch
 
-    threads, why = choose_num_threads(setting, parameters, on_gpu=torch.cuda.is_available())
+    parameters = None  # a hub model's size is known only once loaded: it counts as large
+    if cfg.model.is_builtin:
+        from train.models.builtin import builtin_parameter_count
+
+        parameters = builtin_parameter_count(cfg)
+    threads, why = choose_num_threads(cfg.train.num_threads, parameters, on_gpu=torch.cuda.is_available())
     if threads is not None:
         torch.set_num_threads(threads)
     return torch.get_num_threads(), why
