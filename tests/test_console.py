@@ -19,10 +19,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline")]
 run_eval_test_main = entry_point("run_eval_test")
 SCRIPT = str(ROOT / "experiments" / "run_eval_test.py")
 # The tiny run: 2 epochs of 4 steps, 3 evaluations (zero-shot, one per epoch; the final one is epoch 2's).
-# What it prints: a header, per evaluation a table of 6 rows (+ title, header, rule, caption) and up to 3
-# samples of 2 lines, one progress line per step (8 steps < LINES_PER_RUN), one line per epoch, the run summary
-# (zero-shot, 2 epochs, final + title, header, rule, caption), the wandb line and the run dir.
-MOST_LINES = 2 + 3 * (10 + 6) + 8 + 2 + 1 + 8 + 2
+# What it prints: the model build (2 lines, when the session has not built it yet) and a header, per evaluation
+# a table of 6 rows (+ title, header, rule, caption) and 2 samples of 2 lines, one progress line per step (8 steps
+# < LINES_PER_RUN), one line per epoch, the final evaluation's line, the run summary (zero-shot, 2 epochs, final
+# + title, header, rule, caption), the wandb line and the run dir. The quickstart, the same way: 141 lines.
+MOST_LINES = 3 + 3 * (10 + 4) + 8 + 2 + 1 + 8 + 2
 
 
 def subprocess_env(tmp_path: Path) -> dict[str, str]:

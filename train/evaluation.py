@@ -443,14 +443,18 @@ GOLD_COLUMNS = ("answer", "target")
 
 
 def sample_lines(samples_path: Path, width: int = 100) -> list[str]:
-    """Up to three greedy completions of an evaluation, one per outcome (correct, partial, failed) where it has
-    one, each as two lines: outcome, question, gold and reward scores; then the completion, elided to `width`."""
+    """Two greedy completions of an evaluation: the first correct one and the first partial (else failed) one, or
+    a partial and a failed one when none is correct; each as two lines: outcome, question, gold and reward scores,
+    then the completion, elided to `width`."""
     try:
         records = [json.loads(line) for line in Path(samples_path).read_text().splitlines() if line.strip()]
     except (OSError, ValueError):
         return []
     greedy = [record for record in records if record.get("kind") == "greedy"]
-    chosen = [next((r for r in greedy if r.get("outcome") == outcome), None) for outcome in OUTCOMES]
+    first = {outcome: next((r for r in greedy if r.get("outcome") == outcome), None) for outcome in OUTCOMES}
+    chosen = [first["correct"], first["partial"] or first["failed"]]
+    if first["correct"] is None:
+        chosen = [first["partial"], first["failed"]]
     lines = []
     for record in filter(None, chosen):
         question = _one_line(str(record.get("question", record.get("prompt", ""))))
