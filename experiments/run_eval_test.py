@@ -138,7 +138,7 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
         soft_wrap=True,
     )
     if checkpoint is not None:
-        console.print(f"from {checkpoint.path}")
+        console.print(f"from {checkpoint.path} (step {checkpoint.step})", highlight=False, soft_wrap=True)
 
     # 5. Tracking and evaluation.
     mirror = start_wandb(

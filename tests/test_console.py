@@ -115,7 +115,7 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_completes(tmp_path)
     config = write_tiny_config(tmp_path, train={"num_epochs": 4}, logging={"wandb": "disabled"})
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, SCRIPT, str(config), "--output-dir", str(run_dir)],
+        [sys.executable, SCRIPT, str(config), "--output-dir", str(run_dir), "--set", "train.temperature=0.9"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -130,7 +130,7 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_completes(tmp_path)
     output, _ = process.communicate(timeout=300)
 
     assert process.returncode == 130, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
     hint = [line for line in output.splitlines() if line.startswith("interrupted:")]
     assert len(hint) == 1
     assert f"--output-dir {run_dir} --resume" in hint[0] and str(config) in hint[0]
@@ -142,4 +142,6 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_completes(tmp_path)
     epochs = [row for row in rows if row["type"] == "epoch"]
     assert [row["epoch"] for row in epochs] == [1, 2, 3, 4]
     assert all(row["epoch/num_samples"] == 32 for row in epochs)
-    assert json.loads((run_dir / "summary.json").read_text())["final"] is not None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final"] is not None
+    assert summary["overrides"] == ["train.temperature=0.9"]  # kept from the first session (invocation.json)

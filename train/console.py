@@ -6,8 +6,9 @@
   each reward's mean, the KL, the completion length and completions per second. When stdout is not a terminal
   (CI, a log file) the same figures are one plain line every `every` steps.
 - `quiet_third_party` filters, once, what libraries print that tells the user of a run nothing: progress bars of
-  weight loading and saving and of data set maps, transformers' note on file mtimes, torch's pin_memory warning on
-  a CPU, and wandb's "URL not available in offline run" (TRL's model card asks for the URL at every checkpoint).
+  weight loading and saving and of data set maps, transformers' notes on file mtimes and on a tied lm_head missing
+  from a checkpoint, torch's pin_memory warning on a CPU, and wandb's "URL not available in offline run" (TRL's
+  model card asks for the URL at every checkpoint).
 A Ctrl-C prints one line instead of a traceback: `train.rundir.RunDir.interrupted_message`.
 
 `--verbose` on the entry point keeps the libraries' own output instead of all of this.
@@ -170,6 +171,9 @@ class _DropMessages(logging.Filter):
 NOISY_LOGS = [
     # Checkpoint rotation on filesystems whose mtimes are coarse; it sorts by step number instead, which is right.
     ("transformers.trainer_utils", "mtime may not be reliable"),
+    # A resume of a model with tied input and output embeddings (the built-in model, Qwen): the checkpoint does not
+    # store lm_head.weight twice, and the loaded embeddings are the output layer's too.
+    ("transformers.trainer", "missing keys in the checkpoint model loaded: ['lm_head.weight']"),
 ]
 # Warnings (message regex) dropped.
 NOISY_WARNINGS = [
