@@ -56,14 +56,19 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.console import Console
 
+    from train.console import quiet_third_party
     from train.evaluation import eval_table, evaluate
     from train.models import load_policy
     from train.tasks import build_rewards, get_task
+    from train.threads import set_num_threads
 
     console = Console()
     task = get_task(cfg.data)
     rows = task.load_split("test", cfg.data.test_samples)
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=rows.column_names)
+    set_num_threads(cfg)
+    quiet_third_party()
+    # The built-in base model is looked up by its warm start; a build (when these settings change it) says why.
     policy = load_policy(cfg, task, backend, adapter=args.adapter)
     output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.eval,
         max_new_tokens=cfg.eval_max_new_tokens,
         samples_path=output_dir / "eval_samples.jsonl",
+        console=console,
     )
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"
     console.print(eval_table(baseline, metrics, title=f"{cfg.name}: {what}", baseline_label=label))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from train.config import validate_config
 from train.errors import UserError
 from train.models import load_policy
-from train.models.builtin import build_tokenizer, builtin_model_dir, builtin_recipe, warm_start_examples
+from train.models.builtin import (
+    build_tokenizer,
+    builtin_cache_root,
+    builtin_model_dir,
+    builtin_recipe,
+    recipe_key,
+    warm_start_examples,
+)
 from train.tasks import get_task
 
 TINY = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "sft_steps": 2, "sft_examples": 16}
@@ -57,8 +66,44 @@ def test_built_model_is_cached_by_its_recipe(tmp_path, monkeypatch):
     assert builtin_model_dir(cfg, task) == first  # found, not rebuilt
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
     other = tiny_cfg(builtin={**TINY, "seed": 1})
-    assert builtin_recipe(other) != builtin_recipe(cfg)
     assert builtin_model_dir(other, get_task(other.data)) != first
+
+
+def recipe_of(cfg):
+    b = cfg.model.builtin
+    return builtin_recipe(cfg, warm_start_examples(get_task(cfg.data), b.sft_examples, b.solved_fraction, b.seed))
+
+
+def test_the_cache_key_ignores_settings_that_leave_the_warm_start_as_it_is():
+    cfg = tiny_cfg()
+    same = validate_config(
+        {**cfg.model_dump(mode="json"), "eval": {"pass_k": [1]}, "train": {"max_completion_length": 16, "beta": 0.0}}
+    )
+    assert recipe_key(recipe_of(same)) == recipe_key(recipe_of(cfg))
+
+
+def test_countdown_test_samples_change_the_warm_start_and_the_build_says_so(tmp_path, monkeypatch, capsys):
+    # Generated Countdown's training rows exclude every test problem, so another test split is another warm start.
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(tmp_path))
+    cfg = tiny_cfg()
+    builtin_model_dir(cfg, get_task(cfg.data))
+    fewer = tiny_cfg()
+    fewer.data.test_samples = 2
+    assert recipe_key(recipe_of(fewer)) != recipe_key(recipe_of(cfg))
+    capsys.readouterr()
+    builtin_model_dir(fewer, get_task(fewer.data))
+    assert "data.test_samples 4 -> 2, which changes the warm start" in capsys.readouterr().err
+
+
+def test_the_cache_is_under_xdg_cache_home_unless_grpo_lab_cache_is_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRPO_LAB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert builtin_cache_root() == tmp_path / "xdg" / "grpo-lab" / "builtin"
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(tmp_path / "mine"))
+    assert builtin_cache_root() == tmp_path / "mine" / "builtin"
+    monkeypatch.delenv("GRPO_LAB_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert builtin_cache_root() == Path.home() / ".cache" / "grpo-lab" / "builtin"
 
 
 def test_warm_start_mixes_solved_and_borrowed_completions():

@@ -150,7 +150,7 @@ def test_a_run_killed_after_its_epoch_records_resumes_without_losing_or_repeatin
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setattr(EpochCallback, "on_epoch_end", crash_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match="130"):  # a Ctrl-C ends the run with 130 and the resume command
         run_eval_test_main([str(config), "--output-dir", str(run_dir), "--set", "logging.wandb=disabled"])
     assert [row["epoch"] for row in records(run_dir, "epoch")] == [1, 2]
     assert [p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")] == [f"checkpoint-{STEPS_PER_EPOCH}"]
@@ -235,7 +235,7 @@ def test_a_run_resumed_mid_epoch_trains_the_prompts_of_an_uninterrupted_run_in_i
 
     seen.clear()
     kill_at.append(6)  # mid-epoch 2; the newest checkpoint is checkpoint-5 (save_steps), also mid-epoch
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match="130"):
         run_eval_test_main([str(config), "--output-dir", str(tmp_path / "killed"), *quiet])
     kill_at.clear()
     run_eval_test_main([str(config), "--output-dir", str(tmp_path / "killed"), "--resume"])

@@ -82,11 +82,11 @@ class EpochCallback(TrainerCallback):
         if state.is_world_process_zero:
             self.log.write({"type": EPOCH, "step": state.global_step, "epoch": epoch, **epoch_fields(totals)})
             self.console.print(
-                f"=== Epoch {epoch}/{round(state.num_train_epochs)} Summary ===\n"
-                f"Accumulated Reward: {totals.reward_sum:.4g}\n"
-                f"Mean Reward: {totals.mean_reward:.4g}\n"
+                f"[bold]=== Epoch {epoch}/{round(state.num_train_epochs)} Summary ===[/] "
+                f"Accumulated Reward: {totals.reward_sum:.4g} | Mean Reward: {totals.mean_reward:.4g} | "
                 f"Total Samples: {totals.num_samples}",
                 highlight=False,
+                soft_wrap=True,
             )
         if self.eval_cfg.when == "epoch":
             self.evaluate(f"epoch_{epoch}", state.global_step, float(epoch))

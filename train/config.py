@@ -197,6 +197,12 @@ class TrainConfig(Section):
     )
     seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
+    num_threads: int | None = Field(
+        None,
+        ge=0,
+        description="torch CPU threads. 0 or None = the rule: 1 for models under 5M parameters (the built-in "
+        "model), else one per idle physical core; torch's default on a GPU (benchmarks/threads.py).",
+    )
     save_steps: int = Field(
         0,
         ge=0,
@@ -308,7 +314,7 @@ class LoggingConfig(Section):
 
 
 class OutputConfig(Section):
-    dir: str = Field("runs", description="Parent directory of run dirs (runs/<name>-<timestamp>).")
+    dir: str = Field("runs", description="Parent directory of run dirs (runs/<name>-<overrides>-<timestamp>).")
     save_adapter: bool = Field(True, description="Save the final LoRA adapter (or weights) and tokenizer.")
 
 
@@ -322,7 +328,7 @@ class ExperimentConfig(Section):
         if not value or value in (".", "..") or "/" in value or "\\" in value or not value.isprintable():
             raise ValueError(
                 f"name {value!r} must be a plain file name (no '/', '\\', '..' or control characters): it names "
-                "the run dir <output.dir>/<name>-<timestamp>"
+                "the run dir <output.dir>/<name>-<overrides>-<timestamp>"
             )
         return value
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -74,9 +75,11 @@ def evaluate(
     samples_path: Path | None = None,
     label: str = "eval",
     show_progress: bool = True,
+    console: Console | None = None,
 ) -> dict[str, float]:
     """Evaluate the generator's policy on `rows` (a task split with its `prompt` column); see the module docstring.
 
+    The progress bar is drawn on `console` (the run's, so it nests under a live training line) and cleared at the end.
     torch's random state is left as it was found (tests/test_evaluation_generation.py pins it).
     """
     if len(rows) == 0:
@@ -88,7 +91,7 @@ def evaluate(
     n = cfg.samples_per_prompt
     names = reward_names(reward_funcs)
     tally = _Tally(names, n)
-    progress = _progress(show_progress)
+    progress = _progress(show_progress, console)
     progress_task = progress.add_task(label, total=len(rows), rate="", pass1=0.0)
     with _samples_writer(samples_path) as write_samples, progress:
         for first in range(0, len(rows), cfg.batch_size):
@@ -241,7 +244,7 @@ def _samples_writer(path: Path | None) -> Iterator[Callable[[list[dict[str, Any]
         yield lambda records: file.writelines(json.dumps(record, default=str) + "\n" for record in records)
 
 
-def _progress(show: bool) -> Progress:
+def _progress(show: bool, console: Console | None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -250,7 +253,9 @@ def _progress(show: bool) -> Progress:
         TextColumn("{task.fields[rate]}"),
         TextColumn("pass@1 {task.fields[pass1]:.3f}"),
         TimeElapsedColumn(),
-        disable=not show,
+        console=console,
+        transient=True,  # the table printed after it has the same figures
+        disable=not show or (console is not None and not console.is_terminal),  # a log file gets the table only
     )
 
 
@@ -299,14 +304,18 @@ class Evaluator:
             max_new_tokens=self.max_new_tokens,
             samples_path=self.samples_dir / f"{label}.jsonl",
             label=label,
+            console=self.console,
         )
         self._record(label, step, epoch, metrics)
+        self.console.print(
+            headline_table(None if label == "zero_shot" else self.zero_shot_metrics, metrics, _title(label, step))
+        )
+        for line in sample_lines(self.samples_dir / f"{label}.jsonl", width=self.console.width):
+            self.console.print(line, highlight=False, soft_wrap=True, markup=False)
         return metrics
 
     def _record(self, label: str, step: int, epoch: float, metrics: dict[str, float], **extra: Any) -> None:
         self.log.write({"type": EVAL, "label": label, "step": step, "epoch": epoch, **extra, **eval_fields(metrics)})
-        title = "zero-shot" if label == "zero_shot" else label.replace("_", " ")
-        self.console.print(eval_table(None if label == "zero_shot" else self.zero_shot_metrics, metrics, title))
 
     def zero_shot(self) -> dict[str, float]:
         """The baseline before any training; a resumed run keeps the one it already has."""
@@ -323,13 +332,27 @@ class Evaluator:
             if same.exists():  # so samples/final.jsonl is always there to score or read
                 shutil.copyfile(same, self.samples_dir / "final.jsonl")
             self._record("final", step, epoch, metrics, same_as=evals[-1]["label"])
+            self.console.print(
+                f"final evaluation = the {_title(evals[-1]['label'], step)} evaluation (the same model): pass@1 "
+                f"{metrics['pass@1']:.3f}",
+                highlight=False,
+                soft_wrap=True,
+            )
             return metrics
         return self("final", step, epoch)
 
     def print_summary(self, summary: dict[str, Any]) -> None:
-        table = Table(title="Run summary")
+        """One table of the run, by epoch (its evaluations' tables were printed as they happened)."""
+        table = Table(
+            title="Run summary",
+            caption=f"wall time {summary['wall_seconds']:.0f} s; every figure: metrics.jsonl, summary.json",
+            **COMPACT,
+        )
         for column in ("epoch", "accumulated reward", "mean reward", "samples", "pass@1"):
             table.add_column(column, justify="right")
+        zero_shot = (summary.get("zero_shot") or {}).get("pass@1")
+        if zero_shot is not None:
+            table.add_row("zero-shot", "", "", "", f"{zero_shot:.3f}")
         for epoch in summary["epochs"]:
             pass_1 = (epoch.get("eval") or {}).get("pass@1")
             table.add_row(
@@ -339,11 +362,106 @@ class Evaluator:
                 str(epoch["num_samples"]),
                 f"{pass_1:.3f}" if pass_1 is not None else "-",
             )
+        final = (summary.get("final") or {}).get("pass@1")
+        if final is not None:
+            table.add_row("final", "", "", "", f"{final:.3f}")
         self.console.print(table)
-        final = {k: v for k, v in (summary.get("final") or {}).items() if isinstance(v, int | float)}
-        if final:
-            self.console.print(eval_table(summary.get("zero_shot"), final, "final"))
-        self.console.print(f"wall time: {summary['wall_seconds']:.0f} s")
+
+
+def _title(label: str, step: int) -> str:
+    if label == "zero_shot":
+        return "zero-shot"
+    return f"{label.replace('_', ' ')} (step {step})" if label.startswith("epoch") else label.replace("_", " ")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a run prints after an evaluation: the headline table and a few samples
+
+# A table without its frame: title, header, one rule, rows, caption.
+COMPACT: dict[str, Any] = {
+    "box": box.SIMPLE_HEAD,
+    "show_edge": False,
+    "title_justify": "left",
+    "caption_justify": "left",
+}
+OUTCOMES = ("correct", "partial", "failed")
+
+
+def headline_table(zero_shot: dict[str, float] | None, current: dict[str, float], title: str) -> Table:
+    """The figures a run shows after each evaluation, beside zero-shot: every pass@k, the outcome shares in one
+    row, the mean total reward and output length; the counts and time in the caption. Every metric of the
+    evaluation (each reward's mean, budget use, ...) is in metrics.jsonl and in `eval_table`."""
+    table = Table(title=title, **COMPACT)
+    table.add_column("metric")
+    table.add_column("zero-shot", justify="right")
+    table.add_column("current", justify="right")
+    table.add_column("delta", justify="right")
+    before = zero_shot or {}
+    for key in [key for key in current if key.startswith("pass@")]:
+        _add_row(table, key, before.get(key), current[key])
+    keys = [f"{outcome}_frac" for outcome in OUTCOMES]
+    if all(key in current for key in keys):
+        shares = "/".join(f"{current[key]:.2f}" for key in keys)
+        base_shares = "/".join(f"{before[key]:.2f}" for key in keys) if all(k in before for k in keys) else "-"
+        deltas = "/".join(_delta(key, current[key] - before[key], ".2f") for key in keys) if zero_shot else ""
+        table.add_row("correct/partial/failed", base_shares, shares, deltas)
+    for key in ("reward/total", "mean_output_tokens"):
+        if key in current:
+            _add_row(table, key, before.get(key), current[key])
+    table.caption = (
+        f"{current.get('num_prompts', 0):.0f} prompts, {current.get('samples_generated', 0):.0f} completions in "
+        f"{current.get('eval_seconds', 0):.1f} s; {current.get('truncated_frac', 0):.0%} hit the token budget"
+    )
+    return table
+
+
+def _add_row(table: Table, key: str, before: float | None, value: float) -> None:
+    comparable = before is not None and not math.isnan(before) and not math.isnan(value)
+    table.add_row(key, _format(key, before), _format(key, value), _delta(key, value - before) if comparable else "")
+
+
+# Columns a sample record has that are not the gold answer (the gold is `answer`, or countdown's `target`).
+GOLD_COLUMNS = ("answer", "target")
+
+
+def sample_lines(samples_path: Path, width: int = 100) -> list[str]:
+    """Two greedy completions of an evaluation: the first correct one and the first partial (else failed) one, or
+    a partial and a failed one when none is correct; each as two lines: outcome, question, gold and reward scores,
+    then the completion, elided to `width`."""
+    try:
+        records = [json.loads(line) for line in Path(samples_path).read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+    greedy = [record for record in records if record.get("kind") == "greedy"]
+    first = {outcome: next((r for r in greedy if r.get("outcome") == outcome), None) for outcome in OUTCOMES}
+    chosen = [first["correct"], first["partial"] or first["failed"]]
+    if first["correct"] is None:
+        chosen = [first["partial"], first["failed"]]
+    lines = []
+    for record in filter(None, chosen):
+        question = _one_line(str(record.get("question", record.get("prompt", ""))))
+        gold = next((record[column] for column in GOLD_COLUMNS if column in record), None)
+        scores = "  ".join(
+            f"{name.removesuffix('_reward')} {score:.2f}" if score is not None else f"{name.removesuffix('_reward')} -"
+            for name, score in record.get("rewards", {}).items()
+        )
+        head = f"  {record['outcome']:<8}{_elide(question, 60)}"
+        head += f"  gold {gold}" if gold is not None else ""
+        lines.append(f"{head}  reward {record.get('reward_total', 0):.2f} ({scores})")
+        lines.append(f"  {'':<8}{_elide(_one_line(str(record.get('completion', ''))), max(width - 12, 20))}")
+    return lines
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _elide(text: str, width: int) -> str:
+    """`text` cut to `width` characters in the middle (the start shows the reasoning, the end the answer)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) * 2 // 5
+    return f"{text[:head]} … {text[-(width - 3 - head) :]}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -387,8 +505,8 @@ def _format(key: str, value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _delta(key: str, delta: float) -> str:
-    text = _format(key, delta)
+def _delta(key: str, delta: float, spec: str | None = None) -> str:
+    text = format(delta, spec) if spec else _format(key, delta)
     if delta > 0:
         text = "+" + text
     good = key.startswith(_HIGHER_IS_BETTER) and delta > 0 or key == "failed_frac" and delta < 0

@@ -1,7 +1,8 @@
 """The run dir: where one run keeps its config, records, checkpoints, samples and adapter.
 
-runs/<name>-<timestamp>/
+runs/<name>[-<overrides>]-<timestamp>/     (e.g. quickstart-loss_type=dr_grpo-20261127-101500)
     config.yaml       the resolved config (after --set), what --resume runs again
+    invocation.json   the config file and the --set overrides the run was started with
     metrics.jsonl     every step, epoch and eval record (train/records.py, written by train/tracking.py)
     summary.json      zero_shot, epochs, final, wall_seconds
     samples/          one JSONL per evaluation (zero_shot.jsonl, epoch_1.jsonl, ..., final.jsonl)
@@ -16,10 +17,13 @@ created, or taken back for a resume, by `open` once the run's inputs have been c
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
 import secrets
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,11 @@ from train.errors import UserError, note_output_dir
 from train.tracking import MetricsLog
 
 CONFIG_FILE = "config.yaml"
+INVOCATION_FILE = "invocation.json"
 LOCK_FILE = ".lock"
+# Longest run dir name; the overrides part is cut (and told apart by a hash) to fit.
+MAX_NAME = 120
+MAX_OVERRIDES = 60
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,11 @@ def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> Non
 
 
 class RunDir:
-    def __init__(self, path: Path, cfg: ExperimentConfig, resuming: bool = False):
+    def __init__(self, path: Path, cfg: ExperimentConfig, resuming: bool = False, overrides: list[str] = ()):
         self.path = Path(path)
         self.cfg = cfg
         self.resuming = resuming
+        self.overrides = list(overrides)
         self._lock: IO[str] | None = None
 
     @classmethod
@@ -87,22 +96,22 @@ class RunDir:
     ) -> RunDir:
         """The run dir this invocation uses, and the config it runs with.
 
-        A new run: --output-dir, or <output.dir>/<name>-<timestamp>; it must not hold files yet. A resume: the
-        run in --output-dir, or the newest <output.dir>/<name>-* with a config.yaml, run with its own config.yaml
-        (--set is refused there: the run's settings are those it started with).
+        A new run: --output-dir, or <output.dir>/<name>[-<overrides>]-<timestamp> (`run_dir_name`); it must not
+        hold files yet. A resume: the run in --output-dir, or the newest <output.dir>/<name>-* with a config.yaml,
+        run with its own config.yaml (--set is refused there: the run's settings are those it started with).
         """
         if not resume:
             path = (
                 Path(output_dir)
                 if output_dir
-                else Path(cfg.output.dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+                else Path(cfg.output.dir) / run_dir_name(cfg.name, overrides, time.strftime("%Y%m%d-%H%M%S"))
             )
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise UserError(
                     f"the run dir {path} already exists and is not empty. Pass --resume to continue that run, or "
                     "choose another --output-dir (or leave it out for a new timestamped one)."
                 )
-            return cls(path, cfg)
+            return cls(path, cfg, overrides=overrides)
         if overrides:
             raise UserError(
                 f"--resume runs with the run's own config.yaml, so --set {' --set '.join(overrides)} would be "
@@ -120,7 +129,7 @@ class RunDir:
                 "directory with --output-dir, or start a new run without --resume."
             )
         path = runs[-1]
-        return cls(path, load_config(path / CONFIG_FILE), resuming=True)
+        return cls(path, load_config(path / CONFIG_FILE), resuming=True, overrides=read_overrides(path))
 
     @property
     def finished(self) -> bool:
@@ -130,17 +139,20 @@ class RunDir:
         except (OSError, ValueError, AttributeError):
             return False
 
-    def open(self) -> Checkpoint | None:
+    def open(self, config_file: str | Path = "") -> Checkpoint | None:
         """Take the dir for this process (locked) and return the checkpoint to resume from, if any.
 
-        A new run creates the dir and writes config.yaml. A resume cuts metrics.jsonl back to the checkpoint it
-        resumes from (records after it are redone) and drops the final evaluation.
+        A new run creates the dir and writes config.yaml and invocation.json (`config_file` and the overrides). A
+        resume cuts metrics.jsonl back to the checkpoint it resumes from (records after it are redone) and drops the
+        final evaluation.
         """
         note_output_dir(self.path)
         if not self.resuming:
             self._create()
             self._take_lock()
             (self.path / CONFIG_FILE).write_text(self.cfg.to_yaml())
+            invocation = {"config": str(config_file), "overrides": self.overrides}
+            (self.path / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
             return None
         self._take_lock()
         checkpoint = self.last_checkpoint()
@@ -203,9 +215,69 @@ class RunDir:
                 found.append(Checkpoint(path, int(match.group(1))))
         return max((c for c in found if before is None or c.step < before), key=lambda c: c.step, default=None)
 
+    def invocation(self) -> dict:
+        """The config file and overrides the run was started with ({} for a run dir from before they were kept)."""
+        try:
+            return json.loads((self.path / INVOCATION_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def resume_command(self) -> str:
+        """The command that resumes this run: its config (as started, or its own config.yaml) and its dir."""
+        config = self.invocation().get("config") or str(self.path / CONFIG_FILE)
+        script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "experiments/run_eval_test.py"
+        return shlex.join(["uv", "run", "python", script, config, "--output-dir", str(self.path), "--resume"])
+
+    def interrupted_message(self) -> str:
+        """The one line a Ctrl-C prints: where the run dir is and the exact command that resumes it."""
+        if not (self.path / CONFIG_FILE).is_file():
+            return "interrupted before the run dir was created: nothing was written, nothing to resume."
+        checkpoint = self.last_checkpoint()
+        where = f"from {checkpoint.path.name}" if checkpoint else "from the start of training"
+        return (
+            f"interrupted: the run dir is {self.path} (metrics.jsonl holds every record so far); resume it ({where}) "
+            f"with: {self.resume_command()}"
+        )
+
     def wandb_id(self) -> str:
         """A stable wandb run id, so a resumed run continues the same wandb run."""
         path = self.path / "wandb_id"
         if not path.exists():
             path.write_text(secrets.token_hex(4))
         return path.read_text().strip()
+
+
+def run_dir_name(name: str, overrides: list[str] | tuple[str, ...], timestamp: str) -> str:
+    """`<name>-<overrides, short>-<timestamp>`, a safe file name: quickstart-loss_type=dr_grpo-20261127-101500.
+
+    An override is shown by the last part of its key (`train.loss_type=dr_grpo` -> `loss_type=dr_grpo`), or the
+    last two where the last is not unique in the schema (`data.seed=1`), joined by commas (a list value's items by
+    `+`); characters other than
+    letters, digits and `._=,+-` become `_`. Past MAX_OVERRIDES characters the overrides are cut and a hash of all
+    of them keeps two long arms apart; invocation.json and summary.json have them in full.
+    """
+    shown = ",".join(_short_override(override) for override in overrides)
+    shown = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", shown).strip("_")
+    if len(shown) > MAX_OVERRIDES:
+        digest = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:6]
+        shown = f"{shown[: MAX_OVERRIDES - 7]}~{digest}"
+    base = name[: MAX_NAME - len(timestamp) - len(shown) - 2]
+    return "-".join(part for part in (base, shown, timestamp) if part)
+
+
+def _short_override(override: str) -> str:
+    from train.config import describe_schema
+
+    key, _, value = override.partition("=")
+    parts = key.strip().split(".")
+    leaves = [schema_key.split(".")[-1] for schema_key, _, _ in describe_schema()]
+    short = parts[-1] if leaves.count(parts[-1]) <= 1 else ".".join(parts[-2:])
+    value = re.sub(r"[\[\]{}'\"\s]", "", value).replace(",", "+")  # eval.pass_k=[1, 5] -> pass_k=1+5
+    return f"{short}={value}"
+
+
+def read_overrides(path: Path) -> list[str]:
+    try:
+        return list(json.loads((Path(path) / INVOCATION_FILE).read_text()).get("overrides", []))
+    except (OSError, ValueError, AttributeError):
+        return []

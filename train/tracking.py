@@ -100,6 +100,8 @@ class Mirror(Protocol):
 class NullMirror:
     """The mirror when wandb is off: takes every record and does nothing."""
 
+    offline_dir = None
+
     def log(self, record: dict[str, Any]) -> None:
         pass
 
@@ -159,6 +161,8 @@ class WandbMirror:
 
     def __init__(self, run: Any):
         self.run = run
+        # An offline run's files, which `wandb sync` uploads later; None for an online run.
+        self.offline_dir = Path(run.settings.sync_dir) if run.settings.mode == "offline" else None
 
     @classmethod
     def init(cls, *, mode: str, project: str, name: str, id: str, run_dir: Path, config: dict) -> WandbMirror:

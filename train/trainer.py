@@ -225,6 +225,7 @@ def grpo_config(
         disable_tqdm=False,
         log_completions=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,  # pinned memory is for copies to a GPU; on a CPU torch warns every epoch
     )
     if (vllm or t.vllm_server) and stop_strings:  # rollouts on vLLM: beside the model, or a vllm-serve process
         kwargs["generation_kwargs"] = stop_kwargs(stop_strings)

@@ -7,8 +7,10 @@ synthetic examples. GRPO sharpens what a policy can already sometimes do, so the
 solve their prompt with well-formatted ones that answer a different prompt (`builtin.solved_fraction`): the model
 starts able to produce the format and sometimes the right answer, and GRPO has right and wrong samples to compare.
 
-The result is cached on disk under a key made of the recipe (model shape, SFT settings, task, template, seed), so
-the second run of an experiment loads it in a second. Building is deterministic for a seed on the same hardware.
+The result is cached on disk (`builtin_cache_root`: $GRPO_LAB_CACHE, else $XDG_CACHE_HOME/grpo-lab, else
+~/.cache/grpo-lab) under a key made of what the model depends on: its shape, the SFT settings and the warm-start
+examples themselves, so a setting that does not change them (eval.*, train.*, ...) finds the same model, and a
+build says which settings made it necessary. Building is deterministic for a seed on the same hardware.
 """
 
 from __future__ import annotations
@@ -79,17 +81,40 @@ def random_tiny_model(
     return model
 
 
-# Bump when the build changes in a way that makes cached models stale.
-BUILD_VERSION = 1
+def builtin_parameter_count(cfg: ExperimentConfig) -> int:
+    """The built-in model's parameter count for `cfg`'s shape, without building it (on the meta device)."""
+    shape = cfg.model.builtin
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # random_tiny_model seeds torch: leave it be
+        model = random_tiny_model(
+            build_tokenizer(),
+            hidden_size=shape.hidden_size,
+            num_layers=shape.num_layers,
+            num_heads=shape.num_heads,
+            max_positions=cfg.model.max_seq_length,
+        )
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+# Bump when the build changes in a way that makes cached models stale (2: keyed by the warm-start examples).
+BUILD_VERSION = 2
 
 
 def builtin_cache_root() -> Path:
-    """Where built models live: $GRPO_LAB_CACHE, else ~/.cache/grpo-lab."""
-    return Path(os.environ.get("GRPO_LAB_CACHE", Path.home() / ".cache" / "grpo-lab")) / "builtin"
+    """Where built models live: $GRPO_LAB_CACHE/builtin, else $XDG_CACHE_HOME/grpo-lab/builtin, else
+    ~/.cache/grpo-lab/builtin."""
+    if os.environ.get("GRPO_LAB_CACHE"):
+        return Path(os.environ["GRPO_LAB_CACHE"]) / "builtin"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home) / "grpo-lab" / "builtin"
 
 
-def builtin_recipe(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Everything the built model depends on: its shape, the warm start, and the task data it is warmed on."""
+def builtin_recipe(cfg: ExperimentConfig, examples: list[dict[str, str]]) -> dict[str, Any]:
+    """What the built model depends on, and only that: the build version, its shape and SFT settings, the sequence
+    length, and the warm-start examples themselves (by digest). The data settings that produced the examples are
+    kept beside them (`data`) to say why a model is built, but are not part of the key: a setting that leaves the
+    examples as they are (eval.*, train.*, or data.test_samples for a task whose training rows do not depend on it)
+    finds the same model. For generated Countdown, data.train_samples and data.test_samples do change the examples:
+    the training rows the warm start cycles through are that many, and exclude every test problem."""
     if cfg.model.name != "builtin:tiny":
         raise UserError(f"unknown built-in model '{cfg.model.name}': the one built-in model is builtin:tiny.")
     data = cfg.data
@@ -98,22 +123,30 @@ def builtin_recipe(cfg: ExperimentConfig) -> dict[str, Any]:
         "model": cfg.model.name,
         "builtin": cfg.model.builtin.model_dump(),
         "max_seq_length": cfg.model.max_seq_length,
-        "task": data.task,
-        "source": data.source,
-        "options": data.options,
-        "prompt_template": data.prompt_template,
-        "system_prompt": data.system_prompt,
-        "data_seed": data.seed,
-        # Generated tasks (countdown) size their splits from these, so the warm-start rows depend on them.
-        "train_samples": data.train_samples,
-        "test_samples": data.test_samples,
+        "warm_start": hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest(),
+        "data": {
+            "task": data.task,
+            "source": data.source,
+            "options": data.options,
+            "prompt_template": data.prompt_template,
+            "seed": data.seed,
+            "train_samples": data.train_samples,
+            "test_samples": data.test_samples,
+        },
     }
 
 
+def recipe_key(recipe: dict[str, Any]) -> str:
+    keyed = {name: value for name, value in recipe.items() if name != "data"}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
-    """The cached model directory for this recipe, building it first when it is not there."""
-    recipe = builtin_recipe(cfg)
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    """The cached model directory for this recipe, building it first when it is not there (saying why)."""
+    settings = cfg.model.builtin
+    examples = warm_start_examples(task, settings.sft_examples, settings.solved_fraction, settings.seed)
+    recipe = builtin_recipe(cfg, examples)
+    key = recipe_key(recipe)
     target = builtin_cache_root() / key
     if (target / "config.json").exists():
         return target
@@ -127,13 +160,14 @@ def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     Console(stderr=True).print(
-        f"building builtin:tiny for task {cfg.data.task}: {cfg.model.builtin.sft_steps} warm-start SFT steps "
-        f"(once; cached in {target})",
+        f"building builtin:tiny for task {cfg.data.task}: {why_build(recipe, target.parent)}; "
+        f"{cfg.model.builtin.sft_steps} warm-start SFT steps, once (cached in {target})",
         highlight=False,
+        soft_wrap=True,
     )
     staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=target.parent))
     try:
-        build_builtin_model(cfg, task, staging)
+        build_builtin_model(cfg, examples, staging)
         (staging / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         try:
             staging.rename(target)  # atomic: a half-built model is never found in the cache
@@ -143,6 +177,58 @@ def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def why_build(recipe: dict[str, Any], root: Path) -> str:
+    """Why no cached model fits `recipe`: the settings in which the closest cached model differs."""
+    wanted = _settings(recipe)
+    differences = []
+    for path in Path(root).glob("*/recipe.json"):
+        try:
+            cached = _settings(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+        differences.append(
+            (path.parent, [key for key in sorted(wanted.keys() | cached.keys()) if wanted.get(key) != cached.get(key)])
+        )
+    if not differences:
+        return "no built model is cached yet"
+    where, keys = min(differences, key=lambda found: len(found[1]))
+    cached = _settings(json.loads((where / "recipe.json").read_text()))
+    shown = [
+        f"{key} {cached.get(key)!r} -> {wanted.get(key)!r}" for key in keys if key not in ("version", "warm_start")
+    ]
+    if not shown:
+        return f"the cached model in {where} was built by another version of this build"
+    return (
+        f"no cached model was warm-started on these examples; the closest ({where.name}) differs in "
+        f"{', '.join(shown)}, which changes the warm start"
+    )
+
+
+def _settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe (this version's, or an older flat one) as flat `section.key` settings, for saying what differs."""
+    flat: dict[str, Any] = {"version": recipe.get("version")}
+    for key, value in recipe.get("builtin", {}).items():
+        flat[f"model.builtin.{key}"] = value
+    flat["model.max_seq_length"] = recipe.get("max_seq_length")
+    data = recipe.get("data") or {key: recipe.get(old) for key, old in _OLD_DATA_KEYS.items()}
+    for key, value in data.items():
+        flat[f"data.{key}"] = value
+    flat["warm_start"] = recipe.get("warm_start")
+    return flat
+
+
+# Where version 1 recipes (flat) kept the data settings.
+_OLD_DATA_KEYS = {
+    "task": "task",
+    "source": "source",
+    "options": "options",
+    "prompt_template": "prompt_template",
+    "seed": "data_seed",
+    "train_samples": "train_samples",
+    "test_samples": "test_samples",
+}
 
 
 def warm_start_examples(task: Any, num_examples: int, solved_fraction: float, seed: int) -> list[dict[str, str]]:
@@ -176,14 +262,14 @@ def warm_start_examples(task: Any, num_examples: int, solved_fraction: float, se
     return examples
 
 
-def build_builtin_model(cfg: ExperimentConfig, task: Any, directory: Path) -> None:
-    """Build the tokenizer and tiny model, warm-start it with TRL's SFTTrainer, save both to `directory`."""
+def build_builtin_model(cfg: ExperimentConfig, examples: list[dict[str, str]], directory: Path) -> None:
+    """Build the tokenizer and tiny model, warm-start it on `examples` with TRL's SFTTrainer, save both."""
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     recipe = cfg.model.builtin
     tokenizer = build_tokenizer()
-    examples = warm_start_examples(task, recipe.sft_examples, recipe.solved_fraction, recipe.seed)
     model = random_tiny_model(
         tokenizer,
         hidden_size=recipe.hidden_size,
@@ -215,7 +301,13 @@ def build_builtin_model(cfg: ExperimentConfig, task: Any, directory: Path) -> No
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
         )
-        trainer.train()
+        trainer.remove_callback(PrinterCallback)  # its loss dicts; the closing loss is printed below
+        result = trainer.train()
+        Console(stderr=True).print(
+            f"built: {recipe.sft_steps} SFT steps in {result.metrics.get('train_runtime', 0):.0f} s, "
+            f"loss {result.training_loss:.3f}",
+            highlight=False,
+        )
         model = trainer.model
     shutil.rmtree(directory / "sft", ignore_errors=True)
     model.save_pretrained(str(directory))
