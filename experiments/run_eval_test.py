@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from train.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
 from train.errors import exit_on_user_error
 from train.threads import set_num_threads
 
@@ -69,8 +70,6 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     args = parse_args(argv)
     from rich.console import Console
-
-    from train.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
 
     console = Console(quiet=not is_main_process())  # one process speaks, however many run
 
