@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_an_unreachable_wandb_server_goes_offline_with_one_warning(monkeypatch, 
         modes.append(mode)
         if mode == "online":
             raise TimeoutError(f"no answer within {tracking.WANDB_INIT_TIMEOUT} s")
-        return cls(run=None)
+        return cls(run=SimpleNamespace(settings=SimpleNamespace(mode=mode, sync_dir=str(tmp_path / "offline-run"))))
 
     monkeypatch.setattr(WandbMirror, "init", classmethod(init))
     with warnings.catch_warnings(record=True) as caught:
