@@ -13,11 +13,13 @@ from rewards.answers import (
 )
 from rewards.core import RewardConfigError, RewardError
 from rewards.countdown import CountdownCheck, check_countdown
+from rewards.jsonl import JsonlError, read_jsonl
 from rewards.registry import REWARDS, RewardFunction, get_reward
 
 __all__ = [
     "REWARDS",
     "CountdownCheck",
+    "JsonlError",
     "RewardConfigError",
     "RewardError",
     "RewardFunction",
@@ -28,4 +30,5 @@ __all__ = [
     "has_answer_block",
     "math_answers_match",
     "parse_gsm8k_gold",
+    "read_jsonl",
 ]

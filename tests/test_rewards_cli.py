@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from rewards import RewardError
 
@@ -31,11 +32,6 @@ def run_json(argv, capsys):
     code, out, err = run([*argv, "--json"], capsys)
     assert code == 0, err
     return json.loads(out)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 def assert_error(code, err, *fragments):
@@ -231,7 +227,23 @@ def test_unreadable_lines_are_reported_with_line_numbers(tmp_path, capsys):
     path = tmp_path / "s.jsonl"
     path.write_text('{"completion": "x"}\nnot json\n\n["a list"]\n{"answer": "1"}\n')
     code, _, err = run([path, "--rewards", "mark_reward"], capsys)
-    assert_error(code, err, "3 unreadable line(s)", "line 2: not JSON", "line 4: no", "line 5: no", "--skip-bad")
+    fragments = ["3 bad line(s)", "line 2: not JSON", "line 4: not a JSON object", "line 5: no 'completion'"]
+    assert_error(code, err, *fragments, "--skip-bad")
+
+
+@pytest.mark.parametrize(("value", "shown"), [("NaN", "NaN is not a JSON number"), ("1e999", "1e999 is too large")])
+def test_a_number_json_does_not_have_is_a_bad_line(tmp_path, capsys, value, shown):
+    path = tmp_path / "s.jsonl"
+    path.write_text(f'{{"completion": "<answer>1</answer>"}}\n{{"completion": "x", "target": {value}}}\n')
+    code, _, err = run([path, "--rewards", "mark_reward"], capsys)
+    assert_error(code, err, "1 bad line(s)", f"line 2: {shown}", "write null")
+
+
+def test_the_script_exits_2_without_traceback_on_nan_in_the_input(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [{"completion": "<answer>(8 - 5) * 8</answer>", "target": float("nan")}])
+    result = run_process(path, "--rewards", "countdown_reward")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "NaN" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_skip_bad_scores_the_readable_lines_and_warns(tmp_path, capsys):
