@@ -151,17 +151,58 @@ def strict_format_reward(think_tag: str = "reasoning") -> Reward:
 
 
 def soft_format_reward(think_tag: str = "reasoning") -> Reward:
-    """0.5 when `<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>` is found anywhere (DOTALL), else 0.
+    """0.5 when `re.match(r"<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>", text)` matches (no DOTALL), else 0.
 
-    `think_tag` replaces `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's
-    grpo_demo.py.
+    Exactly the demo's rule: the reasoning tag must open the completion (a leading newline or word gives 0), text
+    after `</answer>` is allowed, and without DOTALL neither the reasoning nor the answer may span lines, so the
+    demo's own layout (`<reasoning>\\n...`) never earns it; only the whitespace between `</reasoning>` and
+    `<answer>` may hold newlines. `soft_format_anywhere_reward` is the lenient reading. `think_tag` replaces
+    `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's grpo_demo.py.
     """
     _check_tag(think_tag)
     junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
-    return per_completion(_soft_format, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+    return per_completion(_soft_format_at_start, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
 
 
-def _soft_format(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
+def _soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
+    # Without DOTALL, `.*?` stops at a newline: the closing reasoning tag is on the first line, and `</answer>` on
+    # the line where `<answer>` ends. Of the junctions whose `<answer>` ends on one line, the earliest leaves the
+    # most room before that line's end: once it fails, the later ones on that line fail too (linear time).
+    text = completion.text
+    if not text.startswith(open_tag):
+        return 0.0
+    first_line_end = _line_end(text, 0)
+    failed_line_end = -1
+    for joined in junction.finditer(text, len(open_tag)):
+        if joined.start() >= first_line_end:
+            break
+        line_end = _line_end(text, joined.end())
+        if line_end == failed_line_end:
+            continue
+        if text.find("</answer>", joined.end(), line_end) != -1:
+            return 0.5
+        failed_line_end = line_end
+    return 0.0
+
+
+def _line_end(text: str, start: int) -> int:
+    end = text.find("\n", start)
+    return len(text) if end == -1 else end
+
+
+def soft_format_anywhere_reward(think_tag: str = "reasoning") -> Reward:
+    """0.5 when `<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>` is found anywhere (re.search, DOTALL), else 0.
+
+    The lenient reading of the demo's soft format: text may come first, and reasoning and answer may span lines.
+    `think_tag` replaces `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's grpo_demo.py,
+    with re.search and DOTALL instead of re.match (this project's variant).
+    """
+    _check_tag(think_tag)
+    junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
+    return per_completion(_soft_format_anywhere, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+
+
+def _soft_format_anywhere(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
     # The earliest opening tag and the earliest closing-tag/answer junction after it leave the most room for
     # `</answer>`: if they do not lead to a match, no other choice does.
     text = completion.text

@@ -45,6 +45,7 @@ REWARDS: dict[str, Callable[..., Reward]] = {
     "xmlcount_reward": formats.xmlcount_reward,
     "strict_format_reward": formats.strict_format_reward,
     "soft_format_reward": formats.soft_format_reward,
+    "soft_format_anywhere_reward": formats.soft_format_anywhere_reward,
     # the open-r1 set
     "format_reward": formats.format_reward,
     "tag_count_reward": formats.tag_count_reward,
