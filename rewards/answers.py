@@ -125,17 +125,41 @@ def parse_number(text: str) -> Fraction | None:
     return _value(match) if match else None
 
 
+# An answer that IS one number, as people write it: an optional label ("x = ", "Answer: "), a sign and a currency
+# sign in either order ("-$18", "$-18"), the number, an optional percent sign, unit words ("dollars", "km/h"), a
+# final period. Nothing else: an operator, a digit or a symbol next to the number ("x^2", "2²", "--5") makes the
+# text an expression, not a number. Words and separators are single-character steps: no backtracking blow-up.
+_LABEL = r"(?:[^\W\d_]\w*(?: \w+)*\s*[=:]\s*)?"
+_UNITS = r"(?:\s*\\?%)?(?:\s+[^\W\d_]+(?:[ /-][^\W\d_]+)*)?\.?"
+_ANSWER_NUMBER_RE = re.compile(
+    rf"{_LABEL}(?P<sign>[-+]?)\s*(?:\\?\$\s*)?(?P<currency_sign>[-+]?)\s*"
+    rf"(?:\\[dt]?frac\{{(?P<fnum>{_UNSIGNED})\}}\{{(?P<fden>{_UNSIGNED})\}}"
+    rf"|(?P<num>{_UNSIGNED})(?:\s?/\s?(?P<den>{_UNSIGNED}))?){_UNITS}"
+)
+_BOXED_WHOLE = re.compile(r"\\boxed\{(?P<inner>[^{}]*)\}")
+
+
 # Completions of one prompt share a gold answer and often an answer: parse each text once.
 @lru_cache(maxsize=8192)
 def single_number(text: str) -> Fraction | None:
-    """The value of the only number in `text` (`$18`, `18 dollars`, `x = 18`, `18.`), or None.
+    """The value of a text that IS one number as an answer is written, or None.
 
-    None when the text holds no number, or more than one, or is longer than MAX_ANSWER_CHARS.
+    Accepted around the number: a label (`x = 18`, `Answer: 18`), a currency sign (`$18`, `-$18`), thousands
+    separators (`1,000`), decimals (`18.0`), a fraction (`1/2`, `\\frac{1}{2}`), a percent sign, unit words
+    (`18 dollars`), a final period (`18.`), a whole-answer `\\boxed{18}`. Anything else next to the number makes
+    the text an expression, not that number: `x^2`, `2²`, `--5`, `2*3`, `18 or 19`, `the answer is 18` give None.
+    None also beyond MAX_ANSWER_CHARS.
     """
     if len(text) > MAX_ANSWER_CHARS:
         return None
-    matches = list(_NUMBER_RE.finditer(text.translate(_UNICODE_MINUS)))
-    return _value(matches[0]) if len(matches) == 1 else None
+    text = text.strip().translate(_UNICODE_MINUS)
+    boxed = _BOXED_WHOLE.fullmatch(text)
+    if boxed:
+        text = boxed.group("inner").strip()
+    match = _ANSWER_NUMBER_RE.fullmatch(text)
+    if match is None or (match.group("sign") and match.group("currency_sign")):
+        return None
+    return _value(match)
 
 
 def _value(match: re.Match[str]) -> Fraction | None:
@@ -147,16 +171,17 @@ def _value(match: re.Match[str]) -> Fraction | None:
         if divisor == 0:
             return None
         value /= divisor
-    return -value if match.group("sign") == "-" else value
+    sign = match.group("sign") or (match.groupdict().get("currency_sign") or "")
+    return -value if sign == "-" else value
 
 
 def answers_match(pred: str | None, gold: str) -> bool:
     """Does the predicted answer equal the gold answer?
 
-    When each side holds exactly one number, the numbers are compared exactly (Fractions): `1,000` = `1000` =
-    `1000.0`, `$18` = `18` = `18.` = `18 dollars` = `x = 18`, `1/2` = `0.5`, `-3` != `3`. Otherwise the two
-    texts are compared after collapsing whitespace. None, or a prediction longer than MAX_ANSWER_CHARS, never
-    matches.
+    When each side IS one number (`single_number`), the numbers are compared exactly (Fractions): `1,000` =
+    `1000` = `1000.0`, `$18` = `18` = `18.` = `18 dollars` = `x = 18`, `1/2` = `0.5`, `-3` != `3`; an expression
+    that contains the number (`x^2`, `2²`, `--5`) is not that number. Otherwise the two texts are compared after
+    collapsing whitespace. None, or a prediction longer than MAX_ANSWER_CHARS, never matches.
     """
     if pred is None or len(pred) > MAX_ANSWER_CHARS:
         return False

@@ -81,6 +81,12 @@ def test_has_answer_block_needs_an_open_tag_before_a_close_tag():
         ("x = 18", "18"),
         ("x = -3", "-3"),
         ("\u22123", "-3"),  # the Unicode minus sign
+        ("Answer: 18", "18"),
+        ("-$18", "-18"),
+        ("$8.00", "8"),
+        ("18 dollars.", "18"),
+        ("50%", "50"),
+        (r"\boxed{18}", "18"),
         ("  Paris ", "Paris"),
         ("New   York", "New York"),
     ],
@@ -102,6 +108,21 @@ def test_answers_match_equal_answers(pred, gold):
     ],
 )
 def test_answers_match_different_answers(pred, gold):
+    assert not answers_match(pred, gold)
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold"),
+    [
+        ("2\u00b2", "2"),  # 2 squared
+        ("x^2", "2"),
+        ("--5", "-5"),
+        ("-$-5", "5"),
+        ("2*3", "3"),
+        ("the answer is 18", "18"),  # prose around the number: not the number
+    ],
+)
+def test_answers_match_an_expression_containing_the_gold_number_is_not_that_number(pred, gold):
     assert not answers_match(pred, gold)
 
 
