@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -106,16 +107,33 @@ def countdown_reward() -> Reward:
     return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"))
 
 
-def _check(completion: Completion) -> CountdownCheck | None:
-    """The completion's answer block checked against its row, or None when it has no answer block."""
-    equation = answer_block(completion.text)
+def _check(completion: Completion, equation_of: Callable[[str], str | None]) -> CountdownCheck | None:
+    """The completion's equation (`equation_of` its text) checked against its row, or None when it has none."""
+    equation = equation_of(completion.text)
     if equation is None:
         return None
     return check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
 
 
+def last_line_answer(text: str) -> str | None:
+    """TinyZero's extraction: the content of the last `<answer>(.*?)</answer>` match on the LAST line of the text
+    (re.finditer, no DOTALL), stripped; None without one. A completion ending in a newline has an empty last line.
+
+    Matches found as re.finditer finds them (leftmost `<answer>`, then the nearest `</answer>`), with str.find in
+    linear time where the lazy regex goes quadratic on a long line of unclosed tags.
+    """
+    line = text[text.rfind("\n") + 1 :]
+    found, position = None, 0
+    while (start := line.find("<answer>", position)) != -1:
+        end = line.find("</answer>", start + len("<answer>"))
+        if end == -1:
+            break
+        found, position = line[start + len("<answer>") : end], end + len("</answer>")
+    return None if found is None else found.strip()
+
+
 def _countdown(completion: Completion) -> float:
-    check = _check(completion)
+    check = _check(completion, answer_block)
     if check is None:
         return 0.0
     if not check.numbers_valid:
@@ -134,15 +152,18 @@ def _countdown(completion: Completion) -> float:
 
 
 def countdown_binary_reward() -> Reward:
-    """1.0 for a correct equation, 0.1 for an answer block that is not correct for any reason, 0.0 without one.
+    """1.0 for a correct equation, 0.1 for an equation that is not correct for any reason, 0.0 without one.
 
-    Dataset columns `target` and `numbers`. Range [0, 1]. Source: TinyZero's countdown reward (format score 0.1).
+    The equation is read as TinyZero reads it: the last `<answer>...</answer>` on the completion's LAST line
+    (`last_line_answer`), so an answer followed by more lines, or by a final newline, earns 0. Dataset columns
+    `target` and `numbers`. Range [0, 1]. Source: TinyZero's countdown `compute_score` (format score 0.1); the
+    equation is checked by `check_countdown`, never eval'd (see docs/rewards.md for how that differs).
     """
     return per_completion(_countdown_binary, (0.0, 1.0), ("target", "numbers"))
 
 
 def _countdown_binary(completion: Completion) -> float:
-    check = _check(completion)
+    check = _check(completion, last_line_answer)
     if check is None:
         return 0.0
     return 1.0 if check.correct else 0.1

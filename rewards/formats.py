@@ -20,7 +20,8 @@ from rewards.core import Completion, Reward, RewardConfigError, per_completion
 
 REASONING_STEPS_MAX_CHARS = 100_000
 _TAG_NAME = re.compile(r"[A-Za-z][\w-]*")
-_REASONING_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
+# No MULTILINE, as in open-r1: `^\d+\.` matches a numbered step only at the very start of the completion.
+_REASONING_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)")
 
 
 def is_sandwich(text: str, head: str, middle: str, tail: str) -> bool:
@@ -238,11 +239,13 @@ def tag_count_reward() -> Reward:
 
 
 def reasoning_steps_reward() -> Reward:
-    """min(1, n / 3), n = matches of `(Step \\d+:|^\\d+\\.|\\n-|\\n\\*|First,|Second,|Next,|Finally,)` (MULTILINE).
+    """min(1, n / 3), n = matches of `(Step \\d+:|^\\d+\\.|\\n-|\\n\\*|First,|Second,|Next,|Finally,)` (no flags).
 
-    Rewards visible step-by-step structure; three steps earn full credit. Range [0, 1]. Source: open-r1
-    `reasoning_steps_reward`. Only the first three matches are looked for (more cannot change the score), within
-    the first REASONING_STEPS_MAX_CHARS characters (the regex costs ~50 ns a character; a real completion is shorter).
+    Rewards visible step-by-step structure; three steps earn full credit. As in open-r1, without MULTILINE: `^\\d+\\.`
+    counts a numbered step only at the start of the completion (open-r1's docstring says "at start of line", its
+    regex does not), so "1. a\\n2. b\\n3. c" counts 1. Range [0, 1]. Source: open-r1 `reasoning_steps_reward`.
+    Only the first three matches are looked for (more cannot change the score), within the first
+    REASONING_STEPS_MAX_CHARS characters (the regex costs ~50 ns a character; a real completion is shorter).
     """
     return per_completion(_reasoning_steps, (0.0, 1.0))
 

@@ -130,14 +130,16 @@ def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) ->
     """On the completion's length L in tokens: 0 when L <= max_completion_len - soft_punish_cache;
     (max_completion_len - soft_punish_cache - L) / soft_punish_cache up to max_completion_len; -1 beyond.
 
-    DAPO's soft overlong punishment. Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward
-    shaping).
+    DAPO's soft overlong punishment. soft_punish_cache = 0 is a hard cutoff: 0 up to max_completion_len, -1
+    beyond (as open-r1 reads it). Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward
+    shaping); open-r1 `get_soft_overlong_punishment`.
     """
-    if max_completion_len <= 0 or not 0 < soft_punish_cache <= max_completion_len:
+    if max_completion_len <= 0 or not 0 <= soft_punish_cache <= max_completion_len:
         raise RewardConfigError(
-            f"soft_overlong_punishment needs 0 < soft_punish_cache <= max_completion_len, got "
-            f"max_completion_len={max_completion_len}, soft_punish_cache={soft_punish_cache}. Typical: "
-            f"max_completion_len equal to the trainer's max_completion_length, soft_punish_cache a quarter of it."
+            f"soft_overlong_punishment needs max_completion_len > 0 and 0 <= soft_punish_cache <= "
+            f"max_completion_len, got max_completion_len={max_completion_len}, soft_punish_cache={soft_punish_cache}. "
+            f"Typical: max_completion_len equal to the trainer's max_completion_length, soft_punish_cache a quarter "
+            f"of it (0: a hard cutoff)."
         )
     return per_completion(
         _overlong, (-1.0, 0.0), max_completion_len=max_completion_len, soft_punish_cache=soft_punish_cache

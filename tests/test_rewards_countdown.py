@@ -1,11 +1,14 @@
 """Countdown equations: parsed with ast, evaluated exactly, never eval()'d."""
 
+import re
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rewards import CountdownCheck, check_countdown, get_reward
-from rewards.countdown import MAX_EQUATION_CHARS
+from rewards.countdown import MAX_EQUATION_CHARS, last_line_answer
 
 
 def test_check_countdown_accepts_a_correct_equation():
@@ -137,3 +140,35 @@ def test_countdown_binary_reward_is_one_correct_tenth_with_block_zero_without(te
 
 def test_countdown_rewards_read_the_answer_block_not_a_boxed_equation():
     assert countdown_score("countdown_binary_reward", r"\boxed{2 * 3 * 4}", numbers=(2, 3, 4)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Let me think.\n<answer>2 * 3 * 4</answer>", 1.0),
+        ("<answer>2 * 3 * 4</answer>\n", 0.0),  # TinyZero reads only the last line: here it is empty
+        ("<answer>2 * 3 * 4</answer>\nSo that is it.", 0.0),
+        ("<answer>\n2 * 3 * 4\n</answer>", 0.0),  # the block spans lines: no match on the last line
+        ("<answer>1 + 1</answer> <answer>2 * 3 * 4</answer>", 1.0),  # the last match on the line
+    ],
+)
+def test_countdown_binary_reward_reads_the_answer_on_the_last_line_as_tinyzero(text, expected):
+    assert countdown_score("countdown_binary_reward", text, numbers=(2, 3, 4)) == expected
+
+
+def test_countdown_reward_reads_the_last_answer_block_anywhere():
+    assert countdown_score("countdown_reward", "<answer>2 * 3 * 4</answer>\nSo that is it.", numbers=(2, 3, 4)) == 1.0
+
+
+answer_soup = st.lists(st.sampled_from(["<answer>", "</answer>", "\n", " ", "1", "x"]), max_size=12).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(answer_soup)
+def test_last_line_answer_equals_tinyzeros_regex(text):
+    matches = list(re.finditer(r"<answer>(.*?)</answer>", text.split("\n")[-1]))
+    assert last_line_answer(text) == (matches[-1].group(1).strip() if matches else None)
+
+
+def test_last_line_answer_stays_linear_on_a_line_of_unclosed_tags():
+    assert last_line_answer("<answer>" * 200_000) is None

@@ -192,13 +192,19 @@ def test_tag_count_reward_gives_a_quarter_per_tag_occurring_exactly_once(text, e
     ("text", "expected"),
     [
         ("Step 1: add. Step 2: carry.", 2 / 3),
-        ("1. add\n2. carry\n3. done\n4. check", 1.0),
+        ("1. add\n2. carry\n3. done\n4. check", 1 / 3),  # no MULTILINE: only the first "1." counts
         ("First, add.\n- carry\n* done", 1.0),
         ("Just 8.", 0.0),
     ],
 )
 def test_reasoning_steps_reward_is_a_third_per_step_up_to_one(text, expected):
     assert score("reasoning_steps_reward", text) == pytest.approx(expected)
+
+
+def test_reasoning_steps_reward_counts_numbered_steps_only_at_the_start_of_the_text_as_open_r1_does():
+    # open-r1's regex has `^\d+\.` without re.MULTILINE: a numbered list after an intro line earns nothing.
+    assert score("reasoning_steps_reward", "Let me see.\n1. add\n2. carry\n3. done") == 0.0
+    assert score("reasoning_steps_reward", "1. add\n- carry\n* done") == 1.0
 
 
 def test_reasoning_steps_reward_reads_only_the_first_bounded_characters():
