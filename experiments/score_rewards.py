@@ -16,8 +16,10 @@ the weighted total) and a per-reward summary, or JSON with --json.
 Without --rewards or --config, every built-in reward whose gold columns the input has is used (weight 1).
 Token counts (soft_overlong_punishment, length_penalty_tokens) come from a row's `completion_ids` or
 `num_tokens` when every row has one, else they are estimated at 4 characters a token (rewards.core).
-Bad input (a missing file, an unknown reward or parameter, a missing gold column, an unreadable line) is
-reported in one paragraph with exit code 2; a user's own reward that raises shows its traceback (exit code 1).
+Bad input (a missing file, an unknown reward or parameter, a missing gold column, an unreadable line, NaN or
+Infinity in a line) is reported in one paragraph with exit code 2; a user's own reward that raises shows its
+traceback (exit code 1). Golds a reward cannot score (a Countdown target of 24.5) and inf/NaN scores are left out
+as not applicable, counted in the summary (`invalid_gold`, `non_finite`) and named in a warning.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except RewardError:
         raise  # a user's reward raising is a bug in their code: the traceback shows where
     summary = summarize(items, functions, scores)
+    warnings += scoring_warnings(functions)
     if args.json:
         print(json.dumps(as_json(rows, items, scores, summary, warnings), indent=2, default=str))
     else:
@@ -290,10 +293,28 @@ def summarize(items, functions, scores) -> list[dict[str, Any]]:
                 "max": max(scored) if scored else None,
                 "fraction_zero": sum(value == 0 for value in scored) / len(scored) if scored else None,
                 "not_applicable": len(values) - len(scored),
+                "invalid_gold": function.invalid_gold_count,
+                "non_finite": function.non_finite_count,
                 "seconds": function.seconds_total,
             }
         )
     return summary
+
+
+def scoring_warnings(functions: list[RewardFunction]) -> list[str]:
+    """What scoring left out besides rows without gold: golds a reward cannot score, and inf/NaN scores."""
+    warnings = []
+    for function in functions:
+        if function.invalid_gold_count:
+            warnings.append(
+                f"{function.__name__}: {function.invalid_gold_count} row(s) with a gold it cannot score, left out "
+                f"as not applicable (e.g. {'; '.join(function.invalid_gold_examples)})"
+            )
+        if function.non_finite_count:
+            warnings.append(
+                f"{function.__name__}: {function.non_finite_count} score(s) were inf or NaN, left out as not applicable"
+            )
+    return warnings
 
 
 # --- output ---

@@ -76,6 +76,30 @@ def test_a_jsonl_file_gives_per_reward_summary(tmp_path, capsys):
     assert summary["not_applicable"] == 1
 
 
+def test_golds_a_reward_cannot_score_are_counted_and_named(tmp_path, capsys):
+    rows = [
+        {"completion": "<answer>3 * 8</answer>", "target": 24, "numbers": [3, 8]},
+        {"completion": "<answer>3 * 8</answer>", "target": 24.5, "numbers": [3, 8]},
+        {"completion": "<answer>3 * 8</answer>", "target": "24", "numbers": [3, 8]},
+    ]
+    result = run_json([write_jsonl(tmp_path / "s.jsonl", rows), "--rewards", "countdown_reward"], capsys)
+    assert [row["rewards"]["countdown_reward"] for row in result["rows"]] == [1.0, None, None]
+    assert result["summary"][0]["invalid_gold"] == 2 and result["summary"][0]["not_applicable"] == 2
+    assert "countdown_reward: 2 row(s) with a gold it cannot score" in result["warnings"][0]
+    assert "target 24.5 is not a whole number; target '24' is not a whole number" in result["warnings"][0]
+
+
+def test_inf_and_nan_scores_of_a_user_reward_are_counted(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mine.py").write_text("def odd(completions, **kw):\n    return [float('nan'), 1.0]\n")
+    (tmp_path / "exp.yaml").write_text("rewards: [{name: odd, path: mine.py:odd}]\n")
+    monkeypatch.chdir(tmp_path)
+    path = write_jsonl(tmp_path / "s.jsonl", [{"completion": "a"}, {"completion": "b"}])
+    result = run_json([path, "--config", "exp.yaml"], capsys)
+    assert [row["rewards"]["odd"] for row in result["rows"]] == [None, 1.0]
+    assert result["summary"][0]["non_finite"] == 1
+    assert result["warnings"] == ["odd: 1 score(s) were inf or NaN, left out as not applicable"]
+
+
 def test_an_evaluation_samples_file_gives_token_counts_and_prompt_groups(tmp_path, capsys):
     rows = [
         {"label": "eval", "prompt": "a", "completion": "<answer>8</answer>", "answer": "8", "num_tokens": 90},

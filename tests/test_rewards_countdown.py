@@ -172,3 +172,31 @@ def test_last_line_answer_equals_tinyzeros_regex(text):
 
 def test_last_line_answer_stays_linear_on_a_line_of_unclosed_tags():
     assert last_line_answer("<answer>" * 200_000) is None
+
+
+@pytest.mark.parametrize("name", ["countdown_reward", "countdown_binary_reward"])
+@pytest.mark.parametrize(
+    ("target", "numbers"),
+    [
+        (float("nan"), [3, 8]),
+        (float("inf"), [3, 8]),
+        (24.5, [3, 8]),
+        ("24", [3, 8]),
+        (True, [3, 8]),
+        (24, [3, float("nan")]),
+        (24, [3, 8.5]),
+        (24, "3,8"),
+    ],
+)
+def test_countdown_rewards_skip_and_count_a_gold_that_is_not_whole_numbers(name, target, numbers):
+    reward = get_reward(name)
+    texts = ["<answer>3 * 8</answer>"] * 3
+    assert reward(completions=texts, target=[target, 24, 24.0], numbers=[numbers, [3, 8], [3.0, 8]]) == [None, 1.0, 1.0]
+    assert reward.invalid_gold_count == 1
+    assert "whole number" in reward.invalid_gold_examples[0]
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), "24", None])
+def test_check_countdown_names_a_target_that_is_not_a_finite_number(target):
+    with pytest.raises(ValueError, match="a Countdown target must be a finite number"):
+        check_countdown("3 * 8", [3, 8], target)
