@@ -71,7 +71,8 @@ def check_countdown(answer_text: str | None, numbers: list[int], target: int | f
 
     Raises ValueError for a target that is not a finite number (the rewards skip such rows, see gold_problem).
     """
-    if isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target):
+    finite_number = isinstance(target, int) or (isinstance(target, float) and math.isfinite(target))
+    if isinstance(target, bool) or not finite_number:
         raise ValueError(f"a Countdown target must be a finite number, got {target!r}")
     if answer_text is None or len(answer_text) > MAX_EQUATION_CHARS:
         return _INVALID

@@ -167,22 +167,20 @@ def soft_format_reward(think_tag: str = "reasoning") -> Reward:
 
 def _soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
     # Without DOTALL, `.*?` stops at a newline: the closing reasoning tag is on the first line, and `</answer>` on
-    # the line where `<answer>` ends. Of the junctions whose `<answer>` ends on one line, the earliest leaves the
-    # most room before that line's end: once it fails, the later ones on that line fail too (linear time).
+    # the line where `<answer>` ends. Two candidates cover every match, found in linear time: the earliest
+    # junction within the first line (it leaves the most room before that line's end), and the one junction
+    # whose whitespace crosses the first newline (its closing tag is the first line's last text).
     text = completion.text
     if not text.startswith(open_tag):
         return 0.0
     first_line_end = _line_end(text, 0)
-    failed_line_end = -1
-    for joined in junction.finditer(text, len(open_tag)):
-        if joined.start() >= first_line_end:
-            break
-        line_end = _line_end(text, joined.end())
-        if line_end == failed_line_end:
-            continue
-        if text.find("</answer>", joined.end(), line_end) != -1:
-            return 0.5
-        failed_line_end = line_end
+    joined = junction.search(text, len(open_tag), first_line_end)
+    if joined and text.find("</answer>", joined.end(), first_line_end) != -1:
+        return 0.5
+    last_close = text.rfind("</" + open_tag[1:], len(open_tag), first_line_end)
+    crossing = junction.match(text, last_close) if last_close != -1 else None
+    if crossing and crossing.end() > first_line_end:
+        return 0.5 if text.find("</answer>", crossing.end(), _line_end(text, crossing.end())) != -1 else 0.0
     return 0.0
 
 

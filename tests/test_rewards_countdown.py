@@ -200,3 +200,8 @@ def test_countdown_rewards_skip_and_count_a_gold_that_is_not_whole_numbers(name,
 def test_check_countdown_names_a_target_that_is_not_a_finite_number(target):
     with pytest.raises(ValueError, match="a Countdown target must be a finite number"):
         check_countdown("3 * 8", [3, 8], target)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("countdown_reward", 0.3), ("countdown_binary_reward", 0.1)])
+def test_countdown_rewards_score_a_target_too_large_for_a_float_without_overflow(name, expected):
+    assert countdown_score(name, "<answer>3 * 8</answer>", target=10**400, numbers=(3, 8)) == expected
