@@ -1,4 +1,4 @@
-"""Helpers shared by the test files: import them with `from conftest import ...`."""
+"""Shared test helpers: JSONL files, and a reward's scores on completions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    """Write one JSON value per line (json.dumps, so NaN is written as NaN) and return the path."""
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    """One JSON value per line (a row that is already a string is written as is: malformed input on purpose)."""
+    path = Path(path)
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
     return path
 
 
