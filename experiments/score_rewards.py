@@ -16,8 +16,10 @@ the weighted total) and a per-reward summary, or JSON with --json.
 Without --rewards or --config, every built-in reward whose gold columns the input has is used (weight 1).
 Token counts (soft_overlong_punishment, length_penalty_tokens) come from a row's `completion_ids` or
 `num_tokens` when every row has one, else they are estimated at 4 characters a token (rewards.core).
-Bad input (a missing file, an unknown reward or parameter, a missing gold column, an unreadable line) is
-reported in one paragraph with exit code 2; a user's own reward that raises shows its traceback (exit code 1).
+Bad input (a missing file, an unknown reward or parameter, a missing gold column, an unreadable line, NaN or
+Infinity in a line) is reported in one paragraph with exit code 2; a user's own reward that raises shows its
+traceback (exit code 1). Golds a reward cannot score (a Countdown target of 24.5) and inf/NaN scores are left out
+as not applicable, counted in the summary (`invalid_gold`, `non_finite`) and named in a warning.
 """
 
 from __future__ import annotations
@@ -28,33 +30,20 @@ import json
 import math
 import statistics
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rewards import REWARDS, RewardConfigError, RewardError, get_reward
+from rewards import REWARDS, RewardError, get_reward
+from rewards.jsonl import JsonlError, describe_bad_lines, read_jsonl
 from rewards.registry import LENGTH_PENALTY_PARAM, RewardFunction, describe_params
-from train.errors import UserError
+from train.config import RewardSpec
+from train.errors import EXIT_USER_ERROR, UserError, user_errors
 
 EXCERPT_CHARS = 60
 # Row fields that are not gold columns: the text itself, and what a samples file records about it.
 NOT_COLUMNS = {"prompt", "completion", "completion_ids", "num_tokens", "prompts", "completions"}
-
-
-class InputError(Exception):
-    """Bad input from the user: the message names the problem and the fix; exit code 2."""
-
-
-@dataclass
-class RewardItem:
-    """One entry of the rewards list: `{name, weight (default 1.0), params (default {}), path (optional)}`."""
-
-    name: str
-    weight: float = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         functions = build_rewards(items)
         check_columns(functions, columns_in(rows), single=args.completion is not None)
         scores = score(rows, functions)
-    except (InputError, RewardConfigError, UserError) as error:
+    except user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except RewardError:
         raise  # a user's reward raising is a bug in their code: the traceback shows where
     summary = summarize(items, functions, scores)
+    warnings += scoring_warnings(functions)
     if args.json:
         print(json.dumps(as_json(rows, items, scores, summary, warnings), indent=2, default=str))
     else:
@@ -116,17 +106,17 @@ def main(argv: list[str] | None = None) -> int:
 def read_input(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows to score, and warnings about skipped lines and token counts."""
     if args.completion is not None and args.input is not None:
-        raise InputError(f"Give either a JSONL file ({args.input}) or --completion, not both.")
+        raise UserError(f"Give either a JSONL file ({args.input}) or --completion, not both.")
     if args.completion is not None:
         return [single_row(args)], []
     if any(value is not None for value in (args.answer, args.target, args.numbers, args.prompt)):
-        raise InputError("--answer, --target, --numbers and --prompt go with --completion; a JSONL file has its own.")
+        raise UserError("--answer, --target, --numbers and --prompt go with --completion; a JSONL file has its own.")
     if args.input is None:
-        raise InputError(
+        raise UserError(
             'Nothing to score: give a JSONL file (one {"completion": ..., "answer": ...} per line, e.g. a run\'s '
             "eval_samples.jsonl) or --completion TEXT with its gold (--answer, or --target and --numbers)."
         )
-    return read_jsonl(args.input, args.skip_bad)
+    return read_rows(args.input, args.skip_bad)
 
 
 def single_row(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,46 +129,28 @@ def single_row(args: argparse.Namespace) -> dict[str, Any]:
         try:
             row["target"] = int(args.target)
         except ValueError as error:
-            raise InputError(f"--target must be a whole number such as 24, got {args.target!r}.") from error
+            raise UserError(f"--target must be a whole number such as 24, got {args.target!r}.") from error
     if args.numbers is not None:
         try:
             row["numbers"] = [int(n) for n in args.numbers.split(",")]
         except ValueError as error:
-            raise InputError(
+            raise UserError(
                 f"--numbers must be whole numbers separated by commas such as 3,5,8, got {args.numbers!r}."
             ) from error
     return row
 
 
-def read_jsonl(path: Path, skip_bad: bool) -> tuple[list[dict[str, Any]], list[str]]:
-    if not path.is_file():
-        raise InputError(f"Input file {path} not found (resolved to {path.resolve()}). Check the path.")
-    rows, bad = [], []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                bad.append(f"line {number}: not JSON ({error.msg})")
-                continue
-            if not isinstance(row, dict) or "completion" not in row:
-                bad.append(f'line {number}: no "completion" field')
-                continue
-            row["_line"] = number
-            rows.append(row)
-    warnings = []
-    if bad:
-        listed = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        if not skip_bad:
-            raise InputError(
-                f"{path} has {len(bad)} unreadable line(s): {listed}. Each line must be a JSON object with a "
-                f'"completion" field. Fix those lines, or pass --skip-bad to score the others.'
-            )
-        warnings.append(f"skipped {len(bad)} unreadable line(s): {listed}")
-    if not rows:
-        raise InputError(f'{path} has no rows to score: each line must be a JSON object with a "completion" field.')
+def read_rows(path: Path, skip_bad: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a JSONL file, each with its line number in `_line`, and a warning about skipped lines."""
+    try:
+        read = read_jsonl(path, required=("completion",), skip_bad=skip_bad)
+    except JsonlError as error:
+        hint = " Or pass --skip-bad to score the other lines." if "bad line" in str(error) else ""
+        raise UserError(f"{error}{hint}") from None
+    if not read.rows:
+        raise UserError(f'{path} has no rows to score: each line must be a JSON object with a "completion" field.')
+    rows = [{**row, "_line": number} for row, number in zip(read.rows, read.line_numbers, strict=True)]
+    warnings = [f"skipped {len(read.skipped)} bad line(s): {describe_bad_lines(read.skipped)}"] if read.skipped else []
     return rows, warnings
 
 
@@ -189,15 +161,15 @@ def columns_in(rows: list[dict[str, Any]]) -> set[str]:
 # --- which rewards ---
 
 
-def choose_rewards(args: argparse.Namespace, columns: set[str]) -> list[RewardItem]:
+def choose_rewards(args: argparse.Namespace, columns: set[str]) -> list[RewardSpec]:
     if args.rewards and args.config:
-        raise InputError("Give either --rewards or --config, not both.")
+        raise UserError("Give either --rewards or --config, not both.")
     if args.config:
         items = read_config_rewards(args.config)
     elif args.rewards:
-        items = [RewardItem(name.strip()) for name in args.rewards.split(",") if name.strip()]
+        items = [RewardSpec(name=name.strip()) for name in args.rewards.split(",") if name.strip()]
     else:
-        items = [RewardItem(name) for name in default_reward_names(columns)]
+        items = [RewardSpec(name=name) for name in default_reward_names(columns)]
     apply_params(items, args.param)
     return items
 
@@ -212,7 +184,7 @@ def default_reward_names(columns: set[str]) -> list[str]:
     return names
 
 
-def read_config_rewards(path: Path) -> list[RewardItem]:
+def read_config_rewards(path: Path) -> list[RewardSpec]:
     """The experiment's rewards and weights as training would use them: its `rewards:` list, or its task's
     default set when the list is empty, read and validated by the trainer's own config loader."""
     from train.config import load_config
@@ -220,32 +192,32 @@ def read_config_rewards(path: Path) -> list[RewardItem]:
 
     cfg = load_config(path)
     specs = cfg.rewards or get_task(cfg.data).default_rewards()
-    return [RewardItem(spec.name, spec.weight, dict(spec.params), spec.path) for spec in specs]
+    return [spec.model_copy(deep=True) for spec in specs]
 
 
-def apply_params(items: list[RewardItem], settings: list[str]) -> None:
+def apply_params(items: list[RewardSpec], settings: list[str]) -> None:
     for setting in settings:
         target, equals, raw = setting.partition("=")
         name, dot, key = target.partition(".")
         if not equals or not dot or not name or not key:
-            raise InputError(f"--param {setting!r} must look like REWARD.KEY=VALUE, e.g. correctness_reward.value=2.0.")
+            raise UserError(f"--param {setting!r} must look like REWARD.KEY=VALUE, e.g. correctness_reward.value=2.0.")
         matching = [item for item in items if item.name == name]
         if not matching:
-            raise InputError(
+            raise UserError(
                 f"--param {setting!r} names reward '{name}', which is not among the rewards scored "
                 f"({', '.join(item.name for item in items) or 'none'})."
             )
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as error:
-            raise InputError(f"--param {setting!r}: the value is not a YAML scalar ({error}).") from error
+            raise UserError(f"--param {setting!r}: the value is not a YAML scalar ({error}).") from error
         for item in matching:
             item.params[key] = value
 
 
-def build_rewards(items: list[RewardItem]) -> list[RewardFunction]:
+def build_rewards(items: list[RewardSpec]) -> list[RewardFunction]:
     if not items:
-        raise InputError("No reward applies to this input: name some with --rewards or --config (see --list).")
+        raise UserError("No reward applies to this input: name some with --rewards or --config (see --list).")
     return [get_reward(item.name, path=item.path, **item.params) for item in items]
 
 
@@ -263,7 +235,7 @@ def check_columns(functions: list[RewardFunction], columns: set[str], single: bo
             if single
             else "add those fields to every JSONL row"
         )
-        raise InputError(f"The input has no gold column {problems}. To fix it, {fix}, or leave those rewards out.")
+        raise UserError(f"The input has no gold column {problems}. To fix it, {fix}, or leave those rewards out.")
 
 
 # --- scoring and summary ---
@@ -299,7 +271,7 @@ def token_source(rows: list[dict[str, Any]]) -> str:
     return "estimated at 4 characters a token"
 
 
-def weighted_totals(items: list[RewardItem], scores: list[list[float | None]]) -> list[float]:
+def weighted_totals(items: list[RewardSpec], scores: list[list[float | None]]) -> list[float]:
     """Sum of weight x reward per completion, None counted as 0 (as TRL sums rewards)."""
     return [
         sum(item.weight * value for item, value in zip(items, column, strict=True) if value is not None)
@@ -321,10 +293,28 @@ def summarize(items, functions, scores) -> list[dict[str, Any]]:
                 "max": max(scored) if scored else None,
                 "fraction_zero": sum(value == 0 for value in scored) / len(scored) if scored else None,
                 "not_applicable": len(values) - len(scored),
+                "invalid_gold": function.invalid_gold_count,
+                "non_finite": function.non_finite_count,
                 "seconds": function.seconds_total,
             }
         )
     return summary
+
+
+def scoring_warnings(functions: list[RewardFunction]) -> list[str]:
+    """What scoring left out besides rows without gold: golds a reward cannot score, and inf/NaN scores."""
+    warnings = []
+    for function in functions:
+        if function.invalid_gold_count:
+            warnings.append(
+                f"{function.__name__}: {function.invalid_gold_count} row(s) with a gold it cannot score, left out "
+                f"as not applicable (e.g. {'; '.join(function.invalid_gold_examples)})"
+            )
+        if function.non_finite_count:
+            warnings.append(
+                f"{function.__name__}: {function.non_finite_count} score(s) were inf or NaN, left out as not applicable"
+            )
+    return warnings
 
 
 # --- output ---
@@ -339,7 +329,7 @@ def excerpt(completion: Any) -> str:
 def as_json(rows, items, scores, summary, warnings) -> dict[str, Any]:
     totals = weighted_totals(items, scores)
     return {
-        "rewards": [vars(item) for item in items],
+        "rewards": [item.model_dump() for item in items],
         "token_counts": token_source(rows),
         "warnings": warnings,
         "rows": [

@@ -8,25 +8,29 @@ MATH / MATH-500. The answer in the completion is `extract_answer`'s: the last `<
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
-from rewards.answers import answers_match, extract_answer, math_answers_match
+from rewards.answers import Verdict, answers_match, extract_answer, math_verdicts
 from rewards.core import Completion, Reward, per_completion
 
 Checker = Literal["answer", "math"]
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
 
-def is_correct(text: str, gold: object, checker: Checker = "answer") -> bool | None:
-    """The correctness decision shared by the accuracy and length rewards.
+def verdicts(completions: Sequence[Completion], checker: Checker = "answer") -> list[Verdict]:
+    """The correctness decision shared by the accuracy and length rewards, one per completion (gold column `answer`).
 
-    checker "answer": `answers_match(extract_answer(text), gold)` (numbers compared as numbers, else text).
-    checker "math": `math_answers_match(extract_answer(text), gold)`: math-verify; None when the gold cannot be
-    parsed.
+    checker "answer": `answers_match(extract_answer(text), gold)` (numbers compared as numbers, else text), EQUAL or
+    DIFFERENT. checker "math": `math_verdicts` on the extracted answers, all in one request to math-verify's child
+    process; it may also say GOLD_UNPARSEABLE or UNDECIDED (past its time or memory bound).
     """
     if checker == "math":
-        return math_answers_match(extract_answer(text), str(gold))
-    return answers_match(extract_answer(text), str(gold))
+        return math_verdicts([(extract_answer(c.text), str(c.columns["answer"])) for c in completions])
+    return [
+        Verdict.EQUAL if answers_match(extract_answer(c.text), str(c.columns["answer"])) else Verdict.DIFFERENT
+        for c in completions
+    ]
 
 
 def correctness_reward(value: float = 1.0, fallback: Literal["last_number"] | None = None) -> Reward:
@@ -45,19 +49,21 @@ def _correctness(completion: Completion, value: float, fallback: str | None) -> 
 
 
 def math_accuracy_reward() -> Reward:
-    """1.0 when math-verify finds the extracted answer equal to the LaTeX gold answer, else 0.0; None when the gold
-    cannot be parsed.
+    """1.0 when math-verify finds the extracted answer equal to the LaTeX gold answer, else 0.0; None when it cannot
+    decide: the gold does not parse (as open-r1), or the comparison passed its time or memory bound.
 
-    Time per completion is bounded by math-verify's own timeouts (see math_answers_match). Dataset column
-    `answer`. Range [0, 1]. Source: open-r1 `accuracy_reward` (which parses the whole completion; here the
-    extracted answer is compared, as for the other accuracy rewards).
+    Each comparison runs in math-verify's child process, at most 3 s and 1 GiB (rewards/math_verify_check.py).
+    Dataset column `answer`. Range [0, 1]. Source: open-r1 `accuracy_reward` (which parses the whole completion;
+    here the extracted answer is compared, as for the other accuracy rewards).
     """
-    return per_completion(_math_accuracy, (0.0, 1.0), ("answer",))
+    return Reward(_math_accuracy_scores, (0.0, 1.0), ("answer",))
 
 
-def _math_accuracy(completion: Completion) -> float | None:
-    verdict = is_correct(completion.text, completion.columns["answer"], checker="math")
-    return None if verdict is None else float(verdict)
+_MATH_ACCURACY = {Verdict.EQUAL: 1.0, Verdict.DIFFERENT: 0.0, Verdict.GOLD_UNPARSEABLE: None, Verdict.UNDECIDED: None}
+
+
+def _math_accuracy_scores(completions: Sequence[Completion]) -> list[float | None]:
+    return [_MATH_ACCURACY[verdict] for verdict in verdicts(completions, "math")]
 
 
 def int_reward() -> Reward:

@@ -1,7 +1,7 @@
 """Answer parsing: pull the final answer out of a completion and compare it with the gold answer.
 
-Everything here is pure standard library except `math_answers_match`, which calls math-verify (imported lazily:
-it pulls in sympy, about a second of import time the other functions do not need).
+Everything here is pure standard library; `math_answers_match` hands the comparison to math-verify in a child
+process (rewards/math_verify_check.py), so sympy is never imported here.
 
 Work is bounded on hostile text (1 MB completions, thousands of `\\boxed{`): tag search uses str.rfind, the last
 number is found from the end, and answers longer than `MAX_ANSWER_CHARS` never match. None of these bounds changes
@@ -11,9 +11,12 @@ a result on a completion of normal size.
 from __future__ import annotations
 
 import re
-import threading
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
+
+from rewards import math_verify_check
+from rewards.math_verify_check import Verdict
 
 BOXED_OPEN = "\\boxed{"
 
@@ -21,8 +24,6 @@ BOXED_OPEN = "\\boxed{"
 MAX_ANSWER_CHARS = 1_000
 # Only the last few `\boxed{` openings are tried, each for at most MAX_ANSWER_CHARS of content.
 MAX_BOXED_TRIES = 20
-# math-verify's own timeout (signal.alarm, whole seconds, main thread only), for parsing and for verifying.
-MATH_VERIFY_TIMEOUT_SECONDS = 1
 
 # One number as people write it: optional sign (not when glued to a word, as in "x-3"), thousands commas,
 # decimals, a/b fractions, LaTeX \frac{a}{b}. "18." stays 18: the dot needs a digit after it.
@@ -34,8 +35,6 @@ _NUMBER_RE = re.compile(
 )
 # Everything from the final number back to the start of text (DOTALL greedy `.*` backtracks from the end: fast).
 _LAST_DIGIT_RE = re.compile(r".*\d", re.DOTALL)
-# A `$` that is not escaped: `\\$18.90` (MATH's dollar amounts) is a currency sign inside LaTeX, not a delimiter.
-_DOLLAR_DELIMITER = re.compile(r"(?<!\\)\$")
 _UNICODE_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
 
 
@@ -125,17 +124,41 @@ def parse_number(text: str) -> Fraction | None:
     return _value(match) if match else None
 
 
+# An answer that IS one number, as people write it: an optional label ("x = ", "Answer: "), a sign and a currency
+# sign in either order ("-$18", "$-18"), the number, an optional percent sign, unit words ("dollars", "km/h"), a
+# final period. Nothing else: an operator, a digit or a symbol next to the number ("x^2", "2²", "--5") makes the
+# text an expression, not a number. Words and separators are single-character steps: no backtracking blow-up.
+_LABEL = r"(?:[^\W\d_]\w*(?: \w+)*\s*[=:]\s*)?"
+_UNITS = r"(?:\s*\\?%)?(?:\s+[^\W\d_]+(?:[ /-][^\W\d_]+)*)?\.?"
+_ANSWER_NUMBER_RE = re.compile(
+    rf"{_LABEL}(?P<sign>[-+]?)\s*(?:\\?\$\s*)?(?P<currency_sign>[-+]?)\s*"
+    rf"(?:\\[dt]?frac\{{(?P<fnum>{_UNSIGNED})\}}\{{(?P<fden>{_UNSIGNED})\}}"
+    rf"|(?P<num>{_UNSIGNED})(?:\s?/\s?(?P<den>{_UNSIGNED}))?){_UNITS}"
+)
+_BOXED_WHOLE = re.compile(r"\\boxed\{(?P<inner>[^{}]*)\}")
+
+
 # Completions of one prompt share a gold answer and often an answer: parse each text once.
 @lru_cache(maxsize=8192)
 def single_number(text: str) -> Fraction | None:
-    """The value of the only number in `text` (`$18`, `18 dollars`, `x = 18`, `18.`), or None.
+    """The value of a text that IS one number as an answer is written, or None.
 
-    None when the text holds no number, or more than one, or is longer than MAX_ANSWER_CHARS.
+    Accepted around the number: a label (`x = 18`, `Answer: 18`), a currency sign (`$18`, `-$18`), thousands
+    separators (`1,000`), decimals (`18.0`), a fraction (`1/2`, `\\frac{1}{2}`), a percent sign, unit words
+    (`18 dollars`), a final period (`18.`), a whole-answer `\\boxed{18}`. Anything else next to the number makes
+    the text an expression, not that number: `x^2`, `2²`, `--5`, `2*3`, `18 or 19`, `the answer is 18` give None.
+    None also beyond MAX_ANSWER_CHARS.
     """
     if len(text) > MAX_ANSWER_CHARS:
         return None
-    matches = list(_NUMBER_RE.finditer(text.translate(_UNICODE_MINUS)))
-    return _value(matches[0]) if len(matches) == 1 else None
+    text = text.strip().translate(_UNICODE_MINUS)
+    boxed = _BOXED_WHOLE.fullmatch(text)
+    if boxed:
+        text = boxed.group("inner").strip()
+    match = _ANSWER_NUMBER_RE.fullmatch(text)
+    if match is None or (match.group("sign") and match.group("currency_sign")):
+        return None
+    return _value(match)
 
 
 def _value(match: re.Match[str]) -> Fraction | None:
@@ -147,16 +170,17 @@ def _value(match: re.Match[str]) -> Fraction | None:
         if divisor == 0:
             return None
         value /= divisor
-    return -value if match.group("sign") == "-" else value
+    sign = match.group("sign") or (match.groupdict().get("currency_sign") or "")
+    return -value if sign == "-" else value
 
 
 def answers_match(pred: str | None, gold: str) -> bool:
     """Does the predicted answer equal the gold answer?
 
-    When each side holds exactly one number, the numbers are compared exactly (Fractions): `1,000` = `1000` =
-    `1000.0`, `$18` = `18` = `18.` = `18 dollars` = `x = 18`, `1/2` = `0.5`, `-3` != `3`. Otherwise the two
-    texts are compared after collapsing whitespace. None, or a prediction longer than MAX_ANSWER_CHARS, never
-    matches.
+    When each side IS one number (`single_number`), the numbers are compared exactly (Fractions): `1,000` =
+    `1000` = `1000.0`, `$18` = `18` = `18.` = `18 dollars` = `x = 18`, `1/2` = `0.5`, `-3` != `3`; an expression
+    that contains the number (`x^2`, `2²`, `--5`) is not that number. Otherwise the two texts are compared after
+    collapsing whitespace. None, or a prediction longer than MAX_ANSWER_CHARS, never matches.
     """
     if pred is None or len(pred) > MAX_ANSWER_CHARS:
         return False
@@ -179,47 +203,34 @@ def parse_gsm8k_gold(answer_field: str) -> str:
 
 
 def math_answers_match(pred: str | None, gold_latex: str) -> bool | None:
-    """Is `pred` mathematically equal to `gold_latex`, by math-verify? None when the gold cannot be parsed.
+    """Is `pred` mathematically equal to `gold_latex`, by math-verify? None when math-verify cannot decide: the gold
+    does not parse, or the comparison passed its time or memory bound (see `math_verdicts`)."""
+    return _AS_MATCH[math_verdicts([(pred, gold_latex)])[0]]
 
-    Both sides are LaTeX answers without delimiters (`\\frac{\\pi}{2}`, `(3, \\frac{\\pi}{2})`); a side that
-    already contains `\\boxed` or an unescaped `$` is given to math-verify as is, otherwise it is wrapped in
-    `$...$` (so `\\$18.90` is read as 18.90). Answers longer than MAX_ANSWER_CHARS are not parsed (gold -> None,
-    prediction -> False).
 
-    Time is bounded by math-verify's own timeouts (MATH_VERIFY_TIMEOUT_SECONDS each for parsing and verifying).
-    They use signal.alarm, which only works in the main thread; a length bound is not enough without them
-    (`9^{9^{9^{9}}}` makes sympy compute forever, holding the GIL). So off the main thread the comparison runs
-    in a child process (rewards.math_process) that is killed if it overruns.
+_AS_MATCH = {Verdict.EQUAL: True, Verdict.DIFFERENT: False, Verdict.GOLD_UNPARSEABLE: None, Verdict.UNDECIDED: None}
+
+
+def math_verdicts(pairs: Sequence[tuple[str | None, object]]) -> list[Verdict]:
+    """math-verify's verdict on each (prediction, gold) pair, made in a child process under a time and a memory
+    bound (rewards/math_verify_check.py): EQUAL, DIFFERENT, GOLD_UNPARSEABLE, or UNDECIDED past a bound.
+
+    Both sides are LaTeX answers without delimiters (`\\frac{\\pi}{2}`, `(3, \\frac{\\pi}{2})`); a side that already
+    contains `\\boxed` or an unescaped `$` is given to math-verify as is, otherwise it is wrapped in `$...$` (so
+    `\\$18.90` is read as 18.90). A gold that math-verify turns into no expression (`\\frac{`, `unparseable_latex`:
+    only its raw text comes back) is GOLD_UNPARSEABLE, as open-r1 skips it. A prediction of None is DIFFERENT;
+    answers longer than MAX_ANSWER_CHARS are never parsed (gold: GOLD_UNPARSEABLE, prediction: as None).
     """
-    if threading.current_thread() is not threading.main_thread():
-        from rewards.math_process import compare_in_child_process
-
-        return compare_in_child_process(pred, gold_latex)
-    return compare_math(pred, gold_latex, MATH_VERIFY_TIMEOUT_SECONDS)
-
-
-def compare_math(pred: str | None, gold_latex: str, timeout: int | None) -> bool | None:
-    """math_answers_match with an explicit math-verify timeout (whole seconds; None = off): main thread only."""
-    from math_verify import verify  # lazy: sympy takes about a second to import
-
-    gold_latex = str(gold_latex)
-    if len(gold_latex) > MAX_ANSWER_CHARS:
-        return None
-    gold = _parse_latex(gold_latex, timeout)
-    if not gold:
-        return None
-    if pred is None or len(pred) > MAX_ANSWER_CHARS:
-        return False
-    answer = _parse_latex(pred, timeout)
-    if not answer:
-        return False
-    return bool(verify(list(gold), list(answer), timeout_seconds=timeout))
+    checked: list[tuple[str | None, str]] = []
+    for pred, gold in pairs:
+        gold_text = str(gold)
+        if len(gold_text) <= MAX_ANSWER_CHARS:
+            checked.append((pred if pred is not None and len(pred) <= MAX_ANSWER_CHARS else None, gold_text))
+    verdicts = iter(math_verify_check.compare_many(checked))
+    return [Verdict.GOLD_UNPARSEABLE if len(str(gold)) > MAX_ANSWER_CHARS else next(verdicts) for _, gold in pairs]
 
 
-# The completions of one prompt share their gold answer, and small models repeat answers: parse each text once.
-@lru_cache(maxsize=4096)
-def _parse_latex(answer: str, timeout: int | None) -> tuple:
-    from math_verify import parse
-
-    wrapped = answer if ("\\boxed" in answer or _DOLLAR_DELIMITER.search(answer)) else f"${answer}$"
-    return tuple(parse(wrapped, parsing_timeout=timeout))
+def clear_caches() -> None:
+    """Forget every parsed answer and math-verify verdict (for benchmarks and tests that need cold runs)."""
+    single_number.cache_clear()
+    math_verify_check.clear_cache()

@@ -1,8 +1,9 @@
 """What every reward is made of: the completion it scores, the `Reward` a factory returns, and the error types.
 
 A reward factory (`correctness_reward(value=2.0)`) returns a `Reward`: a `score` function over one batch of
-`Completion`s plus the metadata the trainer and the CLI read (value range, gold columns needed). `get_reward`
-(rewards/registry.py) wraps it into the callable TRL calls. Scorers are module-level functions bound with
+`Completion`s plus the metadata the trainer and the CLI read (value range, gold columns needed). A user's own
+function becomes a `Reward` too (rewards/user.py). `get_reward` (rewards/registry.py) wraps either into the
+callable TRL calls. Scorers are module-level functions bound with
 functools.partial, never closures, so a reward stays picklable (TRL's async rollout worker pickles them).
 """
 
@@ -23,7 +24,7 @@ class RewardConfigError(ValueError):
 
 
 class RewardError(RuntimeError):
-    """A user's own reward function raised or returned something unusable; the message names the reward."""
+    """A reward raised, overran its time limit or returned something unusable; the message names the reward."""
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs three times as much, paid for every completion
@@ -32,14 +33,19 @@ class Completion:
 
     text: the completion text ('' for None; for a chat completion, the last message's content).
     tokens: its length in tokens, from `completion_ids` when TRL gives them, else `approximate_tokens(text)`.
-    columns: the gold columns the reward reads (`answer`, or `target` and `numbers`), for this completion.
+    columns: every dataset column of its row (`answer`, or `target` and `numbers`, and any other).
     prompt: the prompt it answers (what groups completions), None when the caller gave no prompts.
+    ids: its token ids when TRL gives them, else None.
+    extras: the trainer's keyword arguments of this call (`trainer_state`, `log_metric`, ...), shared by the batch;
+        None when there are none.
     """
 
     text: str
     tokens: int
     columns: Mapping[str, Any]
     prompt: Any = None
+    ids: Sequence[int] | None = None
+    extras: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,21 +55,25 @@ class Reward:
     score: maps the completions of one batch to one reward each (None = not applicable).
     value_range: the (min, max) every score lies in.
     required_columns: dataset columns the reward reads; an item whose column is None is not applicable.
+    gold_problem: for a row's columns, why its gold cannot be scored (a NaN target), or None when it can; such an
+        item is not applicable, and counted (RewardFunction.invalid_gold_count).
     """
 
     score: Callable[[Sequence[Completion]], list[float | None]]
     value_range: tuple[float, float]
     required_columns: tuple[str, ...] = ()
+    gold_problem: Callable[[Mapping[str, Any]], str | None] | None = None
 
 
 def per_completion(
     score_one: Callable[..., float | None],
     value_range: tuple[float, float],
     required_columns: tuple[str, ...] = (),
+    gold_problem: Callable[[Mapping[str, Any]], str | None] | None = None,
     **params: Any,
 ) -> Reward:
     """A `Reward` that scores each completion on its own with `score_one(completion, **params)`."""
-    return Reward(partial(_score_each, score_one, params), value_range, required_columns)
+    return Reward(partial(_score_each, score_one, params), value_range, required_columns, gold_problem)
 
 
 def _score_each(

@@ -17,10 +17,13 @@ Decisions (each pinned by a test):
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from rewards.answers import answer_block
 from rewards.core import Completion, Reward, per_completion
@@ -64,7 +67,13 @@ class _NotAnEquation(Exception):
 
 
 def check_countdown(answer_text: str | None, numbers: list[int], target: int | float) -> CountdownCheck:
-    """Check a Countdown answer such as `(8 - 5) * 3 = 9` against the given numbers and target."""
+    """Check a Countdown answer such as `(8 - 5) * 3 = 9` against the given numbers and target.
+
+    Raises ValueError for a target that is not a finite number (the rewards skip such rows, see gold_problem).
+    """
+    finite_number = isinstance(target, int) or (isinstance(target, float) and math.isfinite(target))
+    if isinstance(target, bool) or not finite_number:
+        raise ValueError(f"a Countdown target must be a finite number, got {target!r}")
     if answer_text is None or len(answer_text) > MAX_EQUATION_CHARS:
         return _INVALID
     equation = _RESULT_SUFFIX.sub("", answer_text.translate(_SIGNS)).strip()
@@ -95,27 +104,63 @@ def _evaluate(node: ast.expr, literals: list[int]) -> Fraction | None:
     raise _NotAnEquation(type(node).__name__)
 
 
+def gold_problem(row: Mapping[str, Any]) -> str | None:
+    """Why a row's `target` and `numbers` cannot be scored, or None: the target must be a whole number (24, or
+    24.0), finite, and the numbers a list of whole numbers. NaN, inf, 24.5, "24" and [3, "5"] are not."""
+    target, numbers = row["target"], row["numbers"]
+    if not _is_whole_number(target):
+        return f"target {target!r} is not a whole number"
+    if not isinstance(numbers, list | tuple) or not all(_is_whole_number(n) for n in numbers):
+        return f"numbers {numbers!r} is not a list of whole numbers"
+    return None
+
+
+def _is_whole_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+
+
 def countdown_reward() -> Reward:
     """1.0 numbers valid and |value - target| < 1e-6; 0.7 numbers valid and |value - target| < 10% of |target|;
     0.5 numbers valid and within 50% of |target|; 0.3 numbers valid otherwise (including division by zero);
     0.1 an answer block that fails the above; 0.0 no answer block.
 
-    Graduated, so that near misses still teach. Dataset columns `target` (int) and `numbers` (list of int).
-    Range [0, 1]. Source: the seed study, after TinyZero's countdown reward (0.1 for format, 1.0 for correct).
+    Graduated, so that near misses still teach. Dataset columns `target` (int) and `numbers` (list of int); a row
+    whose target or numbers are not whole numbers (NaN, inf, 24.5) is not applicable (None) and counted in
+    `invalid_gold_count`. Range [0, 1]. Source: the seed study, after TinyZero's countdown reward (0.1 for
+    format, 1.0 for correct).
     """
-    return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"))
+    return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"), gold_problem)
 
 
-def _check(completion: Completion) -> CountdownCheck | None:
-    """The completion's answer block checked against its row, or None when it has no answer block."""
-    equation = answer_block(completion.text)
+def _check(completion: Completion, equation_of: Callable[[str], str | None]) -> CountdownCheck | None:
+    """The completion's equation (`equation_of` its text) checked against its row, or None when it has none."""
+    equation = equation_of(completion.text)
     if equation is None:
         return None
     return check_countdown(equation, completion.columns["numbers"], completion.columns["target"])
 
 
+def last_line_answer(text: str) -> str | None:
+    """TinyZero's extraction: the content of the last `<answer>(.*?)</answer>` match on the LAST line of the text
+    (re.finditer, no DOTALL), stripped; None without one. A completion ending in a newline has an empty last line.
+
+    Matches found as re.finditer finds them (leftmost `<answer>`, then the nearest `</answer>`), with str.find in
+    linear time where the lazy regex goes quadratic on a long line of unclosed tags.
+    """
+    line = text[text.rfind("\n") + 1 :]
+    found, position = None, 0
+    while (start := line.find("<answer>", position)) != -1:
+        end = line.find("</answer>", start + len("<answer>"))
+        if end == -1:
+            break
+        found, position = line[start + len("<answer>") : end], end + len("</answer>")
+    return None if found is None else found.strip()
+
+
 def _countdown(completion: Completion) -> float:
-    check = _check(completion)
+    check = _check(completion, answer_block)
     if check is None:
         return 0.0
     if not check.numbers_valid:
@@ -134,15 +179,19 @@ def _countdown(completion: Completion) -> float:
 
 
 def countdown_binary_reward() -> Reward:
-    """1.0 for a correct equation, 0.1 for an answer block that is not correct for any reason, 0.0 without one.
+    """1.0 for a correct equation, 0.1 for an equation that is not correct for any reason, 0.0 without one.
 
-    Dataset columns `target` and `numbers`. Range [0, 1]. Source: TinyZero's countdown reward (format score 0.1).
+    The equation is read as TinyZero reads it: the last `<answer>...</answer>` on the completion's LAST line
+    (`last_line_answer`), so an answer followed by more lines, or by a final newline, earns 0. Dataset columns
+    `target` and `numbers` (not whole numbers: None, as for countdown_reward). Range [0, 1]. Source: TinyZero's
+    countdown `compute_score` (format score 0.1); the equation is checked by `check_countdown`, never eval'd
+    (see docs/rewards.md for how that differs).
     """
-    return per_completion(_countdown_binary, (0.0, 1.0), ("target", "numbers"))
+    return per_completion(_countdown_binary, (0.0, 1.0), ("target", "numbers"), gold_problem)
 
 
 def _countdown_binary(completion: Completion) -> float:
-    check = _check(completion)
+    check = _check(completion, last_line_answer)
     if check is None:
         return 0.0
     return 1.0 if check.correct else 0.1

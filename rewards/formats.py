@@ -20,7 +20,8 @@ from rewards.core import Completion, Reward, RewardConfigError, per_completion
 
 REASONING_STEPS_MAX_CHARS = 100_000
 _TAG_NAME = re.compile(r"[A-Za-z][\w-]*")
-_REASONING_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)", re.MULTILINE)
+# No MULTILINE, as in open-r1: `^\d+\.` matches a numbered step only at the very start of the completion.
+_REASONING_STEP = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)")
 
 
 def is_sandwich(text: str, head: str, middle: str, tail: str) -> bool:
@@ -151,17 +152,56 @@ def strict_format_reward(think_tag: str = "reasoning") -> Reward:
 
 
 def soft_format_reward(think_tag: str = "reasoning") -> Reward:
-    """0.5 when `<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>` is found anywhere (DOTALL), else 0.
+    """0.5 when `re.match(r"<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>", text)` matches (no DOTALL), else 0.
 
-    `think_tag` replaces `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's
-    grpo_demo.py.
+    Exactly the demo's rule: the reasoning tag must open the completion (a leading newline or word gives 0), text
+    after `</answer>` is allowed, and without DOTALL neither the reasoning nor the answer may span lines, so the
+    demo's own layout (`<reasoning>\\n...`) never earns it; only the whitespace between `</reasoning>` and
+    `<answer>` may hold newlines. `soft_format_anywhere_reward` is the lenient reading. `think_tag` replaces
+    `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's grpo_demo.py.
     """
     _check_tag(think_tag)
     junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
-    return per_completion(_soft_format, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+    return per_completion(_soft_format_at_start, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
 
 
-def _soft_format(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
+def _soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
+    # Without DOTALL, `.*?` stops at a newline: the closing reasoning tag is on the first line, and `</answer>` on
+    # the line where `<answer>` ends. Two candidates cover every match, found in linear time: the earliest
+    # junction within the first line (it leaves the most room before that line's end), and the one junction
+    # whose whitespace crosses the first newline (its closing tag is the first line's last text).
+    text = completion.text
+    if not text.startswith(open_tag):
+        return 0.0
+    first_line_end = _line_end(text, 0)
+    joined = junction.search(text, len(open_tag), first_line_end)
+    if joined and text.find("</answer>", joined.end(), first_line_end) != -1:
+        return 0.5
+    last_close = text.rfind("</" + open_tag[1:], len(open_tag), first_line_end)
+    crossing = junction.match(text, last_close) if last_close != -1 else None
+    if crossing and crossing.end() > first_line_end:
+        return 0.5 if text.find("</answer>", crossing.end(), _line_end(text, crossing.end())) != -1 else 0.0
+    return 0.0
+
+
+def _line_end(text: str, start: int) -> int:
+    end = text.find("\n", start)
+    return len(text) if end == -1 else end
+
+
+def soft_format_anywhere_reward(think_tag: str = "reasoning") -> Reward:
+    """0.5 when `<reasoning>.*?</reasoning>\\s*<answer>.*?</answer>` is found anywhere (re.search, DOTALL), else 0.
+
+    The lenient reading of the demo's soft format: text may come first, and reasoning and answer may span lines.
+    `think_tag` replaces `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's grpo_demo.py,
+    with re.search and DOTALL instead of re.match (this project's variant).
+    """
+    _check_tag(think_tag)
+    junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
+    return per_completion(_soft_format_anywhere, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+
+
+def _soft_format_anywhere(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
     # The earliest opening tag and the earliest closing-tag/answer junction after it leave the most room for
     # `</answer>`: if they do not lead to a match, no other choice does.
     text = completion.text
@@ -197,11 +237,13 @@ def tag_count_reward() -> Reward:
 
 
 def reasoning_steps_reward() -> Reward:
-    """min(1, n / 3), n = matches of `(Step \\d+:|^\\d+\\.|\\n-|\\n\\*|First,|Second,|Next,|Finally,)` (MULTILINE).
+    """min(1, n / 3), n = matches of `(Step \\d+:|^\\d+\\.|\\n-|\\n\\*|First,|Second,|Next,|Finally,)` (no flags).
 
-    Rewards visible step-by-step structure; three steps earn full credit. Range [0, 1]. Source: open-r1
-    `reasoning_steps_reward`. Only the first three matches are looked for (more cannot change the score), within
-    the first REASONING_STEPS_MAX_CHARS characters (the regex costs ~50 ns a character; a real completion is shorter).
+    Rewards visible step-by-step structure; three steps earn full credit. As in open-r1, without MULTILINE: `^\\d+\\.`
+    counts a numbered step only at the start of the completion (open-r1's docstring says "at start of line", its
+    regex does not), so "1. a\\n2. b\\n3. c" counts 1. Range [0, 1]. Source: open-r1 `reasoning_steps_reward`.
+    Only the first three matches are looked for (more cannot change the score), within the first
+    REASONING_STEPS_MAX_CHARS characters (the regex costs ~50 ns a character; a real completion is shorter).
     """
     return per_completion(_reasoning_steps, (0.0, 1.0))
 

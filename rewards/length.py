@@ -4,6 +4,8 @@ Lengths: `cosine_scaled_reward` and `len_reward` measure L in characters, as ope
 `soft_overlong_punishment` and the length penalty count tokens (`Completion.tokens`: from TRL's completion_ids,
 or estimated from characters when scoring bare text, see rewards.core.approximate_tokens).
 "Correct" is the decision of `correctness_reward` (checker "answer") or of `math_accuracy_reward` (checker "math").
+With the math checker, a gold math-verify cannot parse counts as correct for `len_reward` and earns
+max_value_correct from `cosine_scaled_reward`, as in open-r1; a comparison past math-verify's bounds is None.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Literal
 
-from rewards.accuracy import Checker, is_correct
+from rewards.accuracy import Checker, verdicts
+from rewards.answers import Verdict
 from rewards.core import Completion, Reward, RewardConfigError, group_indices, per_completion
 
 # Repetition is measured over at most this many words: a 16k-token completion has about 12k. Bounds the work on a
@@ -34,39 +37,45 @@ def cosine_scaled_reward(
 
     Correct answers earn more when short, wrong answers lose less when long. L is capped at max_len (open-r1
     does not cap it, so its cosine climbs back up past max_len and a correct answer of 2 x max_len scores as
-    much as an empty one). None when the checker cannot decide (math gold not parseable). Dataset column
-    `answer`. Range [min of the four values, max of the four values]. Source: Yeo et al. 2025, "Demystifying
-    Long Chain-of-Thought Reasoning in LLMs"; open-r1 `get_cosine_scaled_reward`.
+    much as an empty one). With checker "math": a gold math-verify cannot parse earns max_value_correct (open-r1
+    gives 1.0, the default max_value_correct, so as not to punish the completion), and a comparison past
+    math-verify's bounds is None. Dataset column `answer`. Range [min of the four values, max of the four
+    values]. Source: Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in LLMs"; open-r1
+    `get_cosine_scaled_reward`.
     """
     if max_len <= 0:
         raise RewardConfigError(
             f"cosine_scaled_reward: max_len must be a positive number of characters, got {max_len}."
         )
     values = (min_value_wrong, max_value_wrong, min_value_correct, max_value_correct)
-    return per_completion(
-        _cosine_scaled,
-        (min(values), max(values)),
-        ("answer",),
+    scores = partial(
+        _cosine_scores,
         correct_range=(min_value_correct, max_value_correct),
         wrong_range=(max_value_wrong, min_value_wrong),
         max_len=max_len,
         checker=checker,
     )
+    return Reward(scores, (min(values), max(values)), ("answer",))
 
 
-def _cosine_scaled(
-    completion: Completion,
+def _cosine_scores(
+    completions: Sequence[Completion],
     correct_range: tuple[float, float],
     wrong_range: tuple[float, float],
     max_len: int,
     checker: Checker,
-) -> float | None:
-    correct = is_correct(completion.text, completion.columns["answer"], checker)
-    if correct is None:
-        return None
-    lo, hi = correct_range if correct else wrong_range
-    cosine = math.cos(math.pi * min(len(completion.text), max_len) / max_len)
-    return lo + 0.5 * (hi - lo) * (1.0 + cosine)
+) -> list[float | None]:
+    scores: list[float | None] = []
+    for completion, verdict in zip(completions, verdicts(completions, checker), strict=True):
+        if verdict is Verdict.UNDECIDED:
+            scores.append(None)
+        elif verdict is Verdict.GOLD_UNPARSEABLE:
+            scores.append(correct_range[1])
+        else:
+            lo, hi = correct_range if verdict is Verdict.EQUAL else wrong_range
+            cosine = math.cos(math.pi * min(len(completion.text), max_len) / max_len)
+            scores.append(lo + 0.5 * (hi - lo) * (1.0 + cosine))
+    return scores
 
 
 def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "answer") -> Reward:
@@ -74,28 +83,29 @@ def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "a
     gets lambda, wrong gets min(0, lambda); all 0 when every length is equal.
 
     Kimi 1.5's length reward: shorter is better, and never a bonus for a wrong answer. scope "group" (default)
-    compares the completions that share a prompt; "batch" compares the whole call (open-r1's choice). None when
-    the checker cannot decide. Dataset column `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5",
-    section 2.3.3; open-r1 `len_reward`.
+    compares the completions that share a prompt; "batch" compares the whole call (open-r1's choice). With
+    checker "math", a gold math-verify cannot parse counts as correct (open-r1's test_unparseable_solution) and a
+    comparison past math-verify's bounds is None (its length still counts for the others). Dataset column
+    `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5", section 2.3.3; open-r1 `len_reward`.
     """
     return Reward(partial(_len_scores, scope=scope, checker=checker), (-0.5, 0.5), ("answer",))
 
 
 def _len_scores(completions: Sequence[Completion], scope: str, checker: Checker) -> list[float | None]:
     groups = group_indices(completions) if scope == "group" else [list(range(len(completions)))]
+    decided = verdicts(completions, checker)
     scores: list[float | None] = [None] * len(completions)
     for group in groups:
         lengths = [len(completions[i].text) for i in group]
         shortest, longest = min(lengths), max(lengths)
         for i, length in zip(group, lengths, strict=True):
-            correct = is_correct(completions[i].text, completions[i].columns["answer"], checker)
-            if correct is None:
+            if decided[i] is Verdict.UNDECIDED:
                 continue
             if longest == shortest:
                 scores[i] = 0.0
                 continue
             lam = 0.5 - (length - shortest) / (longest - shortest)
-            scores[i] = lam if correct else min(0.0, lam)
+            scores[i] = lam if decided[i] is not Verdict.DIFFERENT else min(0.0, lam)
     return scores
 
 
@@ -130,14 +140,16 @@ def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) ->
     """On the completion's length L in tokens: 0 when L <= max_completion_len - soft_punish_cache;
     (max_completion_len - soft_punish_cache - L) / soft_punish_cache up to max_completion_len; -1 beyond.
 
-    DAPO's soft overlong punishment. Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward
-    shaping).
+    DAPO's soft overlong punishment. soft_punish_cache = 0 is a hard cutoff: 0 up to max_completion_len, -1
+    beyond (as open-r1 reads it). Range [-1, 0]. Source: Yu et al. 2025, "DAPO", section 3.4 (overlong reward
+    shaping); open-r1 `get_soft_overlong_punishment`.
     """
-    if max_completion_len <= 0 or not 0 < soft_punish_cache <= max_completion_len:
+    if max_completion_len <= 0 or not 0 <= soft_punish_cache <= max_completion_len:
         raise RewardConfigError(
-            f"soft_overlong_punishment needs 0 < soft_punish_cache <= max_completion_len, got "
-            f"max_completion_len={max_completion_len}, soft_punish_cache={soft_punish_cache}. Typical: "
-            f"max_completion_len equal to the trainer's max_completion_length, soft_punish_cache a quarter of it."
+            f"soft_overlong_punishment needs max_completion_len > 0 and 0 <= soft_punish_cache <= "
+            f"max_completion_len, got max_completion_len={max_completion_len}, soft_punish_cache={soft_punish_cache}. "
+            f"Typical: max_completion_len equal to the trainer's max_completion_length, soft_punish_cache a quarter "
+            f"of it (0: a hard cutoff)."
         )
     return per_completion(
         _overlong, (-1.0, 0.0), max_completion_len=max_completion_len, soft_punish_cache=soft_punish_cache

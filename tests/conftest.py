@@ -1,4 +1,5 @@
-"""Shared test helpers: the offline environment, the tiny experiment on disk, JSONL files, the entry points."""
+"""Shared test helpers: the offline environment, the tiny experiment on disk, JSONL files, the entry points, and a
+reward's scores on completions."""
 
 from __future__ import annotations
 
@@ -51,3 +52,11 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 def entry_point(script: str) -> Callable[..., Any]:
     """The `main` of experiments/<script>.py, loaded as the file it is (experiments/ is not a package)."""
     return runpy.run_path(str(ROOT / "experiments" / f"{script}.py"), run_name=f"experiments_{script}")["main"]
+
+
+def score(reward: Any, completions: list[Any], **columns: Any) -> list[float | None]:
+    """The scores of a reward (a registry name, or a built reward) on completions, called as TRL calls it."""
+    from rewards import get_reward
+
+    function = get_reward(reward) if isinstance(reward, str) else reward
+    return function(completions=completions, **columns)

@@ -18,6 +18,11 @@ def test_correctness_reward_value_two_is_the_gsm8k_demo_weighting():
     assert score("correctness_reward", ["<answer>18</answer>"], ["18"], value=2.0) == [2.0]
 
 
+def test_correctness_reward_gives_nothing_for_an_expression_around_the_gold_number():
+    texts = ["<answer>2\u00b2</answer>", "<answer>x^2</answer>", "<answer>--5</answer>", "<answer>$18</answer>"]
+    assert score("correctness_reward", texts, ["2", "2", "-5", "18"]) == [0.0, 0.0, 0.0, 1.0]
+
+
 def test_correctness_reward_last_number_fallback_reads_bare_answers():
     assert score("correctness_reward", ["so it costs $18."], ["18"], fallback="last_number") == [1.0]
 

@@ -1,11 +1,9 @@
 """Answer extraction and comparison: the API the tasks module grades with."""
 
-import threading
-
 import pytest
 
 from rewards import answers_match, extract_answer, has_answer_block, math_answers_match, parse_gsm8k_gold
-from rewards.answers import MATH_VERIFY_TIMEOUT_SECONDS, MAX_ANSWER_CHARS, MAX_BOXED_TRIES
+from rewards.answers import MAX_ANSWER_CHARS, MAX_BOXED_TRIES
 
 
 def test_extract_answer_takes_the_last_answer_block_stripped():
@@ -81,6 +79,12 @@ def test_has_answer_block_needs_an_open_tag_before_a_close_tag():
         ("x = 18", "18"),
         ("x = -3", "-3"),
         ("\u22123", "-3"),  # the Unicode minus sign
+        ("Answer: 18", "18"),
+        ("-$18", "-18"),
+        ("$8.00", "8"),
+        ("18 dollars.", "18"),
+        ("50%", "50"),
+        (r"\boxed{18}", "18"),
         ("  Paris ", "Paris"),
         ("New   York", "New York"),
     ],
@@ -102,6 +106,21 @@ def test_answers_match_equal_answers(pred, gold):
     ],
 )
 def test_answers_match_different_answers(pred, gold):
+    assert not answers_match(pred, gold)
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold"),
+    [
+        ("2\u00b2", "2"),  # 2 squared
+        ("x^2", "2"),
+        ("--5", "-5"),
+        ("-$-5", "5"),
+        ("2*3", "3"),
+        ("the answer is 18", "18"),  # prose around the number: not the number
+    ],
+)
+def test_answers_match_an_expression_containing_the_gold_number_is_not_that_number(pred, gold):
     assert not answers_match(pred, gold)
 
 
@@ -148,34 +167,3 @@ def test_math_answers_match_different_values():
 def test_math_answers_match_is_none_when_the_gold_cannot_be_parsed():
     assert math_answers_match("1", "\\") is None
     assert math_answers_match("1", "x" * (MAX_ANSWER_CHARS + 1)) is None
-
-
-def in_a_thread(function, *args):
-    results = []
-    worker = threading.Thread(target=lambda: results.append(function(*args)), daemon=True)
-    worker.start()
-    worker.join(timeout=120)
-    assert not worker.is_alive(), "hung"
-    return results[0]
-
-
-def test_math_answers_match_works_outside_the_main_thread():
-    # math-verify's signal-based timeouts cannot run outside the main thread: there a child process compares.
-    assert in_a_thread(math_answers_match, "0.5", r"\frac12") is True
-    assert in_a_thread(math_answers_match, "1", "\\") is None
-
-
-def test_math_answers_match_does_not_hang_on_a_power_tower_outside_the_main_thread():
-    # Without a timeout sympy computes 9^(9^(9^9)) forever, holding the GIL: the child process times out instead.
-    assert in_a_thread(math_answers_match, "9^{9^{9^{9}}}", "5") is False
-
-
-def test_math_answers_match_kills_a_child_process_that_overruns(monkeypatch):
-    from rewards import math_process
-
-    # The power tower keeps the child busy until math-verify's own timeout (seconds); the caller waits far less.
-    monkeypatch.setattr(math_process, "CHILD_TIMEOUT_SECONDS", MATH_VERIFY_TIMEOUT_SECONDS / 10)
-    assert in_a_thread(math_answers_match, "9^{9^{9^{9}}}", "5") is False  # no reply in time: no match
-    assert math_process._CHILD.process is None
-    monkeypatch.undo()
-    assert in_a_thread(math_answers_match, "0.5", r"\frac12") is True  # a fresh child serves the next request

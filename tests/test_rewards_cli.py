@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from rewards import RewardError
 
@@ -31,11 +32,6 @@ def run_json(argv, capsys):
     code, out, err = run([*argv, "--json"], capsys)
     assert code == 0, err
     return json.loads(out)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 def assert_error(code, err, *fragments):
@@ -78,6 +74,30 @@ def test_a_jsonl_file_gives_per_reward_summary(tmp_path, capsys):
     assert (summary["min"], summary["max"]) == (0.0, 1.0)
     assert summary["fraction_zero"] == pytest.approx(2 / 3)
     assert summary["not_applicable"] == 1
+
+
+def test_golds_a_reward_cannot_score_are_counted_and_named(tmp_path, capsys):
+    rows = [
+        {"completion": "<answer>3 * 8</answer>", "target": 24, "numbers": [3, 8]},
+        {"completion": "<answer>3 * 8</answer>", "target": 24.5, "numbers": [3, 8]},
+        {"completion": "<answer>3 * 8</answer>", "target": "24", "numbers": [3, 8]},
+    ]
+    result = run_json([write_jsonl(tmp_path / "s.jsonl", rows), "--rewards", "countdown_reward"], capsys)
+    assert [row["rewards"]["countdown_reward"] for row in result["rows"]] == [1.0, None, None]
+    assert result["summary"][0]["invalid_gold"] == 2 and result["summary"][0]["not_applicable"] == 2
+    assert "countdown_reward: 2 row(s) with a gold it cannot score" in result["warnings"][0]
+    assert "target 24.5 is not a whole number; target '24' is not a whole number" in result["warnings"][0]
+
+
+def test_inf_and_nan_scores_of_a_user_reward_are_counted(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mine.py").write_text("def odd(completions, **kw):\n    return [float('nan'), 1.0]\n")
+    (tmp_path / "exp.yaml").write_text("rewards: [{name: odd, path: mine.py:odd}]\n")
+    monkeypatch.chdir(tmp_path)
+    path = write_jsonl(tmp_path / "s.jsonl", [{"completion": "a"}, {"completion": "b"}])
+    result = run_json([path, "--config", "exp.yaml"], capsys)
+    assert [row["rewards"]["odd"] for row in result["rows"]] == [None, 1.0]
+    assert result["summary"][0]["non_finite"] == 1
+    assert result["warnings"] == ["odd: 1 score(s) were inf or NaN, left out as not applicable"]
 
 
 def test_an_evaluation_samples_file_gives_token_counts_and_prompt_groups(tmp_path, capsys):
@@ -231,7 +251,23 @@ def test_unreadable_lines_are_reported_with_line_numbers(tmp_path, capsys):
     path = tmp_path / "s.jsonl"
     path.write_text('{"completion": "x"}\nnot json\n\n["a list"]\n{"answer": "1"}\n')
     code, _, err = run([path, "--rewards", "mark_reward"], capsys)
-    assert_error(code, err, "3 unreadable line(s)", "line 2: not JSON", "line 4: no", "line 5: no", "--skip-bad")
+    fragments = ["3 bad line(s)", "line 2: not JSON", "line 4: not a JSON object", "line 5: no 'completion'"]
+    assert_error(code, err, *fragments, "--skip-bad")
+
+
+@pytest.mark.parametrize(("value", "shown"), [("NaN", "NaN is not a JSON number"), ("1e999", "1e999 is too large")])
+def test_a_number_json_does_not_have_is_a_bad_line(tmp_path, capsys, value, shown):
+    path = tmp_path / "s.jsonl"
+    path.write_text(f'{{"completion": "<answer>1</answer>"}}\n{{"completion": "x", "target": {value}}}\n')
+    code, _, err = run([path, "--rewards", "mark_reward"], capsys)
+    assert_error(code, err, "1 bad line(s)", f"line 2: {shown}", "write null")
+
+
+def test_the_script_exits_2_without_traceback_on_nan_in_the_input(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [{"completion": "<answer>(8 - 5) * 8</answer>", "target": float("nan")}])
+    result = run_process(path, "--rewards", "countdown_reward")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "NaN" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_skip_bad_scores_the_readable_lines_and_warns(tmp_path, capsys):

@@ -1,11 +1,14 @@
 """Countdown equations: parsed with ast, evaluated exactly, never eval()'d."""
 
+import re
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rewards import CountdownCheck, check_countdown, get_reward
-from rewards.countdown import MAX_EQUATION_CHARS
+from rewards.countdown import MAX_EQUATION_CHARS, last_line_answer
 
 
 def test_check_countdown_accepts_a_correct_equation():
@@ -137,3 +140,68 @@ def test_countdown_binary_reward_is_one_correct_tenth_with_block_zero_without(te
 
 def test_countdown_rewards_read_the_answer_block_not_a_boxed_equation():
     assert countdown_score("countdown_binary_reward", r"\boxed{2 * 3 * 4}", numbers=(2, 3, 4)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Let me think.\n<answer>2 * 3 * 4</answer>", 1.0),
+        ("<answer>2 * 3 * 4</answer>\n", 0.0),  # TinyZero reads only the last line: here it is empty
+        ("<answer>2 * 3 * 4</answer>\nSo that is it.", 0.0),
+        ("<answer>\n2 * 3 * 4\n</answer>", 0.0),  # the block spans lines: no match on the last line
+        ("<answer>1 + 1</answer> <answer>2 * 3 * 4</answer>", 1.0),  # the last match on the line
+    ],
+)
+def test_countdown_binary_reward_reads_the_answer_on_the_last_line_as_tinyzero(text, expected):
+    assert countdown_score("countdown_binary_reward", text, numbers=(2, 3, 4)) == expected
+
+
+def test_countdown_reward_reads_the_last_answer_block_anywhere():
+    assert countdown_score("countdown_reward", "<answer>2 * 3 * 4</answer>\nSo that is it.", numbers=(2, 3, 4)) == 1.0
+
+
+answer_soup = st.lists(st.sampled_from(["<answer>", "</answer>", "\n", " ", "1", "x"]), max_size=12).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(answer_soup)
+def test_last_line_answer_equals_tinyzeros_regex(text):
+    matches = list(re.finditer(r"<answer>(.*?)</answer>", text.split("\n")[-1]))
+    assert last_line_answer(text) == (matches[-1].group(1).strip() if matches else None)
+
+
+def test_last_line_answer_stays_linear_on_a_line_of_unclosed_tags():
+    assert last_line_answer("<answer>" * 200_000) is None
+
+
+@pytest.mark.parametrize("name", ["countdown_reward", "countdown_binary_reward"])
+@pytest.mark.parametrize(
+    ("target", "numbers"),
+    [
+        (float("nan"), [3, 8]),
+        (float("inf"), [3, 8]),
+        (24.5, [3, 8]),
+        ("24", [3, 8]),
+        (True, [3, 8]),
+        (24, [3, float("nan")]),
+        (24, [3, 8.5]),
+        (24, "3,8"),
+    ],
+)
+def test_countdown_rewards_skip_and_count_a_gold_that_is_not_whole_numbers(name, target, numbers):
+    reward = get_reward(name)
+    texts = ["<answer>3 * 8</answer>"] * 3
+    assert reward(completions=texts, target=[target, 24, 24.0], numbers=[numbers, [3, 8], [3.0, 8]]) == [None, 1.0, 1.0]
+    assert reward.invalid_gold_count == 1
+    assert "whole number" in reward.invalid_gold_examples[0]
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), "24", None])
+def test_check_countdown_names_a_target_that_is_not_a_finite_number(target):
+    with pytest.raises(ValueError, match="a Countdown target must be a finite number"):
+        check_countdown("3 * 8", [3, 8], target)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("countdown_reward", 0.3), ("countdown_binary_reward", 0.1)])
+def test_countdown_rewards_score_a_target_too_large_for_a_float_without_overflow(name, expected):
+    assert countdown_score(name, "<answer>3 * 8</answer>", target=10**400, numbers=(3, 8)) == expected

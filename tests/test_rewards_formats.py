@@ -118,14 +118,40 @@ def test_strict_format_reward_full_match_with_configurable_tag(text, tag, expect
     ("text", "tag", "expected"),
     [
         ("<reasoning>r</reasoning><answer>8</answer>", "reasoning", 0.5),
+        ("<reasoning>r</reasoning> \n\t <answer>8</answer> outro", "reasoning", 0.5),  # re.match: text may follow
+        ("<think>r</think>\n<answer>8</answer>", "think", 0.5),
+        ("\n<reasoning>r</reasoning><answer>8</answer>", "reasoning", 0.0),  # re.match: the tag opens the text
+        ("intro <reasoning>r</reasoning><answer>8</answer>", "reasoning", 0.0),
+        (REASONING, "reasoning", 0.0),  # no DOTALL: the demo's own multi-line layout never matches
+        ("<reasoning>r</reasoning>\n<answer>\n8</answer>", "reasoning", 0.0),  # the answer spans lines
+        ("<reasoning>r</reasoning>\n<answer>8</answer>\n<answer>9", "reasoning", 0.5),
+        ("<reasoning>r</reasoning> so <answer>8</answer>", "reasoning", 0.0),  # only whitespace in between
+        ("<reasoning>r</reasoning><answer>8", "reasoning", 0.0),
+    ],
+)
+def test_soft_format_reward_is_the_demos_re_match_without_dotall(text, tag, expected):
+    assert score("soft_format_reward", text, think_tag=tag) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "tag", "expected"),
+    [
+        ("<reasoning>r</reasoning><answer>8</answer>", "reasoning", 0.5),
         ("intro <reasoning>r</reasoning> \n\t <answer>8</answer> outro", "reasoning", 0.5),
+        (REASONING, "reasoning", 0.5),  # DOTALL: multi-line reasoning and answer
         ("<reasoning>r</reasoning> so <answer>8</answer>", "reasoning", 0.0),  # only whitespace in between
         ("<think>r</think>\n<answer>8</answer>", "think", 0.5),
         ("<reasoning>r</reasoning><answer>8", "reasoning", 0.0),
     ],
 )
-def test_soft_format_reward_finds_the_tags_anywhere(text, tag, expected):
-    assert score("soft_format_reward", text, think_tag=tag) == expected
+def test_soft_format_anywhere_reward_finds_the_tags_anywhere_across_lines(text, tag, expected):
+    assert score("soft_format_anywhere_reward", text, think_tag=tag) == expected
+
+
+def test_soft_format_reward_stays_linear_on_a_first_line_of_failing_junctions():
+    # Each junction fails for want of `</answer>` on its line: a backtracking regex rescans the line for each.
+    text = "<reasoning>" + "</reasoning><answer>" * 50_000
+    assert score("soft_format_reward", text) == 0.0
 
 
 def test_think_tag_must_be_a_tag_name():
@@ -166,13 +192,19 @@ def test_tag_count_reward_gives_a_quarter_per_tag_occurring_exactly_once(text, e
     ("text", "expected"),
     [
         ("Step 1: add. Step 2: carry.", 2 / 3),
-        ("1. add\n2. carry\n3. done\n4. check", 1.0),
+        ("1. add\n2. carry\n3. done\n4. check", 1 / 3),  # no MULTILINE: only the first "1." counts
         ("First, add.\n- carry\n* done", 1.0),
         ("Just 8.", 0.0),
     ],
 )
 def test_reasoning_steps_reward_is_a_third_per_step_up_to_one(text, expected):
     assert score("reasoning_steps_reward", text) == pytest.approx(expected)
+
+
+def test_reasoning_steps_reward_counts_numbered_steps_only_at_the_start_of_the_text_as_open_r1_does():
+    # open-r1's regex has `^\d+\.` without re.MULTILINE: a numbered list after an intro line earns nothing.
+    assert score("reasoning_steps_reward", "Let me see.\n1. add\n2. carry\n3. done") == 0.0
+    assert score("reasoning_steps_reward", "1. add\n- carry\n* done") == 1.0
 
 
 def test_reasoning_steps_reward_reads_only_the_first_bounded_characters():
@@ -202,8 +234,15 @@ def test_is_sandwich_equals_the_strict_regex_full_match(text):
         assert is_sandwich(text, head, middle, tail) == regex_says
 
 
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(tag_soup, tag_soup.map("<reasoning>".__add__)))  # half of them open with the tag, as re.match needs
+def test_soft_format_reward_equals_the_demos_regex(text):
+    regex_says = re.match(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", text) is not None
+    assert score("soft_format_reward", text) == (0.5 if regex_says else 0.0)
+
+
 @settings(max_examples=400, deadline=None)
 @given(tag_soup)
-def test_soft_format_reward_equals_its_regex(text):
+def test_soft_format_anywhere_reward_equals_its_regex(text):
     regex_says = re.search(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", text, re.DOTALL) is not None
-    assert score("soft_format_reward", text) == (0.5 if regex_says else 0.0)
+    assert score("soft_format_anywhere_reward", text) == (0.5 if regex_says else 0.0)

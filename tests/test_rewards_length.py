@@ -126,11 +126,18 @@ def test_soft_overlong_punishment_estimates_tokens_from_characters_without_ids()
     assert reward(completions=["x" * 360]) == [pytest.approx(-0.5)]  # 360 chars / 4 = 90 tokens
 
 
+@pytest.mark.parametrize(("tokens", "expected"), [(0, 0.0), (100, 0.0), (101, -1.0)])
+def test_soft_overlong_punishment_with_no_cache_is_a_hard_cutoff(tokens, expected):
+    reward = get_reward("soft_overlong_punishment", max_completion_len=100, soft_punish_cache=0)
+    assert reward(completions=["x"], completion_ids=[[7] * tokens]) == [expected]
+
+
 def test_soft_overlong_punishment_needs_both_params():
     with pytest.raises(RewardConfigError, match="soft_punish_cache"):
         get_reward("soft_overlong_punishment", max_completion_len=100)
-    with pytest.raises(RewardConfigError, match="soft_punish_cache <= max_completion_len"):
-        get_reward("soft_overlong_punishment", max_completion_len=100, soft_punish_cache=200)
+    for cache in (200, -1):
+        with pytest.raises(RewardConfigError, match="0 <= soft_punish_cache <= max_completion_len"):
+            get_reward("soft_overlong_punishment", max_completion_len=100, soft_punish_cache=cache)
 
 
 # --- the length penalty any reward takes ---

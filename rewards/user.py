@@ -1,0 +1,295 @@
+"""A user's own reward: a function in their file, adapted into a `Reward` so that it runs the built-ins' code path.
+
+    get_reward("my_reward", path="my_rewards.py:my_reward", call_timeout_seconds=120)
+
+The function is called TRL's way, `my_reward(completions=[str, ...], prompts=..., completion_ids=..., **columns,
+**trainer_extras, **params)` (only the arguments its signature names, unless it takes **kwargs), with completions
+already turned into text. Optional attributes `my_reward.value_range` and `my_reward.required_columns` declare its
+metadata; without them the range is (-inf, inf) and the required columns are its parameters that have no default.
+A row whose required column is None is not applicable and is not passed to it, as for the built-ins.
+
+Each call runs under a time limit (`call_timeout_seconds`, default USER_REWARD_TIMEOUT_SECONDS; None: none). At
+the limit the call is interrupted and a RewardError names the reward. How, and what it cannot stop:
+- in the main thread (where TRL calls rewards) a watchdog thread sends SIGUSR2 to it, whose handler raises: this
+  stops a Python loop and a blocking system call (sleep, a socket read without timeout);
+- in any other thread the watchdog raises the exception asynchronously in that thread (CPython's
+  PyThreadState_SetAsyncExc): this stops a Python loop, not a blocking system call;
+- neither stops C code that never returns to Python (a huge integer power, a catastrophic regex): the call ends
+  when that code returns, and is then reported as over the limit. A reward that catches the exception and goes
+  on is reported as over the limit when it returns.
+Nothing is abandoned: no thread keeps running a reward after its call has ended. SIGUSR2's own handler is set
+for the duration of a call in the main thread and restored after it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import inspect
+import math
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rewards.core import Completion, Reward, RewardConfigError, RewardError
+
+USER_REWARD_TIMEOUT_SECONDS = 60.0
+TIMEOUT_PARAM = "call_timeout_seconds"
+CALL_ARGUMENTS = ("prompts", "completions", "completion_ids")
+# Keyword arguments TRL adds to every reward call that are not dataset columns. Built-in rewards ignore them; a
+# user's reward receives those its signature names.
+TRL_EXTRAS = ("trainer_state", "log_metric", "log_extra", "environments")
+
+
+@dataclass(frozen=True)
+class UserFunction:
+    """A user's reward function with what a call needs: its name and source for messages, params, time limit."""
+
+    name: str
+    source: str
+    function: Callable[..., Any]
+    params: dict[str, Any]
+    timeout_seconds: float | None
+
+
+def user_reward(name: str, path: str, params: dict[str, Any], timeout_seconds: float | None) -> Reward:
+    """The `Reward` of the function at `path` ("file.py:function"), called with `params` under the time limit."""
+    function = load_user_function(path)
+    _check_params(name, function, params)
+    low, high = getattr(function, "value_range", (-math.inf, math.inf))
+    user = UserFunction(name, path, function, params, timeout_seconds)
+    return Reward(partial(_call_user, user), (float(low), float(high)), _required_columns(function, params))
+
+
+def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
+    """The user function's raw output on one batch (RewardFunction checks it); RewardError if it raises or overruns."""
+    if not completions:
+        return []
+    first = completions[0]
+    prompts = [c.prompt for c in completions]
+    arguments = {
+        "prompts": None if all(prompt is None for prompt in prompts) else prompts,
+        "completions": [c.text for c in completions],
+        "completion_ids": None if first.ids is None else [c.ids for c in completions],
+        **{column: [c.columns[column] for c in completions] for column in first.columns},
+        **(first.extras or {}),
+        **user.params,
+    }
+    if not _takes_var_keyword(user.function):
+        accepted = inspect.signature(user.function).parameters
+        arguments = {key: value for key, value in arguments.items() if key in accepted}
+    where = f"reward '{user.name}' ({user.source})"
+    try:
+        return call_with_time_limit(user.function, arguments, user.timeout_seconds)
+    except TimeLimitExceeded:
+        raise RewardError(
+            f"{where} did not return within {user.timeout_seconds:g} s (its {TIMEOUT_PARAM}), on a batch of "
+            f"{len(completions)} completions. Make it faster, or raise {TIMEOUT_PARAM} in its params."
+        ) from None
+    except Exception as error:
+        raise RewardError(f"{where} raised {type(error).__name__}: {error}") from error
+
+
+def check_timeout(name: str, timeout_seconds: Any) -> float | None:
+    """`call_timeout_seconds` as given: a positive number of seconds, or None for no limit."""
+    if timeout_seconds is None:
+        return None
+    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int | float) or not timeout_seconds > 0:
+        raise RewardConfigError(
+            f"Reward '{name}': {TIMEOUT_PARAM} must be a positive number of seconds (or null for no limit), got "
+            f"{timeout_seconds!r}."
+        )
+    return float(timeout_seconds)
+
+
+# --- the time limit ---
+
+
+class TimeLimitExceeded(Exception):
+    """A call did not return within its time limit."""
+
+
+class _TimeUp(BaseException):
+    """Raised inside the call at its limit; a BaseException, so a reward's `except Exception` lets it through."""
+
+
+_TIME_UP_SIGNAL = signal.SIGUSR2
+_main_thread_watches: list[_Watch] = []
+
+
+def call_with_time_limit(function: Callable[..., Any], arguments: dict[str, Any], seconds: float | None) -> Any:
+    """function(**arguments), interrupted after `seconds` (None: no limit) with TimeLimitExceeded; see the module
+    docstring for what can be interrupted where."""
+    if seconds is None:
+        return function(**arguments)
+    watch = _Watch(seconds)
+    try:
+        try:
+            result = function(**arguments)
+        finally:
+            watch.finish()
+    except BaseException:
+        if watch.fired:
+            raise TimeLimitExceeded from None
+        raise
+    if watch.fired:  # the reward caught the interruption and went on
+        raise TimeLimitExceeded
+    return result
+
+
+class _Watch:
+    """A watchdog thread that interrupts the calling thread once, at the limit, unless `finish` came first."""
+
+    def __init__(self, seconds: float) -> None:
+        self.target = threading.current_thread()
+        self.on_main = self.target is threading.main_thread()
+        self.lock = threading.Lock()
+        self.done = self.fired = self.settled = False
+        self.stop = threading.Event()
+        if self.on_main:
+            self.previous_handler = signal.signal(_TIME_UP_SIGNAL, _on_time_up_signal)
+            _main_thread_watches.append(self)
+        self.watchdog = threading.Thread(target=self._watch, args=(seconds,), name="reward time limit", daemon=True)
+        self.watchdog.start()
+
+    def _watch(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            return
+        with self.lock:
+            if self.done:
+                return
+            self.fired = True
+            if self.on_main:
+                signal.pthread_kill(self.target.ident, _TIME_UP_SIGNAL)
+            else:
+                _set_async_exception(self.target.ident, _TimeUp)
+
+    def finish(self) -> None:
+        """Stop watching; consume an interruption that was sent but not yet raised. Runs in the watched thread,
+        where the interruption may surface at any bytecode: each step is repeated until it completes."""
+        while not self.settled:
+            try:
+                with self.lock:
+                    self.done = True
+                self.stop.set()
+                if self.fired and self.on_main:
+                    _let_signal_handlers_run()  # raises _TimeUp here if the handler has not run yet
+                elif self.fired:
+                    _set_async_exception(self.target.ident, None)  # drop it if it is still pending
+                if self.on_main:
+                    signal.signal(_TIME_UP_SIGNAL, self.previous_handler)
+                    if self in _main_thread_watches:
+                        _main_thread_watches.remove(self)
+                self.settled = True
+            except _TimeUp:
+                continue
+        self.watchdog.join()
+
+
+def _on_time_up_signal(signum: int, frame: Any) -> None:
+    watch = _main_thread_watches[-1] if _main_thread_watches else None
+    if watch is not None and watch.fired:
+        raise _TimeUp
+    previous = watch.previous_handler if watch is not None else None
+    if callable(previous):  # SIGUSR2 from elsewhere during a call goes where it went before
+        previous(signum, frame)
+
+
+def _let_signal_handlers_run() -> None:
+    pass  # entering a Python function runs the pending signal handlers
+
+
+def _set_async_exception(thread_id: int | None, exception: type[BaseException] | None) -> None:
+    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async.argtypes = (ctypes.c_ulong, ctypes.c_void_p)
+    set_async(thread_id, None if exception is None else id(exception))  # NULL clears a pending one
+
+
+# --- loading the function and reading its signature ---
+
+
+def load_user_function(path: str) -> Callable[..., Any]:
+    """The function named by "file.py:function"; a relative file resolves against the current directory."""
+    file_part, colon, function_name = path.rpartition(":")
+    if not colon or not file_part or not function_name:
+        raise RewardConfigError(
+            f"Reward path '{path}' must name a Python file and a function in it, as in my_rewards.py:my_reward."
+        )
+    file = Path(file_part).expanduser()
+    file = file if file.is_absolute() else Path.cwd() / file
+    if not file.is_file():
+        raise RewardConfigError(
+            f"Reward file '{file_part}' not found (looked for {file}; relative paths resolve against the current "
+            f"directory). Fix the path before the ':' in '{path}'."
+        )
+    # One module per file path, registered in sys.modules so dataclasses and pickling in the user's file work.
+    module_name = "user_reward_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise RewardConfigError(
+            f"Reward file {file} has a syntax error at line {error.lineno}: {error.msg}."
+        ) from error
+    except Exception as error:
+        line = traceback.extract_tb(error.__traceback__)[-1]
+        raise RewardConfigError(
+            f"Importing reward file {file} failed ({type(error).__name__}: {error}) at {line.filename}:{line.lineno}."
+        ) from error
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        defined = sorted(
+            key
+            for key, value in vars(module).items()
+            if callable(value) and getattr(value, "__module__", None) == module_name
+        )
+        raise RewardConfigError(
+            f"Reward file {file} has no function '{function_name}'. Functions defined there: "
+            f"{', '.join(defined) or 'none'}. Fix the name after the ':' in '{path}'."
+        )
+    return function
+
+
+def _takes_var_keyword(function: Callable[..., Any]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
+
+
+def _check_params(name: str, function: Callable[..., Any], params: dict[str, Any]) -> None:
+    parameters = inspect.signature(function).parameters
+    if "completions" not in parameters and not _takes_var_keyword(function):
+        raise RewardConfigError(
+            f"Reward '{name}' ({function.__name__}) must take a 'completions' argument (a list of completion texts), "
+            f"as in def {function.__name__}(completions, **kwargs)."
+        )
+    if _takes_var_keyword(function):
+        return
+    unknown = [key for key in params if key not in parameters]
+    if unknown:
+        raise RewardConfigError(
+            f"Reward '{name}' has no parameter {', '.join(map(repr, unknown))}. Parameters of {function.__name__}: "
+            f"{', '.join(parameters)}; or add **kwargs to its signature."
+        )
+
+
+def _required_columns(function: Callable[..., Any], params: dict[str, Any]) -> tuple[str, ...]:
+    declared = getattr(function, "required_columns", None)
+    if declared is not None:
+        return tuple(declared)
+    named = (*CALL_ARGUMENTS, *TRL_EXTRAS, *params)
+    return tuple(
+        key
+        for key, p in inspect.signature(function).parameters.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and key not in named
+    )

@@ -1,0 +1,64 @@
+"""rewards.jsonl.read_jsonl: the one JSONL reader, and every kind of bad line it names."""
+
+import pytest
+from conftest import write_jsonl
+
+from rewards.jsonl import JsonlError, read_jsonl
+
+
+def test_rows_keep_their_file_line_numbers_and_blank_lines_are_skipped(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"a": 1}\n\n   \n{"a": 2.5}\n')
+    read = read_jsonl(path)
+    assert read.rows == [{"a": 1}, {"a": 2.5}]
+    assert read.line_numbers == [1, 4]
+    assert read.skipped == []
+
+
+def test_a_missing_file_names_the_path(tmp_path):
+    with pytest.raises(JsonlError, match=r"nope\.jsonl not found \(resolved to "):
+        read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_every_bad_line_is_named_with_its_number_and_why(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(
+        b'{"completion": "ok"}\n'
+        b"not json\n"
+        b"[1, 2]\n"
+        b'{"answer": "1"}\n'
+        b'{"completion": "x", "target": NaN}\n'
+        b'{"completion": "x", "target": -Infinity}\n'
+        b'{"completion": "x", "target": 1e999}\n'
+        b'{"completion": "\xff"}\n'
+    )
+    with pytest.raises(JsonlError) as caught:
+        read_jsonl(path, required=("completion",))
+    message = str(caught.value)
+    for fragment in [
+        "7 bad line(s)",
+        "line 2: not JSON (Expecting value)",
+        "line 3: not a JSON object (a list)",
+        "line 4: no 'completion' field",
+        "line 5: NaN is not a JSON number",
+        "line 6: -Infinity is not a JSON number",
+        "line 7: 1e999 is too large for a float",
+        "line 8: not UTF-8 (byte 16)",
+        "with 'completion'",
+    ]:
+        assert fragment in message, message
+
+
+def test_skip_bad_returns_the_good_rows_and_lists_the_bad_lines(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"completion": "a"}, {"completion": float("nan")}, {"completion": "b"}])
+    read = read_jsonl(path, required=("completion",), skip_bad=True)
+    assert read.rows == [{"completion": "a"}, {"completion": "b"}]
+    assert read.line_numbers == [1, 3]
+    assert read.skipped == ["line 2: NaN is not a JSON number"]
+
+
+def test_the_message_lists_ten_bad_lines_and_counts_the_rest(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("x\n" * 13)
+    with pytest.raises(JsonlError, match=r"line 10: not JSON \(Expecting value\); and 3 more"):
+        read_jsonl(path)
