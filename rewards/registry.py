@@ -62,6 +62,9 @@ class RewardFunction:
     or the user's file:function), `required_columns`, `value_range`, and running counts: `seconds_total` and
     `calls` spent inside the reward, `non_finite_count` (inf or NaN scores, dropped to None so that they never
     poison the summed reward) and `invalid_gold_count` (rows whose gold cannot be scored, e.g. a NaN target: None).
+    With `first_call_strict` (a training run sets it), an inf or NaN score in the reward's first call is a
+    RewardError naming the reward and the value: a reward that is broken from the start stops the run before it
+    trains, while a rare non-finite score later is counted and dropped.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class RewardFunction:
         self.seconds_total = 0.0
         self.calls = 0
         self.non_finite_count = 0
+        self.first_call_strict = False
         self.invalid_gold_count = 0
         self.invalid_gold_examples: list[str] = []
 
@@ -174,6 +178,11 @@ class RewardFunction:
             value = float(score)
             if math.isfinite(value):
                 checked.append(value)
+            elif self.first_call_strict and self.calls == 0:
+                raise RewardError(
+                    f"{where} returned {value} on its first batch of completions: a non-finite reward cannot be summed "
+                    "or normalized. Fix the reward to return a finite number (or None for 'not applicable')."
+                )
             else:
                 self.non_finite_count += 1
                 checked.append(None)

@@ -29,7 +29,11 @@ class MetricsCallback(TrainerCallback):
         self.log = log
         self.ledger = ledger
         self.reward_funcs = reward_funcs
-        self._seconds_seen = {f.__name__: getattr(f, "seconds_total", 0.0) for f in reward_funcs}
+        # Running totals the reward wrappers keep, reported per step as the change since the last record.
+        self._counters = {"timing/reward": "seconds_total", "rewards/non_finite": "non_finite_count"}
+        self._seen = {
+            (key, f.__name__): getattr(f, attr, 0) for key, attr in self._counters.items() for f in reward_funcs
+        }
 
     def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -39,19 +43,23 @@ class MetricsCallback(TrainerCallback):
             return
         record = {"type": STEP, "step": state.global_step, "epoch": state.epoch, **logs}
         record.update(step_fields(self.ledger.take_step()))
-        record.update(self._reward_timings())
+        record.update(self._reward_counters())
         self.log.write(record)
 
-    def _reward_timings(self) -> dict[str, float]:
-        # TRL sends its reward profiling only to wandb; our wrappers count seconds, so the step record has them too.
-        timings = {}
-        for func in self.reward_funcs:
-            total = getattr(func, "seconds_total", None)
-            if total is None:
-                continue
-            timings[f"timing/reward/{func.__name__}"] = total - self._seconds_seen[func.__name__]
-            self._seconds_seen[func.__name__] = total
-        return timings
+    def _reward_counters(self) -> dict[str, float]:
+        """Seconds spent in each reward this step (TRL sends its profiling only to wandb), and the inf/NaN scores
+        each reward returned this step (dropped to None; only the ones that happened are written)."""
+        fields: dict[str, float] = {}
+        for key, attr in self._counters.items():
+            for func in self.reward_funcs:
+                total = getattr(func, attr, None)
+                if total is None:
+                    continue
+                change = total - self._seen[key, func.__name__]
+                self._seen[key, func.__name__] = total
+                if key == "timing/reward" or change:
+                    fields[f"{key}/{func.__name__}"] = change
+        return fields
 
 
 class EpochCallback(TrainerCallback):

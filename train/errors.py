@@ -26,10 +26,11 @@ class UserError(Exception):
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The exception types that are the user's to fix: ours, and the rewards module's configuration error."""
-    from rewards import RewardConfigError
+    """The exception types that are the user's to fix: ours, the rewards module's configuration error, and a user
+    reward that returned something unusable, raised or ran past its time limit (the message names the reward)."""
+    from rewards import RewardConfigError, RewardError
 
-    return (UserError, RewardConfigError)
+    return (UserError, RewardConfigError, RewardError)
 
 
 # Where the running entry point writes (its run dir), for the message when that disk fills up.

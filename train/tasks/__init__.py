@@ -52,6 +52,8 @@ def build_rewards(
 
     specs = cfg_rewards or task.default_rewards()
     funcs = [get_reward(spec.name, path=spec.path, **spec.params) for spec in specs]
+    for func in funcs:
+        func.first_call_strict = True  # broken from the first batch: stop before training (rewards/registry.py)
     if columns is not None:
         for func in funcs:
             missing = [column for column in getattr(func, "required_columns", ()) if column not in columns]
