@@ -206,7 +206,7 @@ def test_missing_file_and_bad_json_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="data file not found"):
         get_task(DataConfig(task="gsm8k", source=str(tmp_path / "nope.jsonl"))).load_split("test", None)
     (tmp_path / "bad.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{"question": \n')
-    with pytest.raises(UserError, match="line 2 is not valid JSON"):
+    with pytest.raises(UserError, match="line 2: not JSON"):
         get_task(DataConfig(task="gsm8k", source=str(tmp_path / "bad.jsonl"))).load_split("test", None)
 
 
@@ -333,3 +333,14 @@ def test_data_stop_strings_override_the_template():
     assert get_task(DataConfig(task="countdown", prompt_template="r1_zero", stop_strings=[])).stop_strings == ()
     custom = DataConfig(task="countdown", prompt_template="{question}\n", stop_strings=["</answer>"])
     assert get_task(custom).stop_strings == ("</answer>",)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [(b'{"question": "q", "answer": "1"}\n\xff\xfe not text\n', "line 2: not UTF-8"), (b'{"answer": NaN}\n', "NaN")],
+)
+def test_a_data_file_that_is_not_utf8_or_holds_nan_is_one_paragraph(tmp_path, content, why):
+    source = tmp_path / "data.jsonl"
+    source.write_bytes(content)
+    with pytest.raises(UserError, match=why):
+        get_task(DataConfig(task="jsonl", source=str(source))).load_split("train", None)

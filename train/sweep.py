@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from train.config import load_config
 from train.errors import UserError
 from train.reports.sweep_report import LOGS_DIR, STATE_FILE
-from train.reports.tables import COLUMNS, known_column, short_key
+from train.reports.tables import COLUMNS, format_config_value, known_column, short_key
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "experiments" / "run_eval_test.py"
@@ -260,20 +260,13 @@ def variant_name(labels: dict[str, str]) -> str:
 
 
 def display_value(value: Any) -> str:
-    """A value as it appears in a run's name and the table: text as is, others as compact YAML/JSON."""
+    """A value as it appears in a run's name and the table: text as is, a list of names joined by `+`
+    (hard_format_reward+countdown_reward), anything else as the comparison table writes it."""
     if isinstance(value, str):
         return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return "+".join(value)  # a list of reward names: hard_format_reward+countdown_reward
-    return json.dumps(value, separators=(",", ":"), default=str)
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return "+".join(value)
+    return format_config_value(value)
 
 
 def sanitize(name: str) -> str:

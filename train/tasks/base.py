@@ -14,7 +14,6 @@ also holds the loaders every task shares: local JSONL files and hub data sets th
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -150,26 +149,21 @@ def is_local_path(source: str) -> bool:
 
 
 def read_jsonl(path: str | Path) -> list[Row]:
-    """The rows of a JSONL file (one JSON object per line; blank lines skipped)."""
-    path = Path(path)
-    if not path.is_file():
+    """The rows of a data file, read by the one JSONL reader (rewards.read_jsonl); a missing file or any bad line
+    (not UTF-8, not JSON, not an object, NaN or Infinity) is a UserError naming the file, the lines and the fix."""
+    from rewards import JsonlError
+    from rewards import read_jsonl as read_rows
+
+    if not Path(path).is_file():
         raise UserError(f"data file not found: {path}. Set data.source to an existing .jsonl file.")
-    rows = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(
-                    f"{path} line {number} is not valid JSON ({error.msg}). Each line of a .jsonl file must be one "
-                    'JSON object, e.g. {"question": "...", "answer": "..."}.'
-                ) from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path} line {number} is not a JSON object. Each line must be one object.")
-            rows.append(row)
-    return rows
+    try:
+        return read_rows(path).rows
+    except JsonlError as error:
+        raise UserError(f"data.source: {error}") from None
+    except OSError as error:
+        raise UserError(
+            f"cannot read the data file {path}: {error.strerror or error}. Check its permissions."
+        ) from None
 
 
 def load_source(source: str, split: Split, *, hub_split: str | None = None, hub_config: str | None = None) -> list[Row]:
