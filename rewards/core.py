@@ -27,6 +27,11 @@ class RewardError(RuntimeError):
     """A reward raised, overran its time limit or returned something unusable; the message names the reward."""
 
 
+class RewardResultError(RewardError):
+    """A reward returned something unusable or overran its time limit: the user's to fix from the message alone
+    (a reward that raised keeps its traceback, which shows where)."""
+
+
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs three times as much, paid for every completion
 class Completion:
     """One completion as a reward sees it (read-only by convention).

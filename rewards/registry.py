@@ -20,7 +20,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from rewards import accuracy, countdown, formats, length, user
-from rewards.core import Completion, Reward, RewardConfigError, RewardError, approximate_tokens, completion_text
+from rewards.core import (
+    Completion,
+    Reward,
+    RewardConfigError,
+    RewardResultError,
+    approximate_tokens,
+    completion_text,
+)
 from rewards.user import TIMEOUT_PARAM, TRL_EXTRAS, USER_REWARD_TIMEOUT_SECONDS
 
 REWARDS: dict[str, Callable[..., Reward]] = {
@@ -162,7 +169,7 @@ class RewardFunction:
         where = f"reward '{self.__name__}' ({self.source})"
         if not isinstance(scores, Sequence) or isinstance(scores, str | bytes) or len(scores) != count:
             got = type(scores).__name__ + (f" of length {len(scores)}" if isinstance(scores, Sequence) else "")
-            raise RewardError(
+            raise RewardResultError(
                 f"{where} must return a list with one float (or None) per completion: got {got} for {count} "
                 f"completions."
             )
@@ -172,14 +179,14 @@ class RewardFunction:
                 checked.append(None)
                 continue
             if type(score) is not float and not isinstance(score, numbers.Real):
-                raise RewardError(
+                raise RewardResultError(
                     f"{where} returned {score!r} ({type(score).__name__}), which is not a number or None."
                 )
             value = float(score)
             if math.isfinite(value):
                 checked.append(value)
             elif self.first_call_strict and self.calls == 0:
-                raise RewardError(
+                raise RewardResultError(
                     f"{where} returned {value} on its first batch of completions: a non-finite reward cannot be summed "
                     "or normalized. Fix the reward to return a finite number (or None for 'not applicable')."
                 )

@@ -38,7 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rewards.core import Completion, Reward, RewardConfigError, RewardError
+from rewards.core import Completion, Reward, RewardConfigError, RewardError, RewardResultError
 
 USER_REWARD_TIMEOUT_SECONDS = 60.0
 TIMEOUT_PARAM = "call_timeout_seconds"
@@ -89,7 +89,7 @@ def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
     try:
         return call_with_time_limit(user.function, arguments, user.timeout_seconds)
     except TimeLimitExceeded:
-        raise RewardError(
+        raise RewardResultError(
             f"{where} did not return within {user.timeout_seconds:g} s (its {TIMEOUT_PARAM}), on a batch of "
             f"{len(completions)} completions. Make it faster, or raise {TIMEOUT_PARAM} in its params."
         ) from None

@@ -27,10 +27,11 @@ class UserError(Exception):
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The exception types that are the user's to fix: ours, the rewards module's configuration error, and a user
-    reward that returned something unusable, raised or ran past its time limit (the message names the reward)."""
-    from rewards import RewardConfigError, RewardError
+    reward that returned something unusable or ran past its time limit (the message names the reward). A reward
+    that raised is a bug in its code and keeps its traceback."""
+    from rewards.core import RewardConfigError, RewardResultError
 
-    return (UserError, RewardConfigError, RewardError)
+    return (UserError, RewardConfigError, RewardResultError)
 
 
 # Where the running entry point writes (its run dir), for the message when that disk fills up.
