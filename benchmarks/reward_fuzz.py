@@ -264,7 +264,7 @@ def run_reward(name: str, params: dict, count: int, seed: int, bound_ms: float |
             elif not (isinstance(score, float) and low <= score <= high):
                 result.out_of_range += 1
                 result.first_out_of_range = result.first_out_of_range or f"{kind}: {score!r} not in [{low}, {high}]"
-        if mvc.child_pid() is not None:
+        if bound_ms is not None and mvc.child_pid() is not None:
             result.child_peak_rss = max(result.child_peak_rss, status_bytes("VmHWM", mvc.child_pid()))
     result.peak_rss_growth = status_bytes("VmHWM") - start_rss
     return result
