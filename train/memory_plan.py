@@ -221,7 +221,7 @@ def shape_from_config(config: dict[str, Any], name: str) -> ModelShape:
 
 
 def builtin_shape(cfg: ExperimentConfig) -> ModelShape:
-    """The built-in tiny Qwen2 (train/builtin_model.py: MLP 3h, kv heads = heads, tied, one token per character)."""
+    """The built-in tiny Qwen2 (train/models/builtin.py: MLP 3h, kv heads = heads, tied, one token per character)."""
     b = cfg.model.builtin
     vocab = 3 + len(string.printable) + 6  # pad/eos/unk, printable ASCII, six answer tags
     return ModelShape(
