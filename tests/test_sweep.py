@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_tiny_config
 
 from train.config import apply_override
 from train.errors import UserError
@@ -238,37 +239,15 @@ def test_an_existing_sweep_dir_needs_resume(tmp_path, fake, capsys):
 
 
 def tiny_base(tmp_path: Path) -> Path:
-    config = {
-        "name": "sweep_e2e",
-        "model": {
-            "name": "builtin:tiny",
-            "max_seq_length": 64,
-            "builtin": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "sft_steps": 20, "sft_examples": 64},
-        },
-        "data": {
-            "task": "countdown",
-            "prompt_template": "{question}\n",
-            "train_samples": 8,
-            "test_samples": 4,
-            "options": {"min_numbers": 2, "max_numbers": 2, "max_number": 9, "question_style": "compact"},
-        },
-        "rewards": ["hard_format_reward", "countdown_reward"],
-        "train": {
-            "num_epochs": 1,
-            "max_steps": 2,
-            "learning_rate": 1e-3,
-            "num_generations": 4,
-            "per_device_train_batch_size": 8,
-            "max_completion_length": 12,
-            "save_steps": 1,
-        },
-        "eval": {"pass_k": [], "batch_size": 4},
-        "logging": {"wandb": "disabled"},
-        "output": {"save_adapter": False},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    """The tests' tiny experiment, two steps of one epoch, checkpointing every step, greedy evaluation only."""
+    return write_tiny_config(
+        tmp_path,
+        name="sweep_e2e",
+        rewards=["hard_format_reward", "countdown_reward"],
+        train={"num_epochs": 1, "max_steps": 2, "save_steps": 1, "temperature": 0.9},
+        eval={"pass_k": []},
+        output={"save_adapter": False},
+    )
 
 
 @pytest.mark.slow
