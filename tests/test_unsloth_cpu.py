@@ -105,30 +105,18 @@ def _child(work: Path, report: Path) -> None:
 
     _patch_trl_rl_trainers("grpo_trainer")
 
-    import string
-
     import torch
     from datasets import Dataset
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from train.config import validate_config
+    from train.models.builtin import build_tokenizer
+    from train.records import RewardLedger
     from train.trainer import GRPOLabTrainer, grpo_config
-
-    try:
-        from train.records import RewardLedger
-    except ImportError:
-        from train.trainer import RewardLedger
 
     # A tiny character-level Qwen2 saved as a model directory, as the built-in model is. Width 128: bitsandbytes'
     # CPU 4-bit needs layers at least 64 wide.
-    vocab = {token: i for i, token in enumerate(["<pad>", "<eos>", "<unk>", *string.printable])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+    tokenizer = build_tokenizer()  # the built-in model's character-level tokenizer
     torch.manual_seed(0)
     shape = Qwen2Config(
         vocab_size=len(tokenizer),
