@@ -62,12 +62,15 @@ class Reward:
     required_columns: dataset columns the reward reads; an item whose column is None is not applicable.
     gold_problem: for a row's columns, why its gold cannot be scored (a NaN target), or None when it can; such an
         item is not applicable, and counted (RewardFunction.invalid_gold_count).
+    explain: maps the same batch to one short reason per completion ("8 used twice"), for people reading scores
+        (score_rewards.py --explain). Training never calls it: scoring pays nothing for it. None: no reasons.
     """
 
     score: Callable[[Sequence[Completion]], list[float | None]]
     value_range: tuple[float, float]
     required_columns: tuple[str, ...] = ()
     gold_problem: Callable[[Mapping[str, Any]], str | None] | None = None
+    explain: Callable[[Sequence[Completion]], list[str]] | None = None
 
 
 def per_completion(
@@ -75,15 +78,16 @@ def per_completion(
     value_range: tuple[float, float],
     required_columns: tuple[str, ...] = (),
     gold_problem: Callable[[Mapping[str, Any]], str | None] | None = None,
+    explain_one: Callable[..., str] | None = None,
     **params: Any,
 ) -> Reward:
-    """A `Reward` that scores each completion on its own with `score_one(completion, **params)`."""
-    return Reward(partial(_score_each, score_one, params), value_range, required_columns, gold_problem)
+    """A `Reward` that scores each completion on its own with `score_one(completion, **params)`, and explains each
+    score with `explain_one(completion, **params)` when given."""
+    explain = None if explain_one is None else partial(_score_each, explain_one, params)
+    return Reward(partial(_score_each, score_one, params), value_range, required_columns, gold_problem, explain)
 
 
-def _score_each(
-    score_one: Callable[..., float | None], params: dict[str, Any], completions: Sequence[Completion]
-) -> list[float | None]:
+def _score_each(score_one: Callable[..., Any], params: dict[str, Any], completions: Sequence[Completion]) -> list[Any]:
     return [score_one(completion, **params) for completion in completions]
 
 

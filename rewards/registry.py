@@ -137,32 +137,75 @@ class RewardFunction:
                 )
 
     def _score(self, texts, prompts, completion_ids, columns, extras) -> list[float | None]:
-        tokens = _token_counts(texts, completion_ids)
-        prompts = prompts if prompts is not None else [None] * len(texts)
-        ids = completion_ids if completion_ids is not None else [None] * len(texts)
-        names = tuple(columns)
-        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        rows = rows or [_NO_COLUMNS] * len(texts)
-        applicable = [i for i, row in enumerate(rows) if self._applicable(row)]
-        batch = [Completion(texts[i], tokens[i], rows[i], prompts[i], ids[i], extras) for i in applicable]
+        applicable, batch = self._batch(texts, prompts, completion_ids, columns, extras, count_invalid=True)
         scores: list[float | None] = [None] * len(texts)
         for i, score in zip(applicable, self._checked(self.reward.score(batch), len(batch)), strict=True):
             scores[i] = score
         return scores
 
-    def _applicable(self, row: dict[str, Any]) -> bool:
-        """A row without gold (None in a column the reward reads) or with a gold it cannot score is not scored."""
+    def _batch(self, texts, prompts, completion_ids, columns, extras, count_invalid: bool):
+        """The indices of the applicable rows, and their `Completion`s."""
+        tokens = _token_counts(texts, completion_ids)
+        prompts = prompts if prompts is not None else [None] * len(texts)
+        ids = completion_ids if completion_ids is not None else [None] * len(texts)
+        rows = _rows(columns, len(texts))
+        applicable = [i for i, row in enumerate(rows) if self._gold_issue(row, count_invalid) is None]
+        return applicable, [Completion(texts[i], tokens[i], rows[i], prompts[i], ids[i], extras) for i in applicable]
+
+    def _gold_issue(self, row: dict[str, Any], count_invalid: bool = False) -> str | None:
+        """Why a row is not scored (None in a column the reward reads, or a gold it cannot score), or None when it
+        is; with `count_invalid`, a gold it cannot score is counted."""
         if any(row.get(column) is None for column in self.required_columns):
-            return False
+            return "no gold " + ", ".join(column for column in self.required_columns if row.get(column) is None)
         if self.reward.gold_problem is None:
-            return True
+            return None
         problem = self.reward.gold_problem(row)
-        if problem is None:
-            return True
-        self.invalid_gold_count += 1
-        if len(self.invalid_gold_examples) < 3:
-            self.invalid_gold_examples.append(problem)
-        return False
+        if problem is not None and count_invalid:
+            self.invalid_gold_count += 1
+            if len(self.invalid_gold_examples) < 3:
+                self.invalid_gold_examples.append(problem)
+        return problem
+
+    @property
+    def explains(self) -> bool:
+        """Whether the reward can say why it gave each score (`explain`)."""
+        return self.reward.explain is not None
+
+    def explain(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **columns: Any,
+    ) -> list[str]:
+        """One short reason per completion for the score that calling the reward with the same arguments gives:
+        the reward's own reason ("8 used twice"), "not applicable: ..." for a row it does not score, and the
+        length penalty's factor where it lowered the score. Only people read these (score_rewards.py --explain);
+        the trainer never calls it. Raises RewardConfigError for a reward that gives no reasons (`explains`)."""
+        if self.reward.explain is None:
+            raise RewardConfigError(f"Reward '{self.__name__}' ({self.source}) gives no reasons for its scores.")
+        extras = {key: columns.pop(key) for key in TRL_EXTRAS if key in columns}
+        texts = [completion_text(completion) for completion in completions or ()]
+        self._check_columns(columns, len(texts))
+        reasons = [
+            f"not applicable: {issue}" if (issue := self._gold_issue(row)) else "" for row in _rows(columns, len(texts))
+        ]
+        applicable, batch = self._batch(texts, prompts, completion_ids, columns, extras, count_invalid=False)
+        given = self.reward.explain(batch)
+        if not isinstance(given, Sequence) or isinstance(given, str | bytes) or len(given) != len(batch):
+            raise RewardResultError(
+                f"reward '{self.__name__}' ({self.source}): its explain function must return one reason (a string) "
+                f"per completion, {len(batch)} in all."
+            )
+        for i, reason in zip(applicable, given, strict=True):
+            reasons[i] = "" if reason is None else str(reason)
+        if self.length_penalty_tokens is not None:
+            tokens = _token_counts(texts, completion_ids)
+            for i in applicable:
+                factor = length.length_penalty_factor(tokens[i], self.length_penalty_tokens)
+                if factor < 1:
+                    reasons[i] += f"; x{factor:.2f} length penalty ({tokens[i]} tokens > {self.length_penalty_tokens})"
+        return reasons
 
     def _checked(self, scores: Any, count: int) -> list[float | None]:
         """One float or None per completion: non-finite floats become None (counted); anything else is an error."""
@@ -308,3 +351,10 @@ def _type_name(hint: Any) -> str:
     return {float: "a number", int: "an integer", str: "text", bool: "true/false", type(None): "None"}.get(
         hint, getattr(hint, "__name__", str(hint))
     )
+
+
+def _rows(columns: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The batch's columns as one dict per completion (a shared empty one when there are no columns)."""
+    names = tuple(columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    return rows or [_NO_COLUMNS] * count

@@ -8,6 +8,15 @@ already turned into text. Optional attributes `my_reward.value_range` and `my_re
 metadata; without them the range is (-inf, inf) and the required columns are its parameters that have no default.
 A row whose required column is None is not applicable and is not passed to it, as for the built-ins.
 
+Reasons (score_rewards.py --explain): give the function an `explain` attribute, a function called exactly as the
+reward is (same arguments, same time limit) that returns one short string per completion saying why:
+
+    def my_reward(completions, answer, **kwargs): ...
+    def why_my_reward(completions, answer, **kwargs): return ["no digits" if ... else "ok" for ...]
+    my_reward.explain = why_my_reward
+
+Training never calls it.
+
 Each call runs under a time limit (`call_timeout_seconds`, default USER_REWARD_TIMEOUT_SECONDS; None: none). At
 the limit the call is interrupted and a RewardError names the reward. How, and what it cannot stop:
 - in the main thread (where TRL calls rewards) a watchdog thread sends SIGUSR2 to it, whose handler raises: this
@@ -65,7 +74,14 @@ def user_reward(name: str, path: str, params: dict[str, Any], timeout_seconds: f
     _check_params(name, function, params)
     low, high = getattr(function, "value_range", (-math.inf, math.inf))
     user = UserFunction(name, path, function, params, timeout_seconds)
-    return Reward(partial(_call_user, user), (float(low), float(high)), _required_columns(function, params))
+    explain = getattr(function, "explain", None)
+    if explain is not None and not callable(explain):
+        raise RewardConfigError(
+            f"Reward '{name}' ({path}): its `explain` attribute must be a function returning one reason per "
+            f"completion, got {type(explain).__name__}."
+        )
+    why = None if explain is None else partial(_call_user, UserFunction(name, path, explain, params, timeout_seconds))
+    return Reward(partial(_call_user, user), (float(low), float(high)), _required_columns(function, params), None, why)
 
 
 def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
