@@ -74,20 +74,38 @@ def check_countdown(answer_text: str | None, numbers: list[int], target: int | f
     finite_number = isinstance(target, int) or (isinstance(target, float) and math.isfinite(target))
     if isinstance(target, bool) or not finite_number:
         raise ValueError(f"a Countdown target must be a finite number, got {target!r}")
-    if answer_text is None or len(answer_text) > MAX_EQUATION_CHARS:
+    parsed = parse_equation(answer_text)
+    if isinstance(parsed, str):
         return _INVALID
+    literals, value = parsed
+    numbers_valid = Counter(literals) == Counter(int(n) for n in numbers)
+    correct = numbers_valid and value is not None and abs(value - Fraction(target)) < TOLERANCE
+    return CountdownCheck(numbers_valid=numbers_valid, value=value, correct=correct)
+
+
+def parse_equation(answer_text: str | None) -> tuple[list[int], Fraction | None] | str:
+    """The integer literals of an answer's equation and its exact value (None after a division by zero), or why
+    it is not an equation of numbers and + - * / ( ) (a string)."""
+    if answer_text is None:
+        return "no equation"
+    if len(answer_text) > MAX_EQUATION_CHARS:
+        return f"equation over {MAX_EQUATION_CHARS} characters"
     equation = _RESULT_SUFFIX.sub("", answer_text.translate(_SIGNS)).strip()
-    if not equation or not _ALLOWED_CHARS.fullmatch(equation):
-        return _INVALID
+    if not equation:
+        return "empty answer"
+    if not _ALLOWED_CHARS.fullmatch(equation):
+        return "not an equation of numbers and + - * / ( )"
     try:
         tree = ast.parse(equation, mode="eval")
         literals: list[int] = []
         value = _evaluate(tree.body, literals)
-    except (SyntaxError, ValueError, MemoryError, RecursionError, _NotAnEquation):
-        return _INVALID
-    numbers_valid = Counter(literals) == Counter(int(n) for n in numbers)
-    correct = numbers_valid and value is not None and abs(value - Fraction(target)) < TOLERANCE
-    return CountdownCheck(numbers_valid=numbers_valid, value=value, correct=correct)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return "does not parse as an equation"
+    except _NotAnEquation as error:
+        if str(error) == "UnaryOp":
+            return "a sign before a number (-3): only + - * / between numbers"
+        return "not an equation of numbers and + - * / ( )"
+    return literals, value
 
 
 def _evaluate(node: ast.expr, literals: list[int]) -> Fraction | None:
@@ -131,7 +149,7 @@ def countdown_reward() -> Reward:
     `invalid_gold_count`. Range [0, 1]. Source: the seed study, after TinyZero's countdown reward (0.1 for
     format, 1.0 for correct).
     """
-    return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"), gold_problem)
+    return per_completion(_countdown, (0.0, 1.0), ("target", "numbers"), gold_problem, _explain_countdown)
 
 
 def _check(completion: Completion, equation_of: Callable[[str], str | None]) -> CountdownCheck | None:
@@ -178,6 +196,55 @@ def _countdown(completion: Completion) -> float:
     return 0.3
 
 
+_NEAR_MISS = {0.7: " (within 10%)", 0.5: " (within 50%)"}
+
+
+def _explain_countdown(completion: Completion) -> str:
+    return _why(completion, answer_block, "no <answer> block") + _NEAR_MISS.get(_countdown(completion), "")
+
+
+def _why(completion: Completion, equation_of: Callable[[str], str | None], no_equation: str) -> str:
+    """Why a Countdown answer scored what it did: the numbers it misused, else its value against the target."""
+    equation = equation_of(completion.text)
+    if equation is None:
+        return no_equation
+    parsed = parse_equation(equation)
+    if isinstance(parsed, str):
+        return parsed
+    literals, value = parsed
+    numbers, target = [int(n) for n in completion.columns["numbers"]], completion.columns["target"]
+    problems = _number_problems(literals, numbers)
+    result = "division by zero" if value is None else f"evaluates to {_show(value)}, target {_show(Fraction(target))}"
+    if problems:
+        return f"{'; '.join(problems)} (numbers {', '.join(map(str, numbers))}); {result}"
+    if value is not None and abs(value - Fraction(target)) < TOLERANCE:
+        return f"correct: {_show(value)}"
+    return result
+
+
+def _number_problems(literals: list[int], numbers: list[int]) -> list[str]:
+    """How the equation's numbers differ from the given ones: "8 used twice", "7 is not one of the numbers", "3 not
+    used"."""
+    used, given = Counter(literals), Counter(numbers)
+    problems = []
+    for number, count in used.items():
+        if number not in given:
+            problems.append(f"{number} is not one of the numbers")
+        elif count > given[number]:
+            times = "twice" if count == 2 else f"{count} times"
+            problems.append(f"{number} used {times}" + (f" (given {given[number]})" if given[number] > 1 else ""))
+    problems += [f"{number} not used" for number in given if used[number] < given[number]]
+    return problems
+
+
+def _show(value: Fraction) -> str:
+    """A value as people write it: 21, -3, 2.5, or 7/3 when the decimal does not end."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    decimal = value.numerator / value.denominator
+    return f"{decimal:g}" if Fraction(decimal) == value else f"{value.numerator}/{value.denominator}"
+
+
 def countdown_binary_reward() -> Reward:
     """1.0 for a correct equation, 0.1 for an equation that is not correct for any reason, 0.0 without one.
 
@@ -187,7 +254,7 @@ def countdown_binary_reward() -> Reward:
     countdown `compute_score` (format score 0.1); the equation is checked by `check_countdown`, never eval'd
     (see docs/rewards.md for how that differs).
     """
-    return per_completion(_countdown_binary, (0.0, 1.0), ("target", "numbers"), gold_problem)
+    return per_completion(_countdown_binary, (0.0, 1.0), ("target", "numbers"), gold_problem, _explain_binary)
 
 
 def _countdown_binary(completion: Completion) -> float:
@@ -195,3 +262,7 @@ def _countdown_binary(completion: Completion) -> float:
     if check is None:
         return 0.0
     return 1.0 if check.correct else 0.1
+
+
+def _explain_binary(completion: Completion) -> str:
+    return _why(completion, last_line_answer, "no <answer>...</answer> on the last line")

@@ -56,7 +56,7 @@ def hard_format_reward() -> Reward:
     Lenient: newlines and spacing optional, blocks in any order. Range [0, 0.5]. Source: the seed study's
     relaxation of `strict_hard_format_reward`, which gave 0 to almost every early completion of a small model.
     """
-    return per_completion(_hard_format, (0.0, 0.5))
+    return per_completion(_hard_format, (0.0, 0.5), explain_one=_explain_hard_format)
 
 
 def _hard_format(completion: Completion) -> float:
@@ -65,17 +65,32 @@ def _hard_format(completion: Completion) -> float:
     return 0.5 if _has_block(completion.text, "think") else 0.25
 
 
+def _explain_hard_format(completion: Completion) -> str:
+    if not _has_block(completion.text, "answer"):
+        return "no <answer>...</answer> block"
+    if not _has_block(completion.text, "think"):
+        return "answer block, no <think>...</think> block"
+    return "think and answer blocks"
+
+
 def mark_reward() -> Reward:
     """+0.125 for each of `<think>`, `</think>`, `<answer>`, `</answer>` present (at most 0.5).
 
     Lenient partial credit: newlines optional, repeats not punished. Range [0, 0.5]. Source: the seed study's
     relaxation of `strict_mark_reward`.
     """
-    return per_completion(_count_present, (0.0, 0.5), marks=("<think>", "</think>", "<answer>", "</answer>"))
+    return per_completion(
+        _count_present, (0.0, 0.5), explain_one=_explain_present, marks=("<think>", "</think>", "<answer>", "</answer>")
+    )
 
 
 def _count_present(completion: Completion, marks: tuple[str, ...]) -> float:
     return 0.125 * sum(mark in completion.text for mark in marks)
+
+
+def _explain_present(completion: Completion, marks: tuple[str, ...]) -> str:
+    missing = [mark for mark in marks if mark not in completion.text]
+    return f"missing {', '.join(missing)}" if missing else f"all {len(marks)} tags"
 
 
 def strict_hard_format_reward() -> Reward:
@@ -84,12 +99,33 @@ def strict_hard_format_reward() -> Reward:
     Range [0, 0.5]. Source: the seed study's original, kept for comparison with `hard_format_reward`.
     """
     return per_completion(
-        _sandwich_score, (0.0, 0.5), score=0.5, parts=("<think>\n", "\n</think>\n<answer>\n", "\n</answer>\n")
+        _sandwich_score,
+        (0.0, 0.5),
+        explain_one=_explain_sandwich,
+        score=0.5,
+        parts=("<think>\n", "\n</think>\n<answer>\n", "\n</answer>\n"),
     )
 
 
 def _sandwich_score(completion: Completion, score: float, parts: tuple[str, str, str]) -> float:
     return score if is_sandwich(completion.text, *parts) else 0.0
+
+
+def _explain_sandwich(completion: Completion, score: float, parts: tuple[str, str, str]) -> str:
+    head, middle, tail = parts
+    text = completion.text
+    if not text.startswith(head):
+        return f"does not start with {shown(head)}"
+    if not text.endswith(tail):
+        return f"does not end with {shown(tail)}"
+    if not is_sandwich(text, head, middle, tail):
+        return f"no {shown(middle)} in between"
+    return "exact layout"
+
+
+def shown(mark: str) -> str:
+    """A tag as a reason quotes it, its newlines visible: "\\n</think>\\n"."""
+    return '"' + mark.replace("\n", "\\n") + '"'
 
 
 def strict_mark_reward() -> Reward:
@@ -100,6 +136,7 @@ def strict_mark_reward() -> Reward:
     return per_completion(
         _count_exactly_once,
         (0.0, 0.5),
+        explain_one=_explain_exactly_once,
         score=0.125,
         marks=("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>\n"),
     )
@@ -107,6 +144,18 @@ def strict_mark_reward() -> Reward:
 
 def _count_exactly_once(completion: Completion, score: float, marks: tuple[str, ...]) -> float:
     return score * sum(completion.text.count(mark) == 1 for mark in marks)
+
+
+def _explain_exactly_once(completion: Completion, score: float, marks: tuple[str, ...]) -> str:
+    return _not_once(completion.text, marks) or f"all {len(marks)} tags exactly once"
+
+
+def _not_once(text: str, marks: tuple[str, ...]) -> str:
+    """The marks that do not occur exactly once: 'missing "<think>\\n"; "\\n</answer>" 2 times' ('' if none)."""
+    counts = {mark: text.count(mark) for mark in marks}
+    missing = [shown(mark) for mark, count in counts.items() if count == 0]
+    repeated = [f"{shown(mark)} {count} times" for mark, count in counts.items() if count > 1]
+    return "; ".join(([f"missing {', '.join(missing)}"] if missing else []) + repeated)
 
 
 # --- the GSM8K demo set (willccbb's TRL GRPO demo, tags <reasoning>/<answer>) ---
@@ -122,7 +171,7 @@ def xmlcount_reward() -> Reward:
     after its final newline 0.48. Range (-inf, 0.5]: the penalty grows with the trailing text, unbounded.
     Source: `count_xml` in willccbb's grpo_demo.py.
     """
-    return per_completion(_xmlcount, (float("-inf"), 0.5))
+    return per_completion(_xmlcount, (float("-inf"), 0.5), explain_one=_explain_xmlcount)
 
 
 def _xmlcount(completion: Completion) -> float:
@@ -140,6 +189,16 @@ def _xmlcount(completion: Completion) -> float:
     return score
 
 
+def _explain_xmlcount(completion: Completion) -> str:
+    text = completion.text
+    marks = ("<reasoning>\n", "\n</reasoning>\n", "\n<answer>\n", "\n</answer>")
+    reasons = [_not_once(text, marks) or "all 4 tags exactly once"]
+    penalty = _xmlcount(completion) - 0.125 * sum(text.count(mark) == 1 for mark in marks)
+    if penalty:
+        reasons.append(f"{penalty:+.3f} for text after </answer>")
+    return "; ".join(reasons)
+
+
 def strict_format_reward(think_tag: str = "reasoning") -> Reward:
     """0.5 for a full match of `^<reasoning>\\n.*?\\n</reasoning>\\n<answer>\\n.*?\\n</answer>\\n$` (DOTALL), else 0.
 
@@ -148,7 +207,7 @@ def strict_format_reward(think_tag: str = "reasoning") -> Reward:
     """
     _check_tag(think_tag)
     parts = (f"<{think_tag}>\n", f"\n</{think_tag}>\n<answer>\n", "\n</answer>\n")
-    return per_completion(_sandwich_score, (0.0, 0.5), score=0.5, parts=parts)
+    return per_completion(_sandwich_score, (0.0, 0.5), explain_one=_explain_sandwich, score=0.5, parts=parts)
 
 
 def soft_format_reward(think_tag: str = "reasoning") -> Reward:
@@ -162,7 +221,13 @@ def soft_format_reward(think_tag: str = "reasoning") -> Reward:
     """
     _check_tag(think_tag)
     junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
-    return per_completion(_soft_format_at_start, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+    return per_completion(
+        _soft_format_at_start,
+        (0.0, 0.5),
+        explain_one=_explain_soft_format_at_start,
+        open_tag=f"<{think_tag}>",
+        junction=junction,
+    )
 
 
 def _soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
@@ -184,6 +249,14 @@ def _soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pa
     return 0.0
 
 
+def _explain_soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> str:
+    if not completion.text.startswith(open_tag):
+        return f"does not start with {open_tag}"
+    if _soft_format_at_start(completion, open_tag, junction):
+        return f"{open_tag}...</{open_tag[1:]} <answer>...</answer> at the start"
+    return f"no </{open_tag[1:]} <answer>...</answer> on the lines it opens (the demo's regex has no DOTALL)"
+
+
 def _line_end(text: str, start: int) -> int:
     end = text.find("\n", start)
     return len(text) if end == -1 else end
@@ -198,7 +271,13 @@ def soft_format_anywhere_reward(think_tag: str = "reasoning") -> Reward:
     """
     _check_tag(think_tag)
     junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
-    return per_completion(_soft_format_anywhere, (0.0, 0.5), open_tag=f"<{think_tag}>", junction=junction)
+    return per_completion(
+        _soft_format_anywhere,
+        (0.0, 0.5),
+        explain_one=_explain_soft_format_anywhere,
+        open_tag=f"<{think_tag}>",
+        junction=junction,
+    )
 
 
 def _soft_format_anywhere(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
@@ -212,6 +291,19 @@ def _soft_format_anywhere(completion: Completion, open_tag: str, junction: re.Pa
     return 0.5 if joined and text.find("</answer>", joined.end()) != -1 else 0.0
 
 
+def _explain_soft_format_anywhere(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> str:
+    text = completion.text
+    opened = text.find(open_tag)
+    if opened == -1:
+        return f"no {open_tag}"
+    joined = junction.search(text, opened + len(open_tag))
+    if joined is None:
+        return f"no </{open_tag[1:]} followed by <answer> after {open_tag}"
+    if text.find("</answer>", joined.end()) == -1:
+        return "no </answer> after <answer>"
+    return f"{open_tag}...</{open_tag[1:]} <answer>...</answer>"
+
+
 # --- the open-r1 set (src/open_r1/rewards.py) ---
 
 
@@ -222,7 +314,11 @@ def format_reward() -> Reward:
     accepts text after a newline that follows `</answer>`). Range [0, 1]. Source: open-r1 `format_reward`.
     """
     return per_completion(
-        _sandwich_score, (0.0, 1.0), score=1.0, parts=("<think>\n", "\n</think>\n<answer>\n", "\n</answer>")
+        _sandwich_score,
+        (0.0, 1.0),
+        explain_one=_explain_sandwich,
+        score=1.0,
+        parts=("<think>\n", "\n</think>\n<answer>\n", "\n</answer>"),
     )
 
 
@@ -232,7 +328,11 @@ def tag_count_reward() -> Reward:
     Range [0, 1]. Source: open-r1 `tag_count_reward`.
     """
     return per_completion(
-        _count_exactly_once, (0.0, 1.0), score=0.25, marks=("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
+        _count_exactly_once,
+        (0.0, 1.0),
+        explain_one=_explain_exactly_once,
+        score=0.25,
+        marks=("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>"),
     )
 
 
@@ -245,9 +345,17 @@ def reasoning_steps_reward() -> Reward:
     Only the first three matches are looked for (more cannot change the score), within the first
     REASONING_STEPS_MAX_CHARS characters (the regex costs ~50 ns a character; a real completion is shorter).
     """
-    return per_completion(_reasoning_steps, (0.0, 1.0))
+    return per_completion(_reasoning_steps, (0.0, 1.0), explain_one=_explain_reasoning_steps)
 
 
 def _reasoning_steps(completion: Completion) -> float:
     steps = sum(1 for _ in islice(_REASONING_STEP.finditer(completion.text, 0, REASONING_STEPS_MAX_CHARS), 3))
     return min(1.0, steps / 3)
+
+
+def _explain_reasoning_steps(completion: Completion) -> str:
+    found = [m.group() for m in islice(_REASONING_STEP.finditer(completion.text, 0, REASONING_STEPS_MAX_CHARS), 3)]
+    if not found:
+        return "no step markers (Step 1:, a leading 1., - or * lists, First, Next, Finally)"
+    steps = ", ".join(shown(step) for step in found)
+    return f"{len(found)} step markers: {steps}" + ("" if len(found) >= 3 else " (3 earn full credit)")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Literal
 
-from rewards.accuracy import Checker, verdicts
-from rewards.answers import Verdict
+from rewards.accuracy import Checker, explain_verdict, verdicts
+from rewards.answers import Verdict, extract_answer
 from rewards.core import Completion, Reward, RewardConfigError, group_indices, per_completion
 
 # Repetition is measured over at most this many words: a 16k-token completion has about 12k. Bounds the work on a
@@ -55,7 +55,8 @@ def cosine_scaled_reward(
         max_len=max_len,
         checker=checker,
     )
-    return Reward(scores, (min(values), max(values)), ("answer",))
+    explain = partial(_explain_cosine, max_len=max_len, checker=checker)
+    return Reward(scores, (min(values), max(values)), ("answer",), explain=explain)
 
 
 def _cosine_scores(
@@ -78,6 +79,22 @@ def _cosine_scores(
     return scores
 
 
+def _explain_cosine(completions: Sequence[Completion], max_len: int, checker: Checker) -> list[str]:
+    return [
+        f"{_judged(c, verdict, checker)}; {len(c.text)} characters of max_len {max_len}"
+        for c, verdict in zip(completions, verdicts(completions, checker), strict=True)
+    ]
+
+
+def _judged(completion: Completion, verdict: Verdict, checker: Checker) -> str:
+    """ "correct", "wrong", or why the checker could not say, for the length rewards' reasons."""
+    if verdict is Verdict.EQUAL:
+        return "correct"
+    if verdict is Verdict.DIFFERENT:
+        return f"wrong ({explain_verdict(extract_answer(completion.text), str(completion.columns['answer']), verdict)})"
+    return explain_verdict(None, str(completion.columns["answer"]), verdict, checker)
+
+
 def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "answer") -> Reward:
     """lambda = 0.5 - (L - min L) / (max L - min L) over the completions of one prompt, L in characters; correct
     gets lambda, wrong gets min(0, lambda); all 0 when every length is equal.
@@ -88,7 +105,8 @@ def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "a
     comparison past math-verify's bounds is None (its length still counts for the others). Dataset column
     `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5", section 2.3.3; open-r1 `len_reward`.
     """
-    return Reward(partial(_len_scores, scope=scope, checker=checker), (-0.5, 0.5), ("answer",))
+    explain = partial(_explain_len, scope=scope, checker=checker)
+    return Reward(partial(_len_scores, scope=scope, checker=checker), (-0.5, 0.5), ("answer",), explain=explain)
 
 
 def _len_scores(completions: Sequence[Completion], scope: str, checker: Checker) -> list[float | None]:
@@ -109,6 +127,18 @@ def _len_scores(completions: Sequence[Completion], scope: str, checker: Checker)
     return scores
 
 
+def _explain_len(completions: Sequence[Completion], scope: str, checker: Checker) -> list[str]:
+    groups = group_indices(completions) if scope == "group" else [list(range(len(completions)))]
+    decided = verdicts(completions, checker)
+    reasons = [""] * len(completions)
+    for group in groups:
+        lengths = [len(completions[i].text) for i in group]
+        span = f"{scope} lengths {min(lengths)}..{max(lengths)}" if len(group) > 1 else f"alone in its {scope}"
+        for i, length in zip(group, lengths, strict=True):
+            reasons[i] = f"{_judged(completions[i], decided[i], checker)}; {length} characters, {span}"
+    return reasons
+
+
 def repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) -> Reward:
     """(1 - unique n-grams / total n-grams) x max_penalty, over lower-cased whitespace-separated words; 0 when there
     are fewer words than ngram_size.
@@ -123,7 +153,13 @@ def repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) ->
         )
     if ngram_size < 1:
         raise RewardConfigError(f"repetition_penalty_reward: ngram_size must be at least 1, got {ngram_size}.")
-    return per_completion(_repetition, (max_penalty, 0.0), ngram_size=ngram_size, max_penalty=max_penalty)
+    return per_completion(
+        _repetition,
+        (max_penalty, 0.0),
+        explain_one=_explain_repetition,
+        ngram_size=ngram_size,
+        max_penalty=max_penalty,
+    )
 
 
 def _repetition(completion: Completion, ngram_size: int, max_penalty: float) -> float:
@@ -134,6 +170,16 @@ def _repetition(completion: Completion, ngram_size: int, max_penalty: float) -> 
         return 0.0
     unique = len(set(zip(*(words[i:] for i in range(ngram_size)), strict=False)))  # shorter shifts end the n-grams
     return 0.0 if unique == total else (1.0 - unique / total) * max_penalty
+
+
+def _explain_repetition(completion: Completion, ngram_size: int, max_penalty: float) -> str:
+    words = completion.text.lower().split(None, REPETITION_MAX_WORDS)
+    del words[REPETITION_MAX_WORDS:]
+    total = len(words) - ngram_size + 1
+    if total <= 0:
+        return f"fewer than {ngram_size} words"
+    unique = len(set(zip(*(words[i:] for i in range(ngram_size)), strict=False)))
+    return f"{total - unique} of {total} {ngram_size}-grams repeat"
 
 
 def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) -> Reward:
@@ -152,7 +198,11 @@ def soft_overlong_punishment(max_completion_len: int, soft_punish_cache: int) ->
             f"of it (0: a hard cutoff)."
         )
     return per_completion(
-        _overlong, (-1.0, 0.0), max_completion_len=max_completion_len, soft_punish_cache=soft_punish_cache
+        _overlong,
+        (-1.0, 0.0),
+        explain_one=_explain_overlong,
+        max_completion_len=max_completion_len,
+        soft_punish_cache=soft_punish_cache,
     )
 
 
@@ -163,6 +213,15 @@ def _overlong(completion: Completion, max_completion_len: int, soft_punish_cache
     if completion.tokens <= max_completion_len:
         return (free_length - completion.tokens) / soft_punish_cache
     return -1.0
+
+
+def _explain_overlong(completion: Completion, max_completion_len: int, soft_punish_cache: int) -> str:
+    tokens, free_length = completion.tokens, max_completion_len - soft_punish_cache
+    if tokens <= free_length:
+        return f"{tokens} tokens, within {free_length}"
+    if tokens <= max_completion_len:
+        return f"{tokens} tokens, {tokens - free_length} past {free_length} (max {max_completion_len})"
+    return f"{tokens} tokens, over max {max_completion_len}"
 
 
 def length_penalty_factor(tokens: int, length_penalty_tokens: int) -> float:
