@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rewards.core import Completion, Reward, RewardConfigError, RewardError, RewardResultError
@@ -245,6 +246,23 @@ def load_user_function(path: str) -> Callable[..., Any]:
             f"Reward file '{file_part}' not found (looked for {file}; relative paths resolve against the current "
             f"directory). Fix the path before the ':' in '{path}'."
         )
+    module = load_user_module(file)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        defined = sorted(
+            key
+            for key, value in vars(module).items()
+            if callable(value) and getattr(value, "__module__", None) == module.__name__
+        )
+        raise RewardConfigError(
+            f"Reward file {file} has no function '{function_name}'. Functions defined there: "
+            f"{', '.join(defined) or 'none'}. Fix the name after the ':' in '{path}'."
+        )
+    return function
+
+
+def load_user_module(file: Path) -> ModuleType:
+    """The user's file, an existing path, imported (run) as a module; RewardConfigError if importing it fails."""
     # One module per file path, registered in sys.modules so dataclasses and pickling in the user's file work.
     module_name = "user_reward_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(module_name, file)
@@ -262,18 +280,7 @@ def load_user_function(path: str) -> Callable[..., Any]:
         raise RewardConfigError(
             f"Importing reward file {file} failed ({type(error).__name__}: {error}) at {line.filename}:{line.lineno}."
         ) from error
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        defined = sorted(
-            key
-            for key, value in vars(module).items()
-            if callable(value) and getattr(value, "__module__", None) == module_name
-        )
-        raise RewardConfigError(
-            f"Reward file {file} has no function '{function_name}'. Functions defined there: "
-            f"{', '.join(defined) or 'none'}. Fix the name after the ':' in '{path}'."
-        )
-    return function
+    return module
 
 
 def _takes_var_keyword(function: Callable[..., Any]) -> bool:

@@ -186,6 +186,301 @@ def test_list_shows_every_built_in_reward(capsys):
     assert code == 0 and "countdown_reward" in out and "max_completion_len" in out
 
 
+# --- your own rewards: file.py:function in --rewards, every reward function of a file with --reward-file ---
+
+# A user's reward file: two rewards (one with reasons), a helper, a private function, the reasons function attached
+# as `.explain`, a reward imported from another file, and one named like a built-in reward.
+REWARD_FILE = """
+from shared import imported_reward
+
+
+def parse(text):
+    return text.strip()
+
+
+def short(completions, **kwargs):
+    return [1.0 / len(c) for c in completions]
+
+
+def why_short(completions, **kwargs):
+    return [f"{len(c)} chars" for c in completions]
+
+
+short.explain = why_short
+
+
+def _private(completions, **kwargs):
+    return [0.0 for _ in completions]
+
+
+def exact(completions, answer, **kwargs):
+    return [float(c == a) for c, a in zip(completions, answer)]
+
+
+def correctness_reward(completions, answer, bonus=0.0, **kwargs):
+    return [0.25 + bonus for _ in completions]
+"""
+
+
+@pytest.fixture
+def reward_file(tmp_path, monkeypatch):
+    """mine.py (REWARD_FILE) in the current directory, with shared.py, which it imports a reward from."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "shared.py").write_text(
+        "def imported_reward(completions, **kwargs):\n    return [9.0] * len(completions)\n"
+    )
+    (tmp_path / "mine.py").write_text(REWARD_FILE)
+    return tmp_path / "mine.py"
+
+
+def test_a_file_and_function_in_rewards_scores_the_users_function(reward_file, capsys):
+    result = run_json(["--completion", "abcd", "--answer", "abcd", "--rewards", "mark_reward,mine.py:short"], capsys)
+    assert result["rows"][0]["rewards"] == {"mark_reward": 0.0, "short": 0.25}
+    assert result["rewards"][1] == {"name": "short", "weight": 1.0, "params": {}, "path": "mine.py:short"}
+
+
+def test_a_user_reward_named_like_a_built_in_is_scored_next_to_it_under_its_file_stem(reward_file, capsys):
+    argv = ["--completion", "<answer>18</answer>", "--answer", "18"]
+    argv += ["--rewards", "correctness_reward,mine.py:correctness_reward"]
+    result = run_json([*argv, "--param", "mine.correctness_reward.bonus=0.5"], capsys)
+    assert result["rows"][0]["rewards"] == {"correctness_reward": 1.0, "mine.correctness_reward": 0.75}
+
+
+def test_reward_file_picks_exactly_the_reward_functions_defined_in_it(reward_file, capsys):
+    argv = ["--completion", "abcd", "--answer", "abcd", "--rewards", "mark_reward", "--reward-file", "mine.py"]
+    result = run_json([*argv, "--rewards", "len_reward"], capsys)
+    # not parse (no `completions`), _private, why_short (short's .explain) or imported_reward (imported)
+    assert list(result["rows"][0]["rewards"]) == [
+        "mark_reward",
+        "short",
+        "exact",
+        "mine.correctness_reward",
+        "len_reward",
+    ]
+    assert result["rows"][0]["rewards"]["exact"] == 1.0
+
+
+def test_a_function_given_both_ways_is_scored_once(reward_file, capsys):
+    result = run_json(
+        ["--completion", "ab", "--answer", "ab", "--rewards", "mine.py:short", "--reward-file", "mine.py"], capsys
+    )
+    assert list(result["rows"][0]["rewards"]) == ["short", "exact", "mine.correctness_reward"]
+
+
+def test_reward_file_goes_with_a_config(reward_file, capsys):
+    (reward_file.parent / "exp.yaml").write_text("rewards: [{name: mark_reward, weight: 2}]\n")
+    result = run_json(
+        ["--completion", "ab", "--answer", "ab", "--config", "exp.yaml", "--reward-file", "mine.py"], capsys
+    )
+    assert list(result["rows"][0]["rewards"]) == ["mark_reward", "short", "exact", "mine.correctness_reward"]
+
+
+def test_reward_file_without_a_reward_function_names_what_it_found_and_what_it_needs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helpers.py").write_text(
+        "def parse(text):\n    return text\n\n\ndef _score(completions):\n    return []\n"
+    )
+    code, _, err = run(["--completion", "x", "--reward-file", "helpers.py"], capsys)
+    assert_error(
+        code,
+        err,
+        "--reward-file helpers.py: no reward function in it",
+        "a parameter named `completions`",
+        "`def my_reward(completions, **kwargs)`",
+        "functions defined in helpers.py: parse(text), _score(completions) (private)",
+    )
+
+
+def test_reward_file_that_is_not_there(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["--completion", "x", "--reward-file", "nope.py"], capsys)
+    assert_error(code, err, "--reward-file nope.py: no such file", str(tmp_path / "nope.py"))
+
+
+def test_rewards_and_config_together_are_refused(reward_file, capsys):
+    (reward_file.parent / "exp.yaml").write_text("rewards: [mark_reward]\n")
+    code, _, err = run(["--completion", "x", "--config", "exp.yaml", "--rewards", "mark_reward"], capsys)
+    assert_error(code, err, "either --rewards or --config, not both", "--reward-file goes with either")
+
+
+# --- --explain: why each reward gave its score ---
+
+
+def test_explain_shows_a_user_rewards_reasons_in_the_table_and_in_json(reward_file, tmp_path, capsys):
+    rows = [
+        {"prompt": "Say\nhi", "completion": "hello", "answer": "hi"},
+        {"prompt": "Say\nhi", "completion": "hi", "answer": "hi"},
+    ]
+    path = write_jsonl(tmp_path / "s.jsonl", rows)
+    code, out, _ = run([path, "--rewards", "mine.py:short,mine.py:exact", "--explain"], capsys)
+    assert code == 0
+    assert "0.200" in out and "5 chars" in out and "2 chars" in out  # score, and its reason under it
+    assert "Say⏎hi" in out and "prompt" in out and "gold" in out
+    assert "note: no reasons from exact: it has no explain function." in out
+    result = run_json([path, "--rewards", "mine.py:short,mine.py:exact", "--explain"], capsys)
+    assert [row["reasons"] for row in result["rows"]] == [
+        {"short": "5 chars", "exact": ""},
+        {"short": "2 chars", "exact": ""},
+    ]
+    assert result["without_reasons"] == ["exact"]
+
+
+def test_explain_on_one_completion_adds_a_why_column(reward_file, capsys):
+    code, out, _ = run(["--completion", "abcd", "--rewards", "mine.py:short", "--explain"], capsys)
+    assert code == 0 and "why" in out and "4 chars" in out
+
+
+def test_explain_without_any_reward_that_explains_is_a_note_not_an_error(reward_file, capsys):
+    code, out, err = run(["--completion", "ab", "--answer", "ab", "--rewards", "mine.py:exact", "--explain"], capsys)
+    assert code == 0 and err == ""
+    assert out.count("note:") == 1 and "no reasons from exact" in out
+
+
+def test_without_explain_reasons_are_not_computed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(
+        "def plain(completions, **kwargs):\n    return [1.0] * len(completions)\n\n\n"
+        "def why(completions, **kwargs):\n    raise RuntimeError('explain was called')\n\n\nplain.explain = why\n"
+    )
+    result = run_json(["--completion", "x", "--rewards", "mine.py:plain"], capsys)
+    assert result["rows"][0] == {"line": None, "completion": "x", "rewards": {"plain": 1.0}, "total": 1.0}
+    code, out, _ = run(["--completion", "x", "--rewards", "mine.py:plain"], capsys)
+    assert code == 0 and "why" not in out and "note" not in out
+    with pytest.raises(RewardError, match="explain was called"):
+        score_rewards.main(["--completion", "x", "--rewards", "mine.py:plain", "--explain"])
+
+
+# --- samples files: greedy and sampled apart, and the spread of each prompt's total rewards ---
+
+
+def samples_rows(totals_per_prompt):
+    """A samples file's rows: per prompt one greedy completion, then one sampled completion per total; each
+    completion is its reward (`value` below) as text."""
+    rows = []
+    common = {"label": "final", "num_tokens": 5, "truncated": False, "rewards": {}, "reward_total": 0.0}
+    common |= {"correct": False, "outcome": "failed", "answer": "1", "question": "q"}
+    for index, totals in enumerate(totals_per_prompt):
+        prompt = f"prompt {index}\n"
+        rows.append({**common, "kind": "greedy", "index": index, "sample": 0, "prompt": prompt, "completion": "1"})
+        for sample, total in enumerate(totals):
+            rows.append(
+                {
+                    **common,
+                    "kind": "sampled",
+                    "index": index,
+                    "sample": sample,
+                    "prompt": prompt,
+                    "completion": str(total),
+                }
+            )
+    return rows
+
+
+VALUE_REWARD = """
+def value(completions, **kwargs):
+    return [float(c) for c in completions]
+
+
+def batch_size(completions, **kwargs):
+    return [float(len(completions))] * len(completions)
+
+
+def first(completions, **kwargs):
+    return [float(c.split(",")[0]) for c in completions]
+
+
+def second(completions, **kwargs):
+    return [float(c.split(",")[1]) for c in completions]
+"""
+
+
+def test_a_samples_file_gives_a_table_per_kind_and_each_prompts_spread(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(VALUE_REWARD)
+    path = write_jsonl(tmp_path / "final.jsonl", samples_rows([[1, 1, 1, 1], [1, 0, 0, 1], [0, 1, 1, 1]]))
+    argv = [path, "--rewards", "mine.py:value"]
+    code, out, _ = run(argv, capsys)
+    assert code == 0
+    assert "greedy: 3 completions;" in out and "sampled: 12 completions (3 prompts x 4);" in out
+    assert "per reward: greedy" in out and "per reward: sampled" in out and "per prompt: sampled" in out
+    assert "sampled: 1 of 3 prompts (33%) have all-equal total rewards in their group: zero advantage" in out
+    assert "greedy: 0 of" not in out and "per prompt: greedy" not in out  # one greedy row per prompt: no groups
+
+    result = run_json(argv, capsys)
+    assert list(result["groups"]) == ["sampled"]
+    groups = result["groups"]["sampled"]
+    assert (groups["prompts"], groups["all_equal"]) == (3, 1)
+    assert groups["fraction_all_equal"] == pytest.approx(1 / 3)
+    # unbiased std of each group's totals: 0; sqrt((4 x 0.25) / 3); sqrt((0.5625 + 3 x 0.0625) / 3) = 0.5
+    stds = [0.0, (1 / 3) ** 0.5, 0.5]
+    assert [group["std"] for group in groups["per_prompt"]] == pytest.approx(stds)
+    assert groups["mean_std"] == pytest.approx(sum(stds) / 3)
+    assert [group["mean"] for group in groups["per_prompt"]] == pytest.approx([1.0, 0.5, 0.75])
+    assert [(group["min"], group["max"], group["n"]) for group in groups["per_prompt"]] == [
+        (1, 1, 4),
+        (0, 1, 4),
+        (0, 1, 4),
+    ]
+    assert [group["all_equal"] for group in groups["per_prompt"]] == [True, False, False]
+    assert groups["per_prompt"][1]["lines"] == [7, 8, 9, 10]
+    by_kind = result["summary_by_kind"]
+    assert by_kind["greedy"][0]["mean"] == 1.0 and by_kind["sampled"][0]["mean"] == pytest.approx(9 / 12)
+
+
+def test_each_evaluation_and_kind_is_scored_as_its_own_batch(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(VALUE_REWARD)
+    final = samples_rows([[1, 1], [0, 1]])
+    zero_shot = [{**row, "label": "zero_shot"} for row in samples_rows([[1, 1, 0], [0, 1, 1]])]
+    path = write_jsonl(tmp_path / "both.jsonl", final + zero_shot)
+    result = run_json([path, "--rewards", "mine.py:batch_size"], capsys)
+    # final: 2 greedy and 4 sampled rows; zero_shot: 2 greedy and 6 sampled
+    assert [row["rewards"]["batch_size"] for row in result["rows"]] == [2, 4, 4, 2, 4, 4, 2, 6, 6, 6, 2, 6, 6, 6]
+
+
+def test_totals_that_differ_only_by_float_noise_count_as_equal(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(VALUE_REWARD)
+    rows = [{"prompt": "p", "completion": "0.1,0.2"}, {"prompt": "p", "completion": "0.3,0"}]
+    result = run_json([write_jsonl(tmp_path / "s.jsonl", rows), "--rewards", "mine.py:first,mine.py:second"], capsys)
+    assert [row["total"] for row in result["rows"]] == [0.30000000000000004, 0.3]
+    assert result["groups"]["all"]["all_equal"] == 1
+
+
+def test_without_kinds_completions_group_by_prompt_and_rows_without_one_are_not_grouped(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(VALUE_REWARD)
+    rows = [
+        {"prompt": "a", "completion": "1"},
+        {"prompt": "b", "completion": "0"},
+        {"prompt": "a", "completion": "0"},
+        {"prompt": "b", "completion": "0"},
+        {"prompt": "c", "completion": "1"},  # alone: no group
+        {"completion": "1"},  # no prompt: not grouped
+        {"completion": "1"},
+    ]
+    path = write_jsonl(tmp_path / "s.jsonl", rows)
+    result = run_json([path, "--rewards", "mine.py:value"], capsys)
+    groups = result["groups"]["all"]
+    assert [(group["prompt"], group["lines"]) for group in groups["per_prompt"]] == [("a", [1, 3]), ("b", [2, 4])]
+    assert (groups["prompts"], groups["all_equal"]) == (2, 1)
+    code, out, _ = run([path, "--rewards", "mine.py:value"], capsys)
+    assert "1 of 2 prompts (50%) have all-equal total rewards" in out and "per prompt" in out
+
+
+def test_a_samples_files_own_fields_are_not_passed_to_rewards_as_columns(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spy.py").write_text(
+        "import json\n\n\ndef spy(completions, **kwargs):\n"
+        "    with open('seen.json', 'w') as file:\n        json.dump(sorted(kwargs), file)\n"
+        "    return [0.0] * len(completions)\n"
+    )
+    path = write_jsonl(tmp_path / "final.jsonl", samples_rows([[1, 0]]))
+    run_json([path, "--rewards", "spy.py:spy"], capsys)
+    assert json.loads((tmp_path / "seen.json").read_text()) == ["answer", "completion_ids", "prompts", "question"]
+
+
 # --- errors: one paragraph naming the problem and the fix, exit code 2 ---
 
 
@@ -214,9 +509,31 @@ def test_bad_countdown_flags(flags, fragment, capsys):
     assert_error(*run(["--completion", "x", *flags], capsys)[::2], fragment)
 
 
-def test_unknown_reward_lists_the_valid_ones(capsys):
+def test_unknown_reward_lists_the_valid_ones_and_quotes_the_flags_for_your_own(capsys):
     code, _, err = run(["--completion", "x", "--rewards", "mark_rewrd"], capsys)
-    assert_error(code, err, "Unknown reward 'mark_rewrd'", "mark_reward", "countdown_reward")
+    assert_error(code, err, "Unknown reward 'mark_rewrd'", "Did you mean mark_reward?", "countdown_reward")
+    assert_error(code, err, "pass --rewards my_rewards.py:mark_rewrd (a file", "or --reward-file my_rewards.py.")
+    assert "{" not in err and "path:" not in err  # the CLI form, not a config's YAML
+
+
+def test_unknown_reward_names_the_users_own_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_file.py").write_text(REWARD_FILE)
+    code, _, err = run(["--completion", "x", "--reward-file", "my_file.py", "--rewards", "foo"], capsys)
+    assert_error(code, err, "Unknown reward 'foo'. Built-in rewards: hard_format_reward, mark_reward")
+    assert_error(
+        code,
+        err,
+        "For your own reward pass --rewards my_file.py:foo (a file and a function in it) or --reward-file my_file.py.",
+    )
+    assert str(tmp_path) not in err
+
+
+def test_a_file_without_a_function_in_rewards_says_how_to_name_one(capsys):
+    code, _, err = run(["--completion", "x", "--rewards", "mine.py"], capsys)
+    assert_error(
+        code, err, "--rewards item 'mine.py' is a file", "--rewards mine.py:my_reward", "--reward-file mine.py"
+    )
 
 
 @pytest.mark.parametrize(
