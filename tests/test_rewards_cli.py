@@ -326,6 +326,20 @@ def test_explain_shows_a_user_rewards_reasons_in_the_table_and_in_json(reward_fi
     assert result["without_reasons"] == ["exact"]
 
 
+def test_explain_gives_the_built_in_reasons_for_the_docs_example(capsys):
+    argv = ["--completion", "<answer>(8 - 5) * 8</answer>", "--target", "24", "--numbers", "3,5,8", "--explain"]
+    result = run_json([*argv, "--rewards", "countdown_reward,hard_format_reward,mark_reward"], capsys)
+    assert result["rows"][0]["rewards"] == {"countdown_reward": 0.1, "hard_format_reward": 0.25, "mark_reward": 0.25}
+    assert result["rows"][0]["reasons"] == {
+        "countdown_reward": "8 used twice; 3 not used (numbers 3, 5, 8); evaluates to 24, target 24",
+        "hard_format_reward": "answer block, no <think>...</think> block",
+        "mark_reward": "missing <think>, </think>",
+    }
+    assert result["without_reasons"] == []
+    code, out, _ = run([*argv, "--rewards", "countdown_reward"], capsys)
+    assert code == 0 and "8 used twice" in out and "note:" not in out
+
+
 def test_explain_on_one_completion_adds_a_why_column(reward_file, capsys):
     code, out, _ = run(["--completion", "abcd", "--rewards", "mine.py:short", "--explain"], capsys)
     assert code == 0 and "why" in out and "4 chars" in out
