@@ -13,6 +13,7 @@ rule (a property test checks it against the regex), in linear time, where the re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import islice
 
 from rewards.answers import last_block
@@ -219,15 +220,14 @@ def soft_format_reward(think_tag: str = "reasoning") -> Reward:
     `<answer>` may hold newlines. `soft_format_anywhere_reward` is the lenient reading. `think_tag` replaces
     `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's grpo_demo.py.
     """
+    return _soft_format(_soft_format_at_start, _explain_soft_format_at_start, think_tag)
+
+
+def _soft_format(score_one: Callable[..., float], explain_one: Callable[..., str], think_tag: str) -> Reward:
+    """A soft format reward (0 or 0.5) for the tag `think_tag`: both readings search for the same junction."""
     _check_tag(think_tag)
     junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
-    return per_completion(
-        _soft_format_at_start,
-        (0.0, 0.5),
-        explain_one=_explain_soft_format_at_start,
-        open_tag=f"<{think_tag}>",
-        junction=junction,
-    )
+    return per_completion(score_one, (0.0, 0.5), explain_one=explain_one, open_tag=f"<{think_tag}>", junction=junction)
 
 
 def _soft_format_at_start(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
@@ -269,15 +269,7 @@ def soft_format_anywhere_reward(think_tag: str = "reasoning") -> Reward:
     `think_tag` replaces `reasoning`. Range [0, 0.5]. Source: `soft_format_reward_func` in willccbb's grpo_demo.py,
     with re.search and DOTALL instead of re.match (this project's variant).
     """
-    _check_tag(think_tag)
-    junction = re.compile(rf"</{re.escape(think_tag)}>\s*<answer>")
-    return per_completion(
-        _soft_format_anywhere,
-        (0.0, 0.5),
-        explain_one=_explain_soft_format_anywhere,
-        open_tag=f"<{think_tag}>",
-        junction=junction,
-    )
+    return _soft_format(_soft_format_anywhere, _explain_soft_format_anywhere, think_tag)
 
 
 def _soft_format_anywhere(completion: Completion, open_tag: str, junction: re.Pattern[str]) -> float:
