@@ -82,7 +82,9 @@ def user_reward(name: str, path: str, params: dict[str, Any], timeout_seconds: f
             f"completion, got {type(explain).__name__}."
         )
     why = None if explain is None else partial(_call_user, UserFunction(name, path, explain, params, timeout_seconds))
-    return Reward(partial(_call_user, user), (float(low), float(high)), _required_columns(function, params), None, why)
+    return Reward(
+        partial(_call_user, user), (float(low), float(high)), _required_columns(function, params), explain=why
+    )
 
 
 def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
