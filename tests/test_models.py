@@ -134,3 +134,23 @@ def test_unreachable_hub_model_names_the_model_the_cache_and_the_quickstart(monk
     assert "no-such-org/no-such-model" in message
     assert "Hugging Face cache" in message
     assert "experiment_configs/quickstart.yaml" in message
+
+
+def test_fresh_lora_adapters_come_from_the_runs_seed_whatever_the_rng_did_before():
+    import torch
+
+    from train.models.builtin import random_tiny_model
+    from train.models.hf import attach_lora
+
+    def adapters(seed: int, noise: int):
+        torch.manual_seed(noise)  # whatever ran before: torch's default generator starts at a random seed
+        model = random_tiny_model(build_tokenizer(), hidden_size=16, num_layers=1, num_heads=2)
+        torch.manual_seed(noise + 1)
+        cfg = tiny_cfg(lora_rank=4, target_modules=["q_proj", "v_proj"])
+        cfg.train.seed = seed
+        peft_model = attach_lora(model, cfg)
+        return {name: p.detach().clone() for name, p in peft_model.named_parameters() if "lora_A" in name}
+
+    first, again, other_seed = adapters(7, noise=1), adapters(7, noise=2), adapters(8, noise=1)
+    assert first and all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other_seed[name]) for name in first)

@@ -63,8 +63,12 @@ def attach_lora(model: Any, cfg: ExperimentConfig, adapter: Path | None = None) 
     rank = cfg.model.effective_lora_rank
     if rank == 0:
         return model
+    import torch
     from peft import LoraConfig, get_peft_model
 
+    # The adapters' initial weights come from the run's seed, as unsloth's random_state does: the trainer seeds
+    # only later, and torch's default generator starts from a random seed, so LoRA runs would not repeat.
+    torch.manual_seed(cfg.train.seed)
     lora = LoraConfig(
         r=rank,
         lora_alpha=cfg.model.lora_alpha,
