@@ -79,6 +79,9 @@ NOT_COLUMNS = {
     *("label", "kind", "index", "sample", "truncated", "rewards", "reward_total", "correct", "outcome"),
 }
 REWARD_SIGNATURE = "def my_reward(completions, **kwargs)"
+# Printed under the tables as lines of their own: a table's caption wraps at the table's width.
+SUMMARY_LEGEND = "zero: fraction of scores equal to 0; n/a: not applicable (None); s: seconds inside the reward"
+PER_PROMPT_LEGEND = "the weighted total in each prompt's group; std: unbiased (n - 1), as GRPO's"
 EXAMPLE_FILE = "my_rewards.py"  # in messages, when the user has named no file of their own
 
 
@@ -771,9 +774,14 @@ class Report:
                 if len(part.indices) > show:
                     console.print(f"({len(part.indices) - show} more row(s) not shown; --show N shows more)")
                 console.print(summary_table(self.summary(part), part.kind))
+                console.print(Text(SUMMARY_LEGEND, style="dim"))
                 groups = self.groups(part)
                 if groups is not None:
                     console.print(per_prompt_table(groups, part.kind, show))
+                    legend = PER_PROMPT_LEGEND
+                    if len(groups["per_prompt"]) > show:
+                        legend += f"; {len(groups['per_prompt']) - show} more prompt(s) not shown (--show N)"
+                    console.print(Text(legend, style="dim"))
                     console.print(Text(f"{part.kind}: " if part.kind else "") + Text(spread_line(groups), style="bold"))
         if note := self.explain_note():
             console.print(Text(note))
@@ -834,7 +842,7 @@ def part_title(part: Part, rows: list[dict[str, Any]]) -> str:
     title = f"{part.kind}: {len(rows)} completions" if part.kind else f"{len(rows)} completions"
     sizes = [len(group) for group in prompt_groups(rows, list(range(len(rows))))]
     if sizes and min(sizes) == max(sizes) > 1:
-        title += f" ({len(sizes)} prompts x {sizes[0]})"
+        title += f" ({len(sizes)} prompt{'s' * (len(sizes) > 1)} x {sizes[0]})"
     elif sizes and max(sizes) > 1:
         title += f" ({len(sizes)} prompts, {min(sizes)}-{max(sizes)} each)"
     return title
@@ -843,10 +851,7 @@ def part_title(part: Part, rows: list[dict[str, Any]]) -> str:
 def summary_table(summary: list[dict[str, Any]], kind: str | None):
     from rich.table import Table
 
-    table = Table(
-        title=f"per reward: {kind}" if kind else "per reward",
-        caption="zero: fraction of scores equal to 0; n/a: not applicable (None); s: seconds inside the reward",
-    )
+    table = Table(title=f"per reward: {kind}" if kind else "per reward")
     for heading in ("reward", "weight", "mean", "std", "min", "max", "zero", "n/a", "s"):
         table.add_column(heading, justify="left" if heading == "reward" else "right", no_wrap=True)
     for entry in summary:
@@ -865,10 +870,7 @@ def per_prompt_table(groups: dict[str, Any], kind: str | None, show: int):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(
-        title=f"per prompt: {kind}" if kind else "per prompt",
-        caption="the weighted total in each prompt's group; std: unbiased (n - 1), as GRPO's",
-    )
+    table = Table(title=f"per prompt: {kind}" if kind else "per prompt")
     table.add_column("prompt", no_wrap=True, max_width=PROMPT_CHARS)
     for heading in ("n", "mean", "std", "min", "max", "all equal"):
         table.add_column(heading, justify="right", no_wrap=True)
@@ -879,8 +881,6 @@ def per_prompt_table(groups: dict[str, Any], kind: str | None, show: int):
             *(fmt(group[key]) for key in ("mean", "std", "min", "max")),
             "yes" if group["all_equal"] else "",
         )
-    if len(groups["per_prompt"]) > show:
-        table.caption += f"; {len(groups['per_prompt']) - show} more prompt(s) not shown (--show N)"
     return table
 
 
