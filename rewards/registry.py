@@ -106,9 +106,7 @@ class RewardFunction:
     ) -> list[float | None]:
         start = time.perf_counter()
         try:
-            extras = {key: columns.pop(key) for key in TRL_EXTRAS if key in columns}
-            texts = [completion_text(completion) for completion in completions or ()]
-            self._check_columns(columns, len(texts))
+            texts, extras = self._inputs(completions, columns)
             scores = self._score(texts, prompts, completion_ids, columns, extras)
             if self.length_penalty_tokens is not None:
                 tokens = _token_counts(texts, completion_ids)
@@ -120,6 +118,14 @@ class RewardFunction:
         finally:
             self.seconds_total += time.perf_counter() - start
             self.calls += 1
+
+    def _inputs(self, completions: Sequence[Any] | None, columns: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        """The completions' texts, and TRL's extra keyword arguments (taken out of `columns`, which keeps the dataset
+        columns, checked)."""
+        extras = {key: columns.pop(key) for key in TRL_EXTRAS if key in columns}
+        texts = [completion_text(completion) for completion in completions or ()]
+        self._check_columns(columns, len(texts))
+        return texts, extras
 
     def _check_columns(self, columns: dict[str, Any], count: int) -> None:
         for column in self.required_columns:
@@ -137,20 +143,21 @@ class RewardFunction:
                 )
 
     def _score(self, texts, prompts, completion_ids, columns, extras) -> list[float | None]:
-        applicable, batch = self._batch(texts, prompts, completion_ids, columns, extras, count_invalid=True)
+        rows = _rows(columns, len(texts))
+        applicable = [i for i, row in enumerate(rows) if self._gold_issue(row, count_invalid=True) is None]
+        batch = self._batch(texts, prompts, completion_ids, rows, applicable, extras)
         scores: list[float | None] = [None] * len(texts)
         for i, score in zip(applicable, self._checked(self.reward.score(batch), len(batch)), strict=True):
             scores[i] = score
         return scores
 
-    def _batch(self, texts, prompts, completion_ids, columns, extras, count_invalid: bool):
-        """The indices of the applicable rows, and their `Completion`s."""
+    @staticmethod
+    def _batch(texts, prompts, completion_ids, rows, applicable: list[int], extras) -> list[Completion]:
+        """The `Completion`s of the applicable rows, what the reward's score and explain functions read."""
         tokens = _token_counts(texts, completion_ids)
         prompts = prompts if prompts is not None else [None] * len(texts)
         ids = completion_ids if completion_ids is not None else [None] * len(texts)
-        rows = _rows(columns, len(texts))
-        applicable = [i for i, row in enumerate(rows) if self._gold_issue(row, count_invalid) is None]
-        return applicable, [Completion(texts[i], tokens[i], rows[i], prompts[i], ids[i], extras) for i in applicable]
+        return [Completion(texts[i], tokens[i], rows[i], prompts[i], ids[i], extras) for i in applicable]
 
     def _gold_issue(self, row: dict[str, Any], count_invalid: bool = False) -> str | None:
         """Why a row is not scored (None in a column the reward reads, or a gold it cannot score), or None when it
@@ -184,13 +191,12 @@ class RewardFunction:
         the trainer never calls it. Raises RewardConfigError for a reward that gives no reasons (`explains`)."""
         if self.reward.explain is None:
             raise RewardConfigError(f"Reward '{self.__name__}' ({self.source}) gives no reasons for its scores.")
-        extras = {key: columns.pop(key) for key in TRL_EXTRAS if key in columns}
-        texts = [completion_text(completion) for completion in completions or ()]
-        self._check_columns(columns, len(texts))
-        reasons = [
-            f"not applicable: {issue}" if (issue := self._gold_issue(row)) else "" for row in _rows(columns, len(texts))
-        ]
-        applicable, batch = self._batch(texts, prompts, completion_ids, columns, extras, count_invalid=False)
+        texts, extras = self._inputs(completions, columns)
+        rows = _rows(columns, len(texts))
+        issues = [self._gold_issue(row) for row in rows]  # not counted: only scoring counts
+        applicable = [i for i, issue in enumerate(issues) if issue is None]
+        batch = self._batch(texts, prompts, completion_ids, rows, applicable, extras)
+        reasons = ["" if issue is None else f"not applicable: {issue}" for issue in issues]
         given = self.reward.explain(batch)
         if not isinstance(given, Sequence) or isinstance(given, str | bytes) or len(given) != len(batch):
             raise RewardResultError(
