@@ -79,8 +79,13 @@ def check_countdown(answer_text: str | None, numbers: list[int], target: int | f
         return _INVALID
     literals, value = parsed
     numbers_valid = Counter(literals) == Counter(int(n) for n in numbers)
-    correct = numbers_valid and value is not None and abs(value - Fraction(target)) < TOLERANCE
+    correct = numbers_valid and reaches(value, target)
     return CountdownCheck(numbers_valid=numbers_valid, value=value, correct=correct)
+
+
+def reaches(value: Fraction | None, target: int | float) -> bool:
+    """Whether an equation's value (None: a division by zero) is the target, within TOLERANCE."""
+    return value is not None and abs(value - Fraction(target)) < TOLERANCE
 
 
 def parse_equation(answer_text: str | None) -> tuple[list[int], Fraction | None] | str:
@@ -217,7 +222,7 @@ def _why(completion: Completion, equation_of: Callable[[str], str | None], no_eq
     result = "division by zero" if value is None else f"evaluates to {_show(value)}, target {_show(Fraction(target))}"
     if problems:
         return f"{'; '.join(problems)} (numbers {', '.join(map(str, numbers))}); {result}"
-    if value is not None and abs(value - Fraction(target)) < TOLERANCE:
+    if reaches(value, target):
         return f"correct: {_show(value)}"
     return result
 

@@ -13,7 +13,7 @@ rule (a property test checks it against the regex), in linear time, where the re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from rewards.answers import last_block
@@ -341,12 +341,17 @@ def reasoning_steps_reward() -> Reward:
 
 
 def _reasoning_steps(completion: Completion) -> float:
-    steps = sum(1 for _ in islice(_REASONING_STEP.finditer(completion.text, 0, REASONING_STEPS_MAX_CHARS), 3))
-    return min(1.0, steps / 3)
+    return min(1.0, sum(1 for _ in _step_markers(completion.text)) / 3)
+
+
+def _step_markers(text: str) -> Iterator[re.Match[str]]:
+    """The first three step markers in the text's first REASONING_STEPS_MAX_CHARS characters (more cannot change
+    the score)."""
+    return islice(_REASONING_STEP.finditer(text, 0, REASONING_STEPS_MAX_CHARS), 3)
 
 
 def _explain_reasoning_steps(completion: Completion) -> str:
-    found = [m.group() for m in islice(_REASONING_STEP.finditer(completion.text, 0, REASONING_STEPS_MAX_CHARS), 3)]
+    found = [marker.group() for marker in _step_markers(completion.text)]
     if not found:
         return "no step markers (Step 1:, a leading 1., - or * lists, First, Next, Finally)"
     steps = ", ".join(shown(step) for step in found)

@@ -163,22 +163,27 @@ def repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) ->
 
 
 def _repetition(completion: Completion, ngram_size: int, max_penalty: float) -> float:
-    words = completion.text.lower().split(None, REPETITION_MAX_WORDS)
+    unique, total = _ngrams(completion.text, ngram_size)
+    if total <= 0 or unique == total:
+        return 0.0
+    return (1.0 - unique / total) * max_penalty
+
+
+def _ngrams(text: str, ngram_size: int) -> tuple[int, int]:
+    """(distinct, total) word n-grams of the lower-cased text's first REPETITION_MAX_WORDS words; total <= 0 when
+    there are fewer words than ngram_size."""
+    words = text.lower().split(None, REPETITION_MAX_WORDS)
     del words[REPETITION_MAX_WORDS:]  # the unsplit rest of a longer text
     total = len(words) - ngram_size + 1
     if total <= 0:
-        return 0.0
-    unique = len(set(zip(*(words[i:] for i in range(ngram_size)), strict=False)))  # shorter shifts end the n-grams
-    return 0.0 if unique == total else (1.0 - unique / total) * max_penalty
+        return 0, total
+    return len(set(zip(*(words[i:] for i in range(ngram_size)), strict=False))), total  # shorter shifts end them
 
 
 def _explain_repetition(completion: Completion, ngram_size: int, max_penalty: float) -> str:
-    words = completion.text.lower().split(None, REPETITION_MAX_WORDS)
-    del words[REPETITION_MAX_WORDS:]
-    total = len(words) - ngram_size + 1
+    unique, total = _ngrams(completion.text, ngram_size)
     if total <= 0:
         return f"fewer than {ngram_size} words"
-    unique = len(set(zip(*(words[i:] for i in range(ngram_size)), strict=False)))
     return f"{total - unique} of {total} {ngram_size}-grams repeat"
 
 
