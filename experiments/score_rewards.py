@@ -60,7 +60,7 @@ from rewards import REWARDS, RewardError, get_reward
 from rewards.core import completion_text
 from rewards.jsonl import JsonlError, describe_bad_lines, read_jsonl
 from rewards.registry import LENGTH_PENALTY_PARAM, RewardFunction, describe_params
-from rewards.user import load_user_module
+from rewards.user import defined_functions, load_user_module, user_file
 from train.config import RewardSpec
 from train.errors import EXIT_USER_ERROR, UserError, user_errors
 
@@ -317,11 +317,6 @@ def same_function(path: str, other: str) -> bool:
     return function == other_function and user_file(file).resolve() == user_file(other_file).resolve()
 
 
-def user_file(file: str) -> Path:
-    path = Path(file).expanduser()
-    return path if path.is_absolute() else Path.cwd() / path
-
-
 def reward_functions_in(file: str) -> list[str]:
     """The reward functions of --reward-file `file`: the functions defined there (not imported into it), not
     private (`_name`), not some reward's `.explain`, with a parameter named `completions`, in file order."""
@@ -331,12 +326,7 @@ def reward_functions_in(file: str) -> list[str]:
             f"--reward-file {file}: no such file (looked for {path}; a relative path is read from the current "
             "directory)."
         )
-    module = load_user_module(path)
-    defined: dict[str, Any] = {}
-    for name, value in vars(module).items():
-        # `b = a` defines one function under two names: keep the first.
-        if inspect.isfunction(value) and value.__module__ == module.__name__ and value not in defined.values():
-            defined[name] = value
+    defined = defined_functions(load_user_module(path))
     explains = {id(function.explain): name for name, function in defined.items() if hasattr(function, "explain")}
     found = [
         name

@@ -241,8 +241,7 @@ def load_user_function(path: str) -> Callable[..., Any]:
         raise RewardConfigError(
             f"Reward path '{path}' must name a Python file and a function in it, as in my_rewards.py:my_reward."
         )
-    file = Path(file_part).expanduser()
-    file = file if file.is_absolute() else Path.cwd() / file
+    file = user_file(file_part)
     if not file.is_file():
         raise RewardConfigError(
             f"Reward file '{file_part}' not found (looked for {file}; relative paths resolve against the current "
@@ -251,16 +250,27 @@ def load_user_function(path: str) -> Callable[..., Any]:
     module = load_user_module(file)
     function = getattr(module, function_name, None)
     if not callable(function):
-        defined = sorted(
-            key
-            for key, value in vars(module).items()
-            if callable(value) and getattr(value, "__module__", None) == module.__name__
-        )
         raise RewardConfigError(
             f"Reward file {file} has no function '{function_name}'. Functions defined there: "
-            f"{', '.join(defined) or 'none'}. Fix the name after the ':' in '{path}'."
+            f"{', '.join(defined_functions(module)) or 'none'}. Fix the name after the ':' in '{path}'."
         )
     return function
+
+
+def user_file(file: str) -> Path:
+    """The path of a user's reward file as given: `~` expanded, a relative path read from the current directory."""
+    path = Path(file).expanduser()
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def defined_functions(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The functions a user's file defines (not those it imports), by name in file order; a function bound to two
+    names (`b = a`) under its first."""
+    defined: dict[str, Callable[..., Any]] = {}
+    for name, value in vars(module).items():
+        if inspect.isfunction(value) and value.__module__ == module.__name__ and value not in defined.values():
+            defined[name] = value
+    return defined
 
 
 def load_user_module(file: Path) -> ModuleType:
