@@ -336,3 +336,12 @@ def test_countdown_reasons_agree_with_the_scores_on_random_equations():
         assert (score == 0.5) == reason.endswith("(within 50%)"), reason
         assert (score == 0.1) == any(word in reason for word in misused), reason
     assert {0.1, 0.3, 0.5, 0.7, 1.0} <= set(scores)
+
+
+def test_a_user_explain_attribute_that_is_not_a_function_is_named(tmp_path):
+    from rewards import RewardConfigError
+
+    path = tmp_path / "mine.py"
+    path.write_text("def one(completions, **kwargs):\n    return [1.0 for _ in completions]\n\none.explain = 'why'\n")
+    with pytest.raises(RewardConfigError, match="its `explain` attribute must be a function .* got str"):
+        get_reward("one", path=f"{path}:one")
