@@ -6,7 +6,7 @@ waits at a barrier for the others; when another process holds a core, the waits 
 instead of microseconds, and the whole step slows down many times over. On 2 cores shared with other jobs the
 quickstart went from 0.15 s to 4.5-9 s per step with torch's default (one thread per core).
 
-Arms: the same GRPO step (train.trainer.GRPOLabTrainer built by `grpo_config`; 2 prompts x 8 generations,
+Arms: the same GRPO step (train.trainer.GRPOLabTrainer built by `train.arguments.resolve`; 2 prompts x 8 generations,
 32 new tokens, beta 0.04 so the reference model runs too, as in the quickstart) on random Qwen2 models of the
 built-in model's family in three sizes, each with torch.set_num_threads(1) and with one thread per core, on this
 machine as it is ("idle": no load of ours) and with one busy-loop process per core beside it ("loaded").
@@ -49,12 +49,13 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from rewards import get_reward
+from train.arguments import resolve
 from train.config import ExperimentConfig
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.records import RewardLedger
 from train.testing import tiny_experiment
 from train.threads import choose_num_threads, cpu_cores, parameter_count
-from train.trainer import GRPOLabTrainer, grpo_config
+from train.trainer import GRPOLabTrainer
 
 BUSY_LOOP = "while True: pass"
 
@@ -135,7 +136,7 @@ def step_seconds(
         model=str(model_dir),
         processing_class=build_tokenizer(),
         reward_funcs=reward_funcs,
-        args=grpo_config(cfg, work, weights, backend="hf"),
+        args=resolve(cfg, "hf", output_dir=work, reward_weights=weights).grpo_config(),
         train_dataset=dataset,
         callbacks=[timer],
         ledger=RewardLedger([f.__name__ for f in reward_funcs], weights),

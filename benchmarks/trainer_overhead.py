@@ -2,7 +2,7 @@
 
 Three arms train the same tiny random Qwen2 (train.models.builtin, hidden 64, 2 layers, saved to a temp dir and
 loaded from there by each trainer) on the same prompts with the same rewards (countdown_reward, mark_reward), the same
-GRPOConfig (built by `train.trainer.grpo_config` from one ExperimentConfig: beta 0.04, loss grpo, 4 generations,
+GRPOConfig (built by `train.arguments.resolve` from one ExperimentConfig: beta 0.04, loss grpo, 4 generations,
 batch 8, 16 new tokens, logging every step, bf16 off, report_to none) and the same seed:
 - plain: `trl.GRPOTrainer`;
 - ours: `train.trainer.GRPOLabTrainer` with its RewardLedger (baseline "mean", so TRL's advantages are kept);
@@ -49,13 +49,14 @@ from transformers.utils import logging as hf_logging
 from trl import GRPOTrainer
 
 from rewards import get_reward
+from train.arguments import resolve
 from train.callbacks import EpochCallback, MetricsCallback
 from train.config import ExperimentConfig
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.records import RewardLedger
 from train.testing import tiny_experiment
 from train.tracking import MetricsLog
-from train.trainer import GRPOLabTrainer, grpo_config
+from train.trainer import GRPOLabTrainer
 
 ARMS = ("plain", "ours", "ours+callbacks")
 TARGET_RATIO = 1.05
@@ -177,7 +178,7 @@ def rewards() -> list[Callable]:
 def build_trainer(arm: str, cfg: ExperimentConfig, model_dir: Path, tokenizer, dataset: Dataset, output_dir: Path):
     reward_funcs = rewards()
     weights = [1.0] * len(reward_funcs)
-    args = grpo_config(cfg, output_dir, weights, backend="hf")
+    args = resolve(cfg, "hf", output_dir=output_dir, reward_weights=weights).grpo_config()
     args.disable_tqdm = True
     common = dict(model=str(model_dir), processing_class=tokenizer, reward_funcs=reward_funcs, args=args)
     if arm == "plain":

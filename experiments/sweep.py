@@ -6,7 +6,8 @@ its own run dir under one sweep dir, then the comparison table (table.md, table.
     uv run python experiments/sweep.py SWEEP.yaml --sweep-dir runs/sweeps/mine --resume   # continue after a kill
     uv run python experiments/sweep.py SWEEP.yaml --dry-run                              # list the runs, run nothing
 
-Each run is `experiments/run_eval_test.py BASE --set ... --output-dir SWEEP_DIR/<variant>` in a subprocess, its
+Each run is `python -m train.run BASE --set ... --output-dir SWEEP_DIR/<variant>` (the library entry of
+experiments/run_eval_test.py) in a subprocess, its
 output in SWEEP_DIR/logs/<variant>.log. With --resume a finished run is skipped, a killed one continues from its
 last checkpoint, a failed one is tried again (--skip-failed: not); a failing run is recorded with its error in
 SWEEP_DIR/sweep_state.json and the sweep goes on. The sweep YAML format: train/sweep.py. Exit code 0 when every run

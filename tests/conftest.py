@@ -3,8 +3,8 @@ reward's scores on completions."""
 
 from __future__ import annotations
 
+import importlib
 import json
-import runpy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,13 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 
 
 def entry_point(script: str) -> Callable[..., Any]:
-    """The `main` of experiments/<script>.py, loaded as the file it is (experiments/ is not a package)."""
-    return runpy.run_path(str(ROOT / "experiments" / f"{script}.py"), run_name=f"experiments_{script}")["main"]
+    """The `main` behind experiments/<script>.py: the library's (train.run.main) for the training run, else the
+    script's own, imported by module name (the checkout is on the path; experiments/ is a namespace package)."""
+    if script == "run_eval_test":
+        from train.run import main
+
+        return main
+    return importlib.import_module(f"experiments.{script}").main
 
 
 def score(reward: Any, completions: list[Any], **columns: Any) -> list[float | None]:

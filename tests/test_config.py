@@ -112,13 +112,13 @@ def test_seed_study_key_exists_with_its_meaning(tmp_path, key):
 
 
 def test_seed_study_train_keys_reach_trls_grpo_config(tmp_path):
-    from train.trainer import grpo_config
+    from train.arguments import resolve
 
     cfg = load(
         tmp_path,
         {"train": {"learning_rate": 5e-5, "num_epochs": 10, "beta": 0.05, "temperature": 0.7, "clip_eps": 0.3}},
     )
-    args = grpo_config(cfg, tmp_path / "out", reward_weights=[1.0], backend="hf")
+    args = resolve(cfg, "hf", output_dir=tmp_path / "out", reward_weights=[1.0]).grpo_config()
     assert (args.learning_rate, args.num_train_epochs, args.beta, args.temperature) == (5e-5, 10, 0.05, 0.7)
     assert (args.epsilon, args.epsilon_high) == (0.3, 0.3)  # clip_eps_high None: symmetric clip
     assert (args.loss_type, args.scale_rewards) == ("grpo", "group")

@@ -129,7 +129,7 @@ def test_vllm_server_setting_becomes_trl_server_mode(monkeypatch, tmp_path):
 
     from trl import GRPOConfig
 
-    from train import trainer
+    from train import arguments
 
     assert TrainConfig(vllm_server="localhost:8000").vllm_server == "http://localhost:8000"
     with pytest.raises(ValueError, match="host:port"):
@@ -137,23 +137,23 @@ def test_vllm_server_setting_becomes_trl_server_mode(monkeypatch, tmp_path):
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
-    server = trainer.vllm_server_mode("http://gpu0:8000", "hf")
+    server = arguments.vllm_server_mode("http://gpu0:8000", "hf")
     assert server == {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://gpu0:8000"}
     config = GRPOConfig(output_dir=str(tmp_path), bf16=False, report_to="none", **server)  # all real GRPOConfig fields
     assert (config.use_vllm, config.vllm_mode, config.vllm_server_base_url) == (True, "server", "http://gpu0:8000")
     with pytest.raises(UserError, match="unsloth backend"):
-        trainer.vllm_server_mode("http://gpu0:8000", "unsloth")
+        arguments.vllm_server_mode("http://gpu0:8000", "unsloth")
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
     with pytest.raises(UserError, match="uv sync --extra gpu"):
-        trainer.vllm_server_mode("http://gpu0:8000", "hf")
+        arguments.vllm_server_mode("http://gpu0:8000", "hf")
 
 
 def test_without_a_server_rollouts_stay_in_the_training_processes(tmp_path):
-    from train.trainer import grpo_config
+    from train.arguments import resolve
 
     cfg = validate_config(tiny_experiment())
-    args = grpo_config(cfg, tmp_path, [1.0, 0.5, 1.0], "hf")
+    args = resolve(cfg, "hf", output_dir=tmp_path, reward_weights=[1.0, 0.5, 1.0]).grpo_config()
     assert args.use_vllm is False
 
 

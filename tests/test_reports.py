@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -170,8 +169,7 @@ def test_a_row_of_repeats_shows_mean_and_spread(run_dir, tmp_path):
 
 
 def test_report_script_rebuilds_a_run_report(run_dir, monkeypatch):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    import report
+    from experiments import report
 
     report.main([str(run_dir)])
     assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()

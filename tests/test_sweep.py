@@ -20,6 +20,7 @@ import pytest
 import yaml
 from conftest import write_tiny_config
 
+from experiments import sweep as sweep_script
 from train.config import apply_override
 from train.errors import UserError
 from train.reports.sweep_report import STATE_FILE
@@ -28,9 +29,6 @@ from train.sweep import format_override, load_sweep, run_sweep, sanitize
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "experiment_configs" / "quickstart.yaml"
 FIXTURE = ROOT / "tests" / "fixtures" / "report_run"
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import sweep as sweep_script  # noqa: E402
 
 
 def write_sweep(tmp_path: Path, body: dict, name: str = "study.yaml") -> Path:

@@ -11,10 +11,11 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from train.advantages import group_advantages
+from train.arguments import resolve
 from train.config import validate_config
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.records import RewardLedger
-from train.trainer import GRPOLabTrainer, grpo_config
+from train.trainer import GRPOLabTrainer
 
 GENERATIONS = 4
 
@@ -47,7 +48,7 @@ def make_trainer(tmp_path, baseline: str, scale: str, stop_strings: tuple[str, .
         model=model,
         processing_class=tokenizer,
         reward_funcs=[length_reward, half_reward],
-        args=grpo_config(cfg, tmp_path, weights, backend="hf"),
+        args=resolve(cfg, "hf", output_dir=tmp_path, reward_weights=weights).grpo_config(),
         train_dataset=dataset,
         baseline=baseline,
         ledger=RewardLedger(["length_reward", "half_reward"], weights),
@@ -128,7 +129,7 @@ def test_grpo_config_passes_every_grpo_knob_explicitly(tmp_path):
             }
         }
     )
-    args = grpo_config(cfg, tmp_path, [1.0, 0.5], backend="hf")
+    args = resolve(cfg, "hf", output_dir=tmp_path, reward_weights=[1.0, 0.5]).grpo_config()
     assert (args.beta, args.epsilon, args.epsilon_high) == (0.0, 0.3, 0.3)
     assert (args.loss_type, args.scale_rewards) == ("dr_grpo", "none")
     assert (args.num_generations, args.per_device_train_batch_size) == (4, 8)
@@ -159,7 +160,7 @@ def test_epoch_counts_each_completion_once(tmp_path, per_device, accumulation, i
         model=random_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2),
         processing_class=tokenizer,
         reward_funcs=[length_reward, half_reward],
-        args=grpo_config(cfg, tmp_path, [1.0, 2.0], backend="hf"),
+        args=resolve(cfg, "hf", output_dir=tmp_path, reward_weights=[1.0, 2.0]).grpo_config(),
         train_dataset=Dataset.from_list([{"prompt": "1 2 -> 3\n"}, {"prompt": "3 4 -> 7\n"}]),
         ledger=ledger,
     )
@@ -185,9 +186,11 @@ def test_a_longer_stop_string_leaves_transformers_rollouts_alone_and_says_so(tmp
 
 def test_vllm_rollouts_stop_through_generation_kwargs(tmp_path):
     cfg = tiny_train_config(max_completion_length=10)
-    args = grpo_config(cfg, tmp_path, [1.0], backend="hf", stop_strings=("</answer>",), vllm=True)
+    args = resolve(
+        cfg, "hf", output_dir=tmp_path, reward_weights=[1.0], stop_strings=("</answer>",), vllm=True
+    ).grpo_config()
     assert args.generation_kwargs == {"stop": ["</answer>"], "include_stop_str_in_output": True}
-    assert grpo_config(cfg, tmp_path, [1.0], backend="hf", stop_strings=("</answer>",)).generation_kwargs is None
+    assert resolve(cfg, "hf", output_dir=tmp_path, stop_strings=("</answer>",)).grpo_config().generation_kwargs is None
 
 
 def test_hybrid_loss_is_alpha_dr_grpo_plus_one_minus_alpha_grpo_on_a_hand_made_batch(tmp_path):
@@ -214,7 +217,7 @@ def test_hybrid_loss_is_alpha_dr_grpo_plus_one_minus_alpha_grpo_on_a_hand_made_b
 
 def test_hybrid_is_trls_dr_grpo_loss_with_scaled_advantages(tmp_path):
     cfg = tiny_train_config(loss_type="hybrid", max_completion_length=10)
-    assert grpo_config(cfg, tmp_path, [1.0], backend="hf").loss_type == "dr_grpo"
+    assert resolve(cfg, "hf", output_dir=tmp_path).grpo_config().loss_type == "dr_grpo"
 
 
 def test_the_curriculum_sets_each_epochs_token_budget(tmp_path):
@@ -246,6 +249,6 @@ def test_curriculum_stages_must_be_in_order():
 
 @pytest.mark.parametrize("correct", [True, False])
 def test_vllm_importance_sampling_correction_is_ours_not_a_library_default(tmp_path, correct):
-    """trl defaults it on and unsloth off: grpo_config always passes train.vllm_importance_sampling."""
+    """trl defaults it on and unsloth off: resolve always passes train.vllm_importance_sampling."""
     cfg = tiny_train_config(max_completion_length=10, vllm_importance_sampling=correct)
-    assert grpo_config(cfg, tmp_path, [1.0], backend="hf").vllm_importance_sampling_correction is correct
+    assert resolve(cfg, "hf", output_dir=tmp_path).grpo_config().vllm_importance_sampling_correction is correct

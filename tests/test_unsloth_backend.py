@@ -20,9 +20,11 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from train.arguments import resolve
 from train.config import ModelConfig, TrainConfig, load_config
 from train.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
 from train.models import Policy
@@ -81,33 +83,37 @@ def test_full_fine_tune_is_refused_on_unsloth_with_the_fix():
         ub.peft_kwargs(model, TrainConfig())
 
 
-def test_grpo_overrides_state_every_field_unsloth_would_rewrite():
-    train = TrainConfig(beta=0.05, clip_eps=0.2, loss_type="grpo", scale_rewards="group")
-    assert ub.grpo_config_overrides(train, bf16_supported=True) == {
-        "optim": "adamw_8bit",
+def unsloth_args(bf16_supported: bool = True, **train: Any) -> dict[str, Any]:
+    """The resolved GRPOConfig arguments of the seed config on unsloth, with `train` keys changed."""
+    cfg = load_config(EXPERIMENT)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
+    return resolve(cfg, "unsloth", on_gpu=True, bf16_supported=bf16_supported).grpo
+
+
+def test_grpo_overrides_are_unsloths_choices_and_quirks_only():
+    resolved = {"loss_type": "grpo", "scale_rewards": "group", "beta": 0.05, "optim": "adamw_torch"}
+    assert ub.grpo_config_overrides(resolved, bf16_supported=True) == {
         "bf16": True,
         "fp16": False,
         "gradient_checkpointing": True,
-        "beta": 0.05,
-        "loss_type": "grpo",
-        "epsilon_high": 0.2,
         "mask_truncated_completions": False,
         "scale_rewards": "group",
     }
 
 
-def test_grpo_overrides_without_bf16_train_in_fp16_and_keep_an_explicit_optimizer():
-    train = TrainConfig(optim="paged_adamw_8bit", beta=0.0, clip_eps=0.2, clip_eps_high=0.28, loss_type="dapo")
-    overrides = ub.grpo_config_overrides(train, bf16_supported=False)
-    assert (overrides["bf16"], overrides["fp16"]) == (False, True)
-    assert overrides["optim"] == "paged_adamw_8bit"
-    assert (overrides["beta"], overrides["epsilon_high"], overrides["mask_truncated_completions"]) == (0.0, 0.28, False)
+def test_unsloth_without_bf16_trains_in_fp16_and_keeps_an_explicit_optimizer():
+    args = unsloth_args(
+        bf16_supported=False, optim="paged_adamw_8bit", beta=0.0, clip_eps=0.2, clip_eps_high=0.28, loss_type="dapo"
+    )
+    assert (args["bf16"], args["fp16"]) == (False, True)
+    assert args["optim"] == "paged_adamw_8bit"
+    assert (args["beta"], args["epsilon_high"], args["mask_truncated_completions"]) == (0.0, 0.28, False)
 
 
 @pytest.mark.parametrize(("scale", "passed"), [("group", None), ("batch", "batch"), ("none", "none")])
-def test_dr_grpo_keeps_our_reward_scaling_through_unsloths_opt_out(scale, passed):
-    overrides = ub.grpo_config_overrides(TrainConfig(loss_type="dr_grpo", scale_rewards=scale), bf16_supported=True)
-    assert overrides["scale_rewards"] == passed
+@pytest.mark.parametrize("loss_type", ["dr_grpo", "hybrid"])
+def test_dr_grpo_keeps_our_reward_scaling_through_unsloths_opt_out(scale, passed, loss_type):
+    assert unsloth_args(loss_type=loss_type, scale_rewards=scale)["scale_rewards"] == passed
 
 
 def test_sampling_kwargs_are_pure_temperature_sampling():
@@ -138,15 +144,18 @@ def test_the_experiment_config_maps_to_a_4bit_lora_run():
     cfg = load_config(EXPERIMENT)
     assert ub.from_pretrained_kwargs(cfg.model)["load_in_4bit"] is True
     assert ub.peft_kwargs(cfg.model, cfg.train)["r"] == 16
-    assert ub.grpo_config_overrides(cfg.train, bf16_supported=True)["beta"] == 0.05
+    assert resolve(cfg, "unsloth", on_gpu=True, bf16_supported=True).grpo["beta"] == 0.05
 
 
 def test_grpo_overrides_are_grpo_config_fields(tmp_path):
     """The keys exist in trl's own GRPOConfig too (the unsloth-patched one is checked in the subprocess below)."""
     from trl import GRPOConfig
 
-    overrides = ub.grpo_config_overrides(TrainConfig(), bf16_supported=True) | {"bf16": False, "fp16": False}
-    config = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **overrides)
+    resolved = {"loss_type": "grpo", "scale_rewards": "group"}
+    overrides = ub.grpo_config_overrides(resolved, bf16_supported=True) | {"bf16": False, "fp16": False}
+    config = GRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", beta=0.04, loss_type="grpo", **overrides
+    )
     assert (config.beta, config.loss_type, config.mask_truncated_completions) == (0.04, "grpo", False)
 
 
@@ -470,11 +479,13 @@ pristine = inspect.signature(Config.__mro__[1].__init__).parameters
 result["changed_defaults"] = sorted(
     name for name, p in params.items() if name in pristine and repr(p.default) != repr(pristine[name].default)
 )
-result["unknown_override_keys"] = sorted(set(ub.grpo_config_overrides(cfg.train, bf16_supported=True)) - set(params))
-from train.trainer import grpo_config  # imported after the patch: it builds unsloth's GRPOConfig
+from train.arguments import resolve  # its grpo_config(), called after the patch, builds unsloth's GRPOConfig
+
+hf_args = resolve(cfg, "hf", on_gpu=False).grpo
+result["unknown_override_keys"] = sorted(set(ub.grpo_config_overrides(hf_args, bf16_supported=True)) - set(params))
 
 with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(io.StringIO()):
-    ours = grpo_config(cfg, output_dir, [1.0] * len(cfg.rewards), backend="hf")
+    ours = resolve(cfg, "hf", output_dir=output_dir, reward_weights=[1.0] * len(cfg.rewards)).grpo_config()
 result["ours_patched"] = "unsloth_num_chunks" in inspect.signature(type(ours).__init__).parameters
 result["ours_importance_sampling"] = ours.vllm_importance_sampling_correction
 result["configs"] = []
@@ -485,7 +496,9 @@ with tempfile.TemporaryDirectory() as output_dir:
     ]:
         train = cfg.train.model_copy(update={"loss_type": loss_type, "scale_rewards": scale, "beta": beta})
         # no mixed precision without a GPU; the bf16/fp16 names are checked against the signature above
-        overrides = ub.grpo_config_overrides(train, bf16_supported=False) | {"bf16": False, "fp16": False}
+        resolved = resolve(cfg.model_copy(update={"train": train}), "unsloth", on_gpu=False, bf16_supported=False).grpo
+        keys = ("beta", "loss_type", "epsilon_high", "mask_truncated_completions", "scale_rewards", "optim")
+        overrides = {key: resolved[key] for key in keys} | {"bf16": False, "fp16": False}
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             config = Config(

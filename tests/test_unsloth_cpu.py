@@ -109,10 +109,11 @@ def _child(work: Path, report: Path) -> None:
     from datasets import Dataset
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from train.arguments import resolve
     from train.config import validate_config
     from train.models.builtin import build_tokenizer
     from train.records import RewardLedger
-    from train.trainer import GRPOLabTrainer, grpo_config
+    from train.trainer import GRPOLabTrainer
 
     # A tiny character-level Qwen2 saved as a model directory, as the built-in model is. Width 128: bitsandbytes'
     # CPU 4-bit needs layers at least 64 wide.
@@ -193,7 +194,7 @@ def _child(work: Path, report: Path) -> None:
         model=model,
         processing_class=tokenizer,
         reward_funcs=[constant_reward, digit_reward],
-        args=grpo_config(cfg, work / "out", WEIGHTS, backend="unsloth"),
+        args=resolve(cfg, "unsloth", output_dir=work / "out", reward_weights=WEIGHTS).grpo_config(),
         train_dataset=Dataset.from_list([{"prompt": f"{a}+{b}="} for a in range(4) for b in range(4)]),
         baseline="none",
         ledger=ledger,

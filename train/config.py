@@ -137,6 +137,11 @@ class CurriculumStage(Section):
     max_completion_length: int = Field(ge=1, description="The token budget of rollouts in this stage.")
 
 
+# The hybrid loss's budget at which it is all Dr. GRPO: alpha = min(1, budget / HYBRID_FULL_BUDGET) (the countdown
+# study's weight; train/trainer.py:GRPOLabTrainer.hybrid_scale).
+HYBRID_FULL_BUDGET = 512
+
+
 class TrainConfig(Section):
     num_epochs: int = Field(1, ge=1, description="Passes over the training prompts.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run num_epochs).")
@@ -157,8 +162,8 @@ class TrainConfig(Section):
         "grpo",
         description="grpo: per-sequence token mean (DeepSeekMath); dr_grpo: divide by batch x "
         "max_completion_length (Dr. GRPO); bnpo: local token mean; dapo: token mean over the accumulated batch; "
-        "hybrid: alpha x dr_grpo + (1 - alpha) x grpo, alpha = min(1, max_completion_length / 512) (the countdown "
-        "study's proposal).",
+        "hybrid: alpha x dr_grpo + (1 - alpha) x grpo, alpha = min(1, max_completion_length / "
+        f"{HYBRID_FULL_BUDGET}) (the countdown study's proposal).",
     )
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group",

@@ -106,9 +106,9 @@ class MainProcessEvaluator:
 
     Every process calls it at the same points (before training, at each epoch end, at the end); only the main
     process generates, scores and writes the eval record and samples, so metrics.jsonl holds one record per
-    evaluation and samples/ one file. Once `trainer` is set, the evaluation runs inside TRL's
-    `unwrap_model_for_generation`, which every process enters: under DeepSpeed ZeRO-3 it gathers the sharded
-    weights (a collective), under DDP it only unwraps. The other processes get an empty dict back.
+    evaluation and samples/ one file. Once `trainer` has wrapped the model (training started), the evaluation runs
+    inside TRL's `unwrap_model_for_generation`, which every process enters: under DeepSpeed ZeRO-3 it gathers the
+    sharded weights (a collective), under DDP it only unwraps. The other processes get an empty dict back.
     """
 
     def __init__(self, evaluator: Any):
@@ -137,7 +137,9 @@ class MainProcessEvaluator:
         return metrics
 
     def _whole_model(self) -> AbstractContextManager[Any]:
-        if self.trainer is None:  # before training: every process holds the whole model as it was loaded
+        # Before training (no trainer, or one that has not wrapped the model for its processes yet) every process
+        # holds the whole model as it was loaded.
+        if self.trainer is None or self.trainer.model_wrapped is self.trainer.model:
             return nullcontext()
         from trl.models.utils import unwrap_model_for_generation
 

@@ -314,8 +314,14 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
         raise UserError(f"backend must be auto, unsloth or hf, not {backend!r}.")
     if standby is None:
         standby = os.environ.get("UNSLOTH_VLLM_STANDBY", "1") != "0"
-    t, m = cfg.train, cfg.model
-    completion = t.max_completion_length
+    # The arguments the run will give TRL on a GPU (train/arguments.py), so the plan and the run cannot disagree.
+    # A vllm_server's rollouts run on GPUs of their own: its mode (and whether vLLM is installed here) plans nothing.
+    from train.arguments import resolve
+
+    local = cfg.model_copy(update={"train": cfg.train.model_copy(update={"vllm_server": None})})
+    args = resolve(local, backend, on_gpu=True, bf16_supported=True).grpo
+    m = cfg.model
+    completion = args["max_completion_length"]
     eval_budget = cfg.eval.max_new_tokens
     use_vllm = backend == "unsloth" and m.fast_inference
     return PlanSettings(
@@ -323,14 +329,14 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
         load_in_4bit=m.load_in_4bit and not cfg.model.is_builtin,
         lora_rank=m.effective_lora_rank,
         target_modules=tuple(m.target_modules),
-        optimizer="adamw_8bit" if t.optim == "auto" else t.optim,
-        beta=t.beta,
-        num_generations=t.num_generations,
-        batch_rows=t.per_device_train_batch_size,
-        generation_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps,
+        optimizer=args["optim"],
+        beta=args["beta"],
+        num_generations=args["num_generations"],
+        batch_rows=args["per_device_train_batch_size"],
+        generation_batch=args["per_device_train_batch_size"] * args["gradient_accumulation_steps"],
         prompt_tokens=m.max_seq_length - completion,
         completion_tokens=completion,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=args["gradient_checkpointing"],
         use_vllm=use_vllm,
         vllm_shares_weights=True,
         standby=standby and use_vllm,

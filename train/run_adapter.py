@@ -44,9 +44,10 @@ def save_run_adapter(policy: Policy, directory: Path, trainer: Any = None) -> No
 
 class EpochAdapterCallback(TrainerCallback):
     """Saves the run's adapter at every epoch end; `save_final` saves it unless that epoch end already did at this
-    step (a run that stops at an epoch boundary, as most do)."""
+    step (a run that stops at an epoch boundary, as most do). `trainer` is set once the trainer exists (it saves a
+    multi-process run's weights)."""
 
-    def __init__(self, policy: Policy, directory: Path, trainer: Any):
+    def __init__(self, policy: Policy, directory: Path, trainer: Any = None):
         self.policy = policy
         self.directory = Path(directory)
         self.trainer = trainer

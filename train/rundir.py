@@ -225,7 +225,9 @@ class RunDir:
     def resume_command(self) -> str:
         """The command that resumes this run: its config (as started, or its own config.yaml) and its dir."""
         config = self.invocation().get("config") or str(self.path / CONFIG_FILE)
-        script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "experiments/run_eval_test.py"
+        # The script the user ran; under `python -m train.run` (a sweep's runs) the script people run.
+        started_by_script = sys.argv and sys.argv[0].endswith(".py") and Path(sys.argv[0]).parent.name != "train"
+        script = sys.argv[0] if started_by_script else "experiments/run_eval_test.py"
         return shlex.join(["uv", "run", "python", script, config, "--output-dir", str(self.path), "--resume"])
 
     def interrupted_message(self) -> str:

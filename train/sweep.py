@@ -21,13 +21,14 @@ Runs are the grid's combinations, then the explicit variants. A run's dir is nam
 labels and values joined, e.g. `loss_type=dr_grpo,max_completion_length=256` (`,seed=43` added with repeats),
 with characters other than letters, digits and `._,=+-` replaced by `_`.
 
-Each run is a subprocess of `experiments/run_eval_test.py BASE --set ... --output-dir SWEEP_DIR/RUN` (to continue
-it, `BASE --output-dir SWEEP_DIR/RUN --resume`: the run's own config.yaml holds its overrides), its output in
-SWEEP_DIR/logs/RUN.log. `sweep_state.json` records each run's status (pending, running, done, failed), attempts,
-seconds and, for a failed run, its exit code and error; after each run the run's report and the sweep's table and
-report are rewritten. Run again with --resume: a finished run (its summary.json has "final") is skipped, a killed
-one continues from its last checkpoint (run_eval_test.py --resume), a failed one is tried again (unless
---skip-failed), and the sweep goes on past a run that fails.
+Each run is a subprocess of `python -m train.run BASE --set ... --output-dir SWEEP_DIR/RUN` (train/run.py, the
+library entry of experiments/run_eval_test.py; to continue it, `BASE --output-dir SWEEP_DIR/RUN --resume`: the
+run's own config.yaml holds its overrides), its output in SWEEP_DIR/logs/RUN.log. `sweep_state.json` records
+each run's status (pending, running, done, failed), attempts, seconds and, for a failed run, its exit code and
+error; after each run the run's report and the sweep's table and report are rewritten. Run again with --resume:
+a finished run (its summary.json has "final") is skipped, a killed one continues from its last checkpoint
+(train.run --resume), a failed one is tried again (unless --skip-failed), and the sweep goes on past a run that
+fails.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from train.errors import UserError
 from train.reports.sweep_report import LOGS_DIR, STATE_FILE
 from train.reports.tables import COLUMNS, format_config_value, known_column, short_key
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNNER = ROOT / "experiments" / "run_eval_test.py"
+# The library's run entry (train/run.py), the same command line as experiments/run_eval_test.py.
+RUNNER = [sys.executable, "-m", "train.run"]
 MAX_NAME = 120
 SWEEP_FILE_COPY = "sweep.yaml"
 
@@ -356,7 +357,7 @@ def run_sweep(
     (sweep_dir / SWEEP_FILE_COPY).write_text(sweep.path.read_text())
     state = _initial_state(sweep, sweep_dir)
     _save_state(sweep_dir, state)
-    command = runner or [sys.executable, str(RUNNER)]
+    command = runner or RUNNER
     total = len(sweep.runs)
     for number, (run, entry) in enumerate(zip(sweep.runs, state["runs"], strict=True), start=1):
         run_dir = sweep_dir / run.name

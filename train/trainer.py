@@ -1,6 +1,7 @@
 """TRL's GRPOTrainer, built from our config, plus the two things TRL lacks: a no-baseline arm and reward ledgers.
 
-`GRPOLabTrainer` subclasses `trl.GRPOTrainer` and changes nothing about how GRPO learns except when asked:
+`GRPOLabTrainer` subclasses `trl.GRPOTrainer` and changes nothing about how GRPO learns except when asked (its
+GRPOConfig and its extra arguments come from one place, train/arguments.py's `resolve`):
 - `train.baseline: none` replaces TRL's advantages (which always subtract the group mean) with the raw reward
   (scaled as `train.scale_rewards` says) through `train.advantages.group_advantages`;
 - every batch of rewards TRL computes for training is also handed to a `RewardLedger`, which the callbacks turn into
@@ -13,22 +14,18 @@ The ledger and the records it feeds are train/records.py's.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from train.advantages import group_advantages
-from train.config import ExperimentConfig
-from train.errors import UserError
-from train.models.generation import stop_kwargs
+from train.config import HYBRID_FULL_BUDGET
 from train.records import RewardLedger
 
 
@@ -52,7 +49,7 @@ class GRPOLabTrainer(GRPOTrainer):
         self.baseline = baseline
         self.ledger = ledger
         self._last_rewards_per_func: torch.Tensor | None = None
-        if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (grpo_config)
+        if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (train.arguments)
             self._stop_at_single_tokens(stop_strings)
 
     def _stop_at_single_tokens(self, stop_strings: tuple[str, ...]) -> None:
@@ -112,7 +109,8 @@ class GRPOLabTrainer(GRPOTrainer):
     def hybrid_scale(self, lengths: torch.Tensor) -> torch.Tensor:
         """Per-sequence advantage scale that turns TRL's Dr. GRPO loss into the hybrid GRPO / Dr. GRPO loss.
 
-        With L_i the completion's length, L the token budget and alpha = min(1, L / 512) (the countdown study's
+        With L_i the completion's length, L the token budget and alpha = min(1, L / 512) (HYBRID_FULL_BUDGET, the
+        countdown study's
         weight on the Dr. GRPO term):
             hybrid = alpha * sum_i sum_t l_it / (B * L) + (1 - alpha) * (1 / B) * sum_i sum_t l_it / L_i
                    = sum_i sum_t s_i * l_it / (B * L),   s_i = alpha + (1 - alpha) * L / L_i,
@@ -121,7 +119,7 @@ class GRPOLabTrainer(GRPOTrainer):
         normalization. tests/test_trainer.py checks it against TRL's own grpo and dr_grpo losses on a batch.
         """
         budget = self.max_completion_length
-        alpha = min(1.0, budget / 512)
+        alpha = min(1.0, budget / HYBRID_FULL_BUDGET)
         return alpha + (1 - alpha) * budget / lengths.clamp(min=1).to(torch.float32)
 
     def _advantages_without_baseline(self, local_count: int) -> torch.Tensor:
@@ -170,92 +168,3 @@ class EpochSampler(RepeatSampler):
             for _ in range(epochs_before):  # the permutations of the epochs before this one
                 torch.randperm(self.num_samples, generator=self.generator)
         return super().__iter__()
-
-
-def grpo_config(
-    cfg: ExperimentConfig,
-    output_dir: Path,
-    reward_weights: list[float],
-    backend: str,
-    *,
-    stop_strings: tuple[str, ...] = (),
-    vllm: bool = False,
-) -> GRPOConfig:
-    """GRPOConfig from our schema. Every GRPO knob is passed explicitly so no library default decides silently.
-
-    With `vllm` (the model carries an engine) the rollouts stop after `stop_strings` through vLLM's own stop
-    option; on transformers GRPOLabTrainer does it.
-    """
-    t = cfg.train
-    on_gpu = torch.cuda.is_available()
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        num_train_epochs=t.num_epochs,
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        optim=_optimizer(t.optim, on_gpu),
-        beta=t.beta,
-        epsilon=t.clip_eps,
-        epsilon_high=t.clip_eps_high if t.clip_eps_high is not None else t.clip_eps,
-        loss_type="dr_grpo" if t.loss_type == "hybrid" else t.loss_type,  # hybrid: GRPOLabTrainer.hybrid_scale
-        scale_rewards=t.scale_rewards,
-        num_generations=t.num_generations,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        num_iterations=t.num_iterations,
-        max_completion_length=t.max_completion_length,
-        temperature=t.temperature,
-        top_p=t.top_p,
-        vllm_importance_sampling_correction=t.vllm_importance_sampling,
-        seed=t.seed,
-        reward_weights=reward_weights,
-        gradient_checkpointing=t.gradient_checkpointing,
-        logging_steps=cfg.logging.logging_steps,
-        # Checkpoints at every epoch end come from our EpochCallback; save_steps adds mid-epoch ones for --resume.
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or 500,
-        save_total_limit=t.save_total_limit,
-        report_to="none",  # metrics go through train.tracking (metrics.jsonl first, then wandb)
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        fp16=False,
-        disable_tqdm=False,
-        log_completions=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=on_gpu,  # pinned memory is for copies to a GPU; on a CPU torch warns every epoch
-    )
-    if (vllm or t.vllm_server) and stop_strings:  # rollouts on vLLM: beside the model, or a vllm-serve process
-        kwargs["generation_kwargs"] = stop_kwargs(stop_strings)
-    if backend == "unsloth":
-        from train.models.unsloth import grpo_config_overrides
-
-        kwargs.update(grpo_config_overrides(t))
-    if t.vllm_server:
-        kwargs.update(vllm_server_mode(t.vllm_server, backend))
-    return GRPOConfig(**kwargs)
-
-
-def vllm_server_mode(url: str, backend: str) -> dict[str, Any]:
-    """TRL's server mode: rollouts are generated by a `trl vllm-serve` process on GPUs of its own, and the trainer
-    pushes its weights to it (LoRA merged first) after every optimizer step. hf backend only."""
-    if backend == "unsloth":
-        raise UserError(
-            "train.vllm_server is set but the run uses the unsloth backend, which generates with its own vLLM engine "
-            "beside the model on the one training GPU. Unset train.vllm_server, or set model.backend: hf to train "
-            "with transformers on several GPUs and generate on the server (docs/scale_out.md)."
-        )
-    if importlib.util.find_spec("vllm") is None:
-        raise UserError(
-            "train.vllm_server is set but vLLM is not installed here: TRL's server client needs it. Install the gpu "
-            "extra (uv sync --extra gpu) and run with uv run --extra gpu, with model.backend: hf."
-        )
-    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": url}
-
-
-def _optimizer(setting: str, on_gpu: bool) -> str:
-    if setting != "auto":
-        return setting
-    return "adamw_8bit" if on_gpu else "adamw_torch"

@@ -3,15 +3,13 @@
     python tests/gpu/run_case.py RESULT.json experiment_configs/quickstart.yaml --output-dir RUN --set ...
 
 A process per case: unsloth must be imported before trl/transformers/peft, and vLLM keeps its engine for the life
-of the process. The entry point is experiments/run_eval_test.py's `main`, loaded by path (the stable CLI), so
-this keeps working however train/ is arranged inside. Exit status is the CLI's (2 for a user error, whose
-paragraph goes to stderr); the JSON is written either way.
+of the process. The entry point is the CLI's `main` (train/run.py, behind experiments/run_eval_test.py). Exit
+status is the CLI's (2 for a user error, whose paragraph goes to stderr); the JSON is written either way.
 """
 
 from __future__ import annotations
 
 import json
-import runpy
 import sys
 import time
 import traceback
@@ -26,11 +24,12 @@ def main() -> int:
     import torch  # torch may come before unsloth; trl, transformers and peft may not
 
     torch.cuda.reset_peak_memory_stats()
-    cli = runpy.run_path(str(ROOT / "experiments" / "run_eval_test.py"), run_name="grpo_lab_cli")
+    from train.run import main as cli_main  # after torch, before anything imports trl (unsloth goes first)
+
     started = time.monotonic()
     exit_code = 0
     try:
-        cli["main"](argv)
+        cli_main(argv)
     except SystemExit as stop:
         exit_code = stop.code if isinstance(stop.code, int) else 1
     except Exception:  # noqa: BLE001 - a bug: keep its traceback on stderr and still write the memory figures

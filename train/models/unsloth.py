@@ -4,7 +4,7 @@ The recipe of Unsloth's GRPO notebooks, in the order a run uses it:
 
     backend = prepare_backend(cfg.model)          # first thing: imports unsloth before trl, transformers, peft
     model, tokenizer = load_unsloth_policy(cfg)   # base (4-bit on a GPU) + LoRA, a vLLM engine beside it
-    GRPOConfig(**our_settings, **grpo_config_overrides(cfg.train))
+    resolve(cfg, "unsloth").grpo_config()       # train/arguments.py merges grpo_config_overrides in
     save_adapter(model, tokenizer, run_dir / "adapter")
 
 Generation for evaluation is train/models/generation.py's (VLLMGenerator when the model carries an engine).
@@ -211,36 +211,30 @@ def _lora_rank(model_cfg: ModelConfig) -> int:
 # Training
 
 
-def grpo_config_overrides(train_cfg: TrainConfig, bf16_supported: bool | None = None) -> dict[str, Any]:
-    """The GRPOConfig arguments that differ on the unsloth path; merge them over the ones built from our schema.
+def grpo_config_overrides(resolved: dict[str, Any], bf16_supported: bool | None = None) -> dict[str, Any]:
+    """What the unsloth path changes in the GRPOConfig arguments `resolved` (train.arguments.resolve's, which merges
+    them in): only unsloth's own choices and its GRPOConfig's quirks; every other value is the resolved one.
 
-    Importing unsloth replaces trl's GRPOConfig with one whose `__init__` rewrites some values from others, so every
-    field it rewrites is restated here explicitly (tests/test_unsloth_backend.py checks them on the real class):
-    - beta: unsloth's default depends on the loss type; ours is always passed (0.0 included).
-    - an explicit loss_type "dapo" would turn on mask_truncated_completions and epsilon_high=0.28: both are pinned
-      to our config's meaning, as on the hf backend.
+    Importing unsloth replaces trl's GRPOConfig with one whose `__init__` rewrites some values from others
+    (tests/test_unsloth_backend.py checks them on the real class). beta, loss_type and epsilon_high are always in
+    `resolved`, so unsloth's loss-dependent defaults never apply; besides them:
+    - an explicit loss_type "dapo" would turn on mask_truncated_completions: pinned off, as on the hf backend.
     - dr_grpo turns group scaling off; scale_rewards=None is unsloth's way to keep it (trl then reads "group").
-    - vllm_importance_sampling_correction: trl defaults it on, unsloth off; grpo_config passes ours on both
-      backends (`train.vllm_importance_sampling`).
-    Unsloth's own choices: optim adamw_8bit for "auto"; bf16 where supported, else fp16 (the dtype unsloth loads
-    in); gradient_checkpointing on, as in every unsloth notebook. Not here: use_vllm and vllm_mode, which
-    unsloth's trainer sets itself when the model has a vLLM engine.
+    Unsloth's own choices: bf16 where supported, else fp16 (the dtype unsloth loads in); gradient_checkpointing on,
+    as in every unsloth notebook. Not here: use_vllm and vllm_mode, which unsloth's trainer sets itself when the
+    model has a vLLM engine.
     """
     if bf16_supported is None:
         from unsloth import is_bfloat16_supported
 
         bf16_supported = is_bfloat16_supported()
-    dr_grpo_keeps_scaling = train_cfg.loss_type in ("dr_grpo", "hybrid") and train_cfg.scale_rewards == "group"
+    dr_grpo_keeps_scaling = resolved["loss_type"] == "dr_grpo" and resolved["scale_rewards"] == "group"
     return {
-        "optim": "adamw_8bit" if train_cfg.optim == "auto" else train_cfg.optim,
         "bf16": bf16_supported,
         "fp16": not bf16_supported,
         "gradient_checkpointing": True,
-        "beta": train_cfg.beta,
-        "loss_type": "dr_grpo" if train_cfg.loss_type == "hybrid" else train_cfg.loss_type,
-        "epsilon_high": train_cfg.clip_eps if train_cfg.clip_eps_high is None else train_cfg.clip_eps_high,
         "mask_truncated_completions": False,
-        "scale_rewards": None if dr_grpo_keeps_scaling else train_cfg.scale_rewards,
+        "scale_rewards": None if dr_grpo_keeps_scaling else resolved["scale_rewards"],
     }
 
 

@@ -1,0 +1,146 @@
+"""The one translation of our config into the libraries' arguments: `resolve(cfg, backend) -> Resolved`.
+
+`Resolved.grpo` is every keyword argument of TRL's GRPOConfig, final (the unsloth backend's differences merged in);
+`Resolved.trainer` is what GRPOLabTrainer takes beyond TRL's (the baseline, the hybrid loss, the curriculum's
+budget, the stop strings). Everything derived from a config setting is derived here once: optim "auto", hybrid ->
+TRL's dr_grpo loss, the epsilon_high fallback, beta. train/trainer.py builds its GRPOConfig from it, the unsloth
+backend adds only its GRPOConfig's quirks to it (train/models/unsloth.py), and the memory planner
+(train/memory_plan.py) plans the run these arguments describe. tests/test_arguments.py pins the result for every
+loss type and backend.
+
+Pure Python: the device facts (a GPU, bf16 support) are looked up only when the caller does not give them, so the
+planner resolves a config for a GPU on a machine without one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from train.config import ExperimentConfig
+from train.errors import UserError
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """GRPOConfig's keyword arguments and GRPOLabTrainer's own ones, both final."""
+
+    grpo: dict[str, Any]
+    trainer: dict[str, Any]
+
+    def grpo_config(self) -> Any:
+        """TRL's GRPOConfig of these arguments (unsloth's patched class when unsloth was imported first)."""
+        from trl import GRPOConfig
+
+        return GRPOConfig(**self.grpo)
+
+
+def resolve(
+    cfg: ExperimentConfig,
+    backend: str,
+    *,
+    output_dir: str | Path = "",
+    reward_weights: Sequence[float] | None = None,
+    stop_strings: Sequence[str] = (),
+    vllm: bool = False,
+    on_gpu: bool | None = None,
+    bf16_supported: bool | None = None,
+) -> Resolved:
+    """The run's arguments on `backend` ("hf" or "unsloth"). Every GRPO knob is passed explicitly so no library
+    default decides silently.
+
+    `vllm`: the model carries a vLLM engine; the rollouts then stop after `stop_strings` through vLLM's own stop
+    option (on transformers GRPOLabTrainer does it). `on_gpu` and `bf16_supported` default to what torch (unsloth on
+    its backend) says about this machine.
+    """
+    t = cfg.train
+    if on_gpu is None:
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+    grpo: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        # auto: 8-bit AdamW on a GPU and on unsloth (its notebooks' choice), torch's AdamW on a CPU.
+        optim=t.optim if t.optim != "auto" else "adamw_8bit" if on_gpu or backend == "unsloth" else "adamw_torch",
+        beta=t.beta,
+        epsilon=t.clip_eps,
+        epsilon_high=t.clip_eps_high if t.clip_eps_high is not None else t.clip_eps,
+        loss_type="dr_grpo" if t.loss_type == "hybrid" else t.loss_type,  # hybrid: GRPOLabTrainer.hybrid_scale
+        scale_rewards=t.scale_rewards,
+        num_generations=t.num_generations,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_iterations=t.num_iterations,
+        max_completion_length=t.max_completion_length,
+        temperature=t.temperature,
+        top_p=t.top_p,
+        vllm_importance_sampling_correction=t.vllm_importance_sampling,
+        seed=t.seed,
+        reward_weights=list(reward_weights) if reward_weights is not None else None,
+        gradient_checkpointing=t.gradient_checkpointing,
+        logging_steps=cfg.logging.logging_steps,
+        # Checkpoints at every epoch end come from our EpochCallback; save_steps adds mid-epoch ones for --resume.
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        report_to="none",  # metrics go through train.tracking (metrics.jsonl first, then wandb)
+        bf16=on_gpu and _bf16_supported(bf16_supported),
+        fp16=False,
+        disable_tqdm=False,
+        log_completions=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,  # pinned memory is for copies to a GPU; on a CPU torch warns every epoch
+    )
+    if (vllm or t.vllm_server) and stop_strings:  # rollouts on vLLM: beside the model, or a vllm-serve process
+        from train.models.generation import stop_kwargs
+
+        grpo["generation_kwargs"] = stop_kwargs(stop_strings)
+    if backend == "unsloth":
+        from train.models.unsloth import grpo_config_overrides
+
+        grpo.update(grpo_config_overrides(grpo, bf16_supported=bf16_supported))
+    if t.vllm_server:
+        grpo.update(vllm_server_mode(t.vllm_server, backend))
+    budget: Callable[[int], int] | None = t.completion_budget if t.curriculum else None
+    trainer = {
+        "baseline": t.baseline,
+        "stop_strings": tuple(stop_strings),
+        "hybrid_loss": t.loss_type == "hybrid",
+        "completion_budget": budget,
+    }
+    return Resolved(grpo=grpo, trainer=trainer)
+
+
+def _bf16_supported(known: bool | None) -> bool:
+    if known is not None:
+        return known
+    import torch
+
+    return torch.cuda.is_bf16_supported()
+
+
+def vllm_server_mode(url: str, backend: str) -> dict[str, Any]:
+    """TRL's server mode: rollouts are generated by a `trl vllm-serve` process on GPUs of its own, and the trainer
+    pushes its weights to it (LoRA merged first) after every optimizer step. hf backend only."""
+    if backend == "unsloth":
+        raise UserError(
+            "train.vllm_server is set but the run uses the unsloth backend, which generates with its own vLLM engine "
+            "beside the model on the one training GPU. Unset train.vllm_server, or set model.backend: hf to train "
+            "with transformers on several GPUs and generate on the server (docs/scale_out.md)."
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError(
+            "train.vllm_server is set but vLLM is not installed here: TRL's server client needs it. Install the gpu "
+            "extra (uv sync --extra gpu) and run with uv run --extra gpu, with model.backend: hf."
+        )
+    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": url}
