@@ -1,6 +1,5 @@
 """experiments/score_rewards.py, run as a user runs it: every input mode, the output, and every error path."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,13 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
+from experiments import score_rewards
 from rewards import RewardError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "score_rewards.py"
-_spec = importlib.util.spec_from_file_location("score_rewards", SCRIPT)
-score_rewards = importlib.util.module_from_spec(_spec)
-sys.modules["score_rewards"] = score_rewards  # its dataclasses look their module up there
-_spec.loader.exec_module(score_rewards)
 
 GOOD = "<think>\nStep 1: 9 * 2\n</think>\n<answer>\n18\n</answer>\n"
 
