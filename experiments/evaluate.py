@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.console import Console
 
-    from train.console import quiet_third_party
-    from train.evaluation import eval_table, evaluate
+    from train.console import eval_table, quiet_third_party
+    from train.evaluation import evaluate
     from train.models import load_policy
     from train.tasks import build_rewards, get_task
     from train.threads import set_num_threads

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from rewards import get_reward
 from train.config import DataConfig, EvalConfig
-from train.evaluation import eval_table, evaluate, reward_names
+from train.console import eval_table
+from train.evaluation import evaluate, reward_names
 from train.models.generation import Completion
 from train.tasks import get_task
 

@@ -11,8 +11,7 @@ from conftest import write_tiny_config
 from rich.console import Console
 
 from train.config import load_config
-from train.console import ProgressLine
-from train.evaluation import headline_table, sample_lines
+from train.console import ProgressLine, headline_table, sample_lines
 from train.rundir import RunDir, run_dir_name
 from train.threads import SMALL_MODEL_PARAMETERS, choose_num_threads
 

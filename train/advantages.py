@@ -6,6 +6,8 @@ from typing import Literal
 
 import torch
 
+from rewards.scoring import ADVANTAGE_EPS
+
 Baseline = Literal["mean", "none"]
 Scale = Literal["group", "batch", "none"]
 
@@ -15,7 +17,7 @@ def group_advantages(
     group_size: int,
     baseline: Baseline = "mean",
     scale: Scale = "group",
-    eps: float = 1e-4,
+    eps: float = ADVANTAGE_EPS,
 ) -> torch.Tensor:
     """Advantages of a batch of rewards ordered group by group (the G completions of one prompt are adjacent).
 
@@ -28,7 +30,9 @@ def group_advantages(
       Dr. GRPO: Liu et al. 2025, "Understanding R1-Zero-Like Training", which drops it to remove the
       question-difficulty bias; then eps is not added either).
 
-    eps = 1e-4 is TRL's constant, so with baseline="mean" this equals what TRL's GRPOTrainer computes.
+    eps = 1e-4 is TRL's constant (rewards.scoring.ADVANTAGE_EPS), so with baseline="mean" this equals what TRL's
+    GRPOTrainer computes. s is `rewards.scoring.group_std` (the statistic score_rewards' per-prompt spread reports),
+    computed here on float32 tensors as TRL does; tests/test_advantages.py checks the two agree.
     A group whose rewards are all equal gets advantage 0 under a mean baseline, whatever the scale.
     """
     if rewards.dim() != 1:
@@ -57,7 +61,8 @@ def group_advantages(
 
 
 def _unbiased_std(values: torch.Tensor, dim: int) -> torch.Tensor:
-    # A single value has no spread: define its std as 0 (torch.std would give NaN for n - 1 = 0).
+    # rewards.scoring.group_std on tensors. A single value has no spread: its std is 0 (torch.std would give NaN
+    # for n - 1 = 0).
     if values.shape[dim] < 2:
         return torch.zeros_like(values.select(dim, 0))
     return values.std(dim=dim, unbiased=True)

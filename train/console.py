@@ -5,6 +5,9 @@
   is one live line that updates in place (rich): step/total, epoch, elapsed and remaining time, the mean reward and
   each reward's mean, the KL, the completion length and completions per second. When stdout is not a terminal
   (CI, a log file) the same figures are one plain line every `every` steps.
+- After each evaluation: `headline_table` (its figures beside zero-shot) and `sample_lines` (two of its greedy
+  completions); at the end `run_summary_table`; `eval_table` (every metric) for experiments/evaluate.py. Every
+  console table of a run is here; the figures are train/eval_metrics.py's.
 - `quiet_third_party` filters, once, what libraries print that tells the user of a run nothing: progress bars of
   weight loading and saving and of data set maps, transformers' notes on file mtimes and on a tied lm_head missing
   from a checkpoint, torch's pin_memory warning on a CPU, and wandb's "URL not available in offline run" (TRL's
@@ -23,11 +26,17 @@ import time
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from train.eval_metrics import COUNT_KEYS, OUTCOMES
+from train.samples import read_samples
 
 # Plain lines per run when stdout is not a terminal (one every total_steps / LINES_PER_RUN steps).
 LINES_PER_RUN = 10
@@ -218,3 +227,173 @@ def _drop_wandb_warnings(wandb: Any) -> None:
             termwarn(string, *args, **kwargs)
 
     wandb.termwarn = filtered
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a run prints after an evaluation: the headline table and a few samples; the run's summary
+
+# A table without its frame: title, header, one rule, rows, caption.
+COMPACT: dict[str, Any] = {
+    "box": box.SIMPLE_HEAD,
+    "show_edge": False,
+    "title_justify": "left",
+    "caption_justify": "left",
+}
+
+
+def headline_table(zero_shot: dict[str, float] | None, current: dict[str, float], title: str) -> Table:
+    """The figures a run shows after each evaluation, beside zero-shot: every pass@k, the outcome shares in one
+    row, the mean total reward and output length; the counts and time in the caption. Every metric of the
+    evaluation (each reward's mean, budget use, ...) is in metrics.jsonl and in `eval_table`."""
+    table = Table(title=title, **COMPACT)
+    table.add_column("metric")
+    table.add_column("zero-shot", justify="right")
+    table.add_column("current", justify="right")
+    table.add_column("delta", justify="right")
+    before = zero_shot or {}
+    for key in [key for key in current if key.startswith("pass@")]:
+        _add_row(table, key, before.get(key), current[key])
+    keys = [f"{outcome}_frac" for outcome in OUTCOMES]
+    if all(key in current for key in keys):
+        shares = "/".join(f"{current[key]:.2f}" for key in keys)
+        base_shares = "/".join(f"{before[key]:.2f}" for key in keys) if all(k in before for k in keys) else "-"
+        deltas = "/".join(_delta(key, current[key] - before[key], ".2f") for key in keys) if zero_shot else ""
+        table.add_row("correct/partial/failed", base_shares, shares, deltas)
+    for key in ("reward/total", "mean_output_tokens"):
+        if key in current:
+            _add_row(table, key, before.get(key), current[key])
+    table.caption = (
+        f"{current.get('num_prompts', 0):.0f} prompts, {current.get('samples_generated', 0):.0f} completions in "
+        f"{current.get('eval_seconds', 0):.1f} s; {current.get('truncated_frac', 0):.0%} hit the token budget"
+    )
+    return table
+
+
+def _add_row(table: Table, key: str, before: float | None, value: float) -> None:
+    comparable = before is not None and not math.isnan(before) and not math.isnan(value)
+    table.add_row(key, _format(key, before), _format(key, value), _delta(key, value - before) if comparable else "")
+
+
+# Columns a sample record has that are not the gold answer (the gold is `answer`, or countdown's `target`).
+GOLD_COLUMNS = ("answer", "target")
+
+
+def sample_lines(samples_path: Path, width: int = 100) -> list[str]:
+    """Two greedy completions of an evaluation: the first correct one and the first partial (else failed) one, or
+    a partial and a failed one when none is correct; each as two lines: outcome, question, gold and reward scores,
+    then the completion, elided to `width`."""
+    records = read_samples(samples_path)
+    greedy = [record for record in records if record.get("kind") == "greedy"]
+    first = {outcome: next((r for r in greedy if r.get("outcome") == outcome), None) for outcome in OUTCOMES}
+    chosen = [first["correct"], first["partial"] or first["failed"]]
+    if first["correct"] is None:
+        chosen = [first["partial"], first["failed"]]
+    lines = []
+    for record in filter(None, chosen):
+        question = _one_line(str(record.get("question", record.get("prompt", ""))))
+        gold = next((record[column] for column in GOLD_COLUMNS if column in record), None)
+        scores = "  ".join(
+            f"{name.removesuffix('_reward')} {score:.2f}" if score is not None else f"{name.removesuffix('_reward')} -"
+            for name, score in record.get("rewards", {}).items()
+        )
+        head = f"  {record['outcome']:<8}{_elide(question, 60)}"
+        head += f"  gold {gold}" if gold is not None else ""
+        lines.append(f"{head}  reward {record.get('reward_total', 0):.2f} ({scores})")
+        lines.append(f"  {'':<8}{_elide(_one_line(str(record.get('completion', ''))), max(width - 12, 20))}")
+    return lines
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _elide(text: str, width: int) -> str:
+    """`text` cut to `width` characters in the middle (the start shows the reasoning, the end the answer)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) * 2 // 5
+    return f"{text[:head]} … {text[-(width - 3 - head) :]}"
+
+
+def eval_title(label: str, step: int) -> str:
+    """How an evaluation is named on the console: zero-shot, epoch 2 (step 40), final."""
+    if label == "zero_shot":
+        return "zero-shot"
+    return f"{label.replace('_', ' ')} (step {step})" if label.startswith("epoch") else label.replace("_", " ")
+
+
+def run_summary_table(summary: dict[str, Any]) -> Table:
+    """One table of the run, by epoch (its evaluations' tables were printed as they happened)."""
+    table = Table(
+        title="Run summary",
+        caption=f"wall time {summary['wall_seconds']:.0f} s; every figure: metrics.jsonl, summary.json",
+        **COMPACT,
+    )
+    for column in ("epoch", "accumulated reward", "mean reward", "samples", "pass@1"):
+        table.add_column(column, justify="right")
+    zero_shot = (summary.get("zero_shot") or {}).get("pass@1")
+    if zero_shot is not None:
+        table.add_row("zero-shot", "", "", "", f"{zero_shot:.3f}")
+    for epoch in summary["epochs"]:
+        pass_1 = (epoch.get("eval") or {}).get("pass@1")
+        table.add_row(
+            str(epoch["epoch"]),
+            f"{epoch['accumulated_reward']:.4g}",
+            f"{epoch['mean_reward']:.4g}" if epoch["mean_reward"] is not None else "-",
+            str(epoch["num_samples"]),
+            f"{pass_1:.3f}" if pass_1 is not None else "-",
+        )
+    final = (summary.get("final") or {}).get("pass@1")
+    if final is not None:
+        table.add_row("final", "", "", "", f"{final:.3f}")
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The comparison table (every metric)
+
+# Metrics where higher is better (a positive delta is green); failed_frac is the one where lower is.
+_HIGHER_IS_BETTER = ("pass@", "correct_frac", "reward/")
+
+
+def eval_table(
+    zero_shot: dict[str, float] | None, current: dict[str, float], title: str, *, baseline_label: str = "zero-shot"
+) -> Table:
+    """A rich table: metric, zero-shot, current, delta (current - zero-shot), for every metric of `current`.
+
+    `baseline_label` names the comparison column when it is not the zero-shot evaluation (e.g. an earlier eval).
+    """
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column(baseline_label, justify="right")
+    table.add_column("current", justify="right")
+    table.add_column("delta", justify="right")
+    for key, value in current.items():
+        before = None if zero_shot is None else zero_shot.get(key)
+        if before is None or math.isnan(before) or math.isnan(value):
+            table.add_row(key, _format(key, before), _format(key, value), "")
+            continue
+        delta = value - before
+        table.add_row(key, _format(key, before), _format(key, value), _delta(key, delta))
+    return table
+
+
+def _format(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "n/a"
+    if key in COUNT_KEYS:
+        return f"{value:.0f}"
+    if key == "eval_seconds" or key == "mean_output_tokens":
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def _delta(key: str, delta: float, spec: str | None = None) -> str:
+    text = format(delta, spec) if spec else _format(key, delta)
+    if delta > 0:
+        text = "+" + text
+    good = key.startswith(_HIGHER_IS_BETTER) and delta > 0 or key == "failed_frac" and delta < 0
+    bad = key.startswith(_HIGHER_IS_BETTER) and delta < 0 or key == "failed_frac" and delta > 0
+    return f"[green]{text}[/]" if good else f"[red]{text}[/]" if bad else text

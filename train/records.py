@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch only where tensors come in: the reports read records without it
+    import torch
 
 STEP, EPOCH, EVAL, TRAIN = "step", "epoch", "eval", "train"
 EPOCH_PREFIX = "epoch/"
@@ -66,14 +67,18 @@ class RewardLedger:
 
     def __init__(self, names: list[str], weights: list[float]):
         self.names = names
+        import torch
+
         self.weights = torch.tensor(weights, dtype=torch.float32)
         self.since_step = RewardTotals()
         self.since_epoch = RewardTotals()
 
     def record(self, rewards_per_func: torch.Tensor) -> None:
+        import torch
+
         rewards = rewards_per_func.detach().float().cpu()
         batch = RewardTotals(num_samples=rewards.shape[0])
-        batch.reward_sum = float((rewards * self.weights).nansum().item())
+        batch.reward_sum = float(weighted_rewards(rewards, self.weights).item())
         for i, name in enumerate(self.names):
             column = rewards[:, i]
             present = ~torch.isnan(column)
@@ -94,6 +99,15 @@ class RewardLedger:
         """On resume, start the current epoch's totals from its step records already in metrics.jsonl."""
         epoch_start = max((row["step"] for row in epoch_records), default=0)
         self.since_epoch = totals_from_step_records([row for row in step_records if row["step"] > epoch_start])
+
+
+def weighted_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """`rewards.scoring.weighted_total` on the trainer's tensors: sum_f w_f * r_f with NaN (a reward that did not
+    score the completion) left out, per completion (dim=1) or summed over the whole batch (dim=None). In float32
+    with torch's nansum, as TRL sums its rewards, so the ledger's figures are TRL's (tests/test_scoring.py checks it
+    against the pure-Python total)."""
+    products = rewards_per_func * weights
+    return products.nansum() if dim is None else products.nansum(dim=dim)
 
 
 def step_fields(totals: RewardTotals) -> dict[str, float]:
@@ -133,6 +147,11 @@ def epoch_fields(totals: RewardTotals) -> dict[str, float]:
 def eval_fields(metrics: dict[str, float]) -> dict[str, float]:
     """An evaluation's metrics as an eval record's keys (`eval/pass@1`, ...)."""
     return {f"{EVAL_PREFIX}{key}": value for key, value in metrics.items()}
+
+
+def eval_record(label: str, step: int, epoch: float, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
+    """The `eval` record of one evaluation: its label, where it happened, `extra` (same_as) and its metrics."""
+    return {"type": EVAL, "label": label, "step": step, "epoch": epoch, **extra, **eval_fields(metrics)}
 
 
 def eval_metrics(record: dict[str, Any]) -> dict[str, float]:

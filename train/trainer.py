@@ -26,7 +26,7 @@ from trl.trainer.utils import RepeatSampler
 
 from train.advantages import group_advantages
 from train.config import HYBRID_FULL_BUDGET
-from train.records import RewardLedger
+from train.records import RewardLedger, weighted_rewards
 
 
 class GRPOLabTrainer(GRPOTrainer):
@@ -125,7 +125,7 @@ class GRPOLabTrainer(GRPOTrainer):
     def _advantages_without_baseline(self, local_count: int) -> torch.Tensor:
         rewards_per_func = self._last_rewards_per_func
         weights = self.reward_weights.to(rewards_per_func.device)
-        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        rewards = weighted_rewards(rewards_per_func, weights.unsqueeze(0), dim=1)
         advantages = group_advantages(rewards, self.num_generations, baseline=self.baseline, scale=self.scale_rewards)
         # Completions no reward could score carry no signal, as in TRL.
         unscorable = torch.isnan(rewards_per_func).all(dim=1)

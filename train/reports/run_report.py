@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from train.eval_metrics import COUNT_KEYS
 from train.reports import plots
 from train.reports.document import (
     Block,
@@ -39,7 +40,6 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
 SAMPLES_SHOWN = 6
-COUNT_METRICS = ("correct", "partial", "failed", "num_prompts", "samples_generated")
 
 
 def write_run_report(run_dir: str | Path, samples: int = SAMPLES_SHOWN) -> Path | None:
@@ -328,7 +328,7 @@ def _label(key: str) -> str:
 
 
 def _fmt(key: str) -> str:
-    if key in COUNT_METRICS:
+    if key in COUNT_KEYS:
         return "count"
     if key == "mean_output_tokens":
         return "tokens"

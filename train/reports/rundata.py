@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from train.errors import UserError
+from train.records import EPOCH, EVAL, STEP, eval_metrics
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -131,12 +132,12 @@ def load_run(run_dir: str | Path) -> RunData:
     for record in read_jsonl(path / METRICS_FILE):
         lines += 1
         kind = record.get("type")
-        if kind == "step":
+        if kind == STEP:
             run.steps.append(record)
-        elif kind == "epoch":
+        elif kind == EPOCH:
             run.epochs.append(record)
-        elif kind == "eval" and "label" in record:
-            metrics = {k.removeprefix("eval/"): v for k, v in record.items() if k.startswith("eval/")}
+        elif kind == EVAL and "label" in record:
+            metrics = eval_metrics(record)
             run.evals.append(
                 {
                     "label": record["label"],
