@@ -36,6 +36,7 @@ from rich.table import Table
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from train.eval_metrics import COUNT_KEYS, OUTCOMES
+from train.records import summary_eval
 from train.samples import read_samples
 
 # Plain lines per run when stdout is not a terminal (one every total_steps / LINES_PER_RUN steps).
@@ -331,11 +332,11 @@ def run_summary_table(summary: dict[str, Any]) -> Table:
     )
     for column in ("epoch", "accumulated reward", "mean reward", "samples", "pass@1"):
         table.add_column(column, justify="right")
-    zero_shot = (summary.get("zero_shot") or {}).get("pass@1")
+    zero_shot = (summary_eval(summary, "zero_shot") or {}).get("pass@1")
     if zero_shot is not None:
         table.add_row("zero-shot", "", "", "", f"{zero_shot:.3f}")
     for epoch in summary["epochs"]:
-        pass_1 = (epoch.get("eval") or {}).get("pass@1")
+        pass_1 = (summary_eval(summary, epoch.get("eval")) or {}).get("pass@1")
         table.add_row(
             str(epoch["epoch"]),
             f"{epoch['accumulated_reward']:.4g}",
@@ -343,7 +344,7 @@ def run_summary_table(summary: dict[str, Any]) -> Table:
             str(epoch["num_samples"]),
             f"{pass_1:.3f}" if pass_1 is not None else "-",
         )
-    final = (summary.get("final") or {}).get("pass@1")
+    final = (summary_eval(summary, "final") or {}).get("pass@1")
     if final is not None:
         table.add_row("final", "", "", "", f"{final:.3f}")
     return table

@@ -9,7 +9,8 @@ A record is one JSON object with a `type` and the optimizer `step` it belongs to
 - `train`: the trainer's closing `train_runtime` and `train_loss`, once per training session.
 
 The reward sums come from the `RewardLedger`, which the trainer feeds with every batch of rewards it computes.
-summary.json is `build_summary` of the records; the console tables, wandb and the reports read the same records.
+summary.json is `build_summary` of the records (each evaluation once, read back with `summary_eval`); the console
+tables, wandb and the reports read the same records.
 """
 
 from __future__ import annotations
@@ -160,20 +161,62 @@ def eval_metrics(record: dict[str, Any]) -> dict[str, float]:
 
 
 def build_summary(records: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]:
-    """summary.json from the records: zero_shot, epochs (with their evals), final, every eval, wall_seconds."""
-    evals = {row["label"]: _summary_fields(row, EVAL_PREFIX) for row in records if row.get("type") == EVAL}
+    """summary.json from the records, each evaluation stored once:
+
+        evals       {label: metrics} of every evaluation (zero_shot, epoch_N, step_N, final)
+        zero_shot   the label of the zero-shot evaluation in evals (None without one)
+        final       the label of the final evaluation in evals: "final", or the evaluation it reuses (epoch_N,
+                    the same model); None until the run has one, so a summary with "final" is a finished run
+        epochs      per epoch: its figures (accumulated_reward, mean_reward, num_samples, rewards/<f>/mean) and
+                    "eval", the label of its evaluation (None without one)
+        wall_seconds
+
+    Read an evaluation with `summary_eval`, which also reads summary.json as written before Dec 2026 (zero_shot,
+    final and each epoch's eval held copies of the metrics).
+    """
+    evals: dict[str, dict[str, Any]] = {}
+    final = None
+    for row in records:
+        if row.get("type") != EVAL:
+            continue
+        same_as = row.get("same_as")
+        if row["label"] == "final" and same_as in evals:
+            final = same_as  # the final evaluation is that one (the same model): stored once, under its label
+            continue
+        evals[row["label"]] = {
+            key: value for key, value in _summary_fields(row, EVAL_PREFIX).items() if key != "same_as"
+        }
+        if row["label"] == "final":
+            final = "final"
     epochs = []
     for row in records:
         if row.get("type") == EPOCH:
             epoch = int(row["epoch"])
-            epochs.append({"epoch": epoch, **_summary_fields(row, EPOCH_PREFIX), "eval": evals.get(f"epoch_{epoch}")})
+            label = f"epoch_{epoch}"
+            epochs.append(
+                {"epoch": epoch, **_summary_fields(row, EPOCH_PREFIX), "eval": label if label in evals else None}
+            )
     return {
-        "zero_shot": evals.get("zero_shot"),
+        "zero_shot": "zero_shot" if "zero_shot" in evals else None,
         "epochs": epochs,
-        "final": evals.get("final"),
+        "final": final,
         "evals": evals,
         "wall_seconds": round(wall_seconds, 2),
     }
+
+
+def summary_eval(summary: dict[str, Any] | None, which: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """The metrics of one evaluation in a summary.json: `which` is "zero_shot", "final", an eval label (epoch_2),
+    or an epoch entry's "eval"; None when the summary has none. Reads both layouts: labels into `evals` (this
+    module's), and the copies of the metrics summary.json held before Dec 2026."""
+    if not summary or which is None:
+        return None
+    if isinstance(which, dict):  # an old epoch entry's copy of its evaluation
+        return which
+    value = summary.get(which) if which in ("zero_shot", "final") else which
+    if isinstance(value, dict):  # the old layout: zero_shot and final held the metrics themselves
+        return value
+    return (summary.get("evals") or {}).get(value) if isinstance(value, str) else None
 
 
 def _summary_fields(row: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ runs/<name>[-<overrides>]-<timestamp>/     (e.g. quickstart-loss_type=dr_grpo-20
     config.yaml       the resolved config (after --set), what --resume runs again
     invocation.json   the config file and the --set overrides the run was started with
     metrics.jsonl     every step, epoch and eval record (train/records.py, written by train/tracking.py)
-    summary.json      zero_shot, epochs, final, wall_seconds
+    summary.json      evals (each evaluation once), zero_shot, final, epochs, wall_seconds (train/records.py)
     samples/          one JSONL per evaluation (zero_shot.jsonl, epoch_1.jsonl, ..., final.jsonl)
     checkpoints/      the trainer's checkpoints (every epoch end, and every train.save_steps)
     adapter/          the final LoRA adapter (or weights) and tokenizer

@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from train.config import load_config
 from train.errors import UserError
+from train.records import summary_eval
 from train.reports.sweep_report import LOGS_DIR, STATE_FILE
 from train.reports.tables import COLUMNS, format_config_value, known_column, short_key
 
@@ -509,7 +510,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 def _headline(run_dir: Path) -> str:
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
-        before, after = summary["zero_shot"]["pass@1"], summary["final"]["pass@1"]
+        before, after = summary_eval(summary, "zero_shot")["pass@1"], summary_eval(summary, "final")["pass@1"]
         return f": greedy pass@1 {before:.3f} -> {after:.3f}"
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         return ""

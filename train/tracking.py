@@ -202,7 +202,9 @@ class WandbMirror:
         if self.run is None:
             return
         try:
-            for key, value in ((summary or {}).get("final") or {}).items():
+            from train.records import summary_eval
+
+            for key, value in (summary_eval(summary, "final") or {}).items():
                 if isinstance(value, int | float):
                     self.run.summary[f"final/{key}"] = value
             self.run.finish()

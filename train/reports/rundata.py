@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from train.errors import UserError
-from train.records import EPOCH, EVAL, STEP, eval_metrics
+from train.records import EPOCH, EVAL, STEP, eval_metrics, summary_eval
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -62,12 +62,12 @@ class RunData:
 
     @property
     def zero_shot(self) -> dict[str, Any] | None:
-        return (self.summary or {}).get("zero_shot") or self.eval("zero_shot")
+        return summary_eval(self.summary, "zero_shot") or self.eval("zero_shot")
 
     @property
     def final(self) -> dict[str, Any] | None:
         """The final evaluation: summary.json's, else the `final` eval record; None until the run has one."""
-        return (self.summary or {}).get("final") or self.eval("final")
+        return summary_eval(self.summary, "final") or self.eval("final")
 
     @property
     def last_eval(self) -> dict[str, Any] | None:
