@@ -1,9 +1,9 @@
 """Evaluate a saved adapter, or the base model alone, on the config's test split: greedy pass@1, pass@k, outcomes.
 
-The same evaluation a training run makes after each epoch (train.evaluation), on its own: the config names the
-model, the task and its test split, the rewards and the eval settings; --adapter loads a run's trained weights on
-top. It prints the metrics table and writes eval_metrics.json and eval_samples.jsonl (every completion with its
-rewards, readable by experiments/score_rewards.py) to the output directory.
+The same evaluation a training run makes after each epoch, on its own (train/run.py:evaluate_policy): the config
+names the model, the task and its test split, the rewards and the eval settings; --adapter loads a run's trained
+weights on top. It prints the metrics table and writes eval_metrics.json and eval_samples.jsonl (every completion
+with its rewards, readable by experiments/score_rewards.py) to the output directory.
 
     uv run python experiments/evaluate.py experiment_configs/quickstart.yaml                      # the base model
     uv run python experiments/evaluate.py experiment_configs/quickstart.yaml \\
@@ -56,36 +56,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.console import Console
 
-    from train.console import eval_table, quiet_third_party
-    from train.evaluation import evaluate
-    from train.models import load_policy
-    from train.tasks import build_rewards, get_task
-    from train.threads import set_num_threads
+    from train.console import eval_table
+    from train.run import evaluate_policy
 
     console = Console()
-    task = get_task(cfg.data)
-    rows = task.load_split("test", cfg.data.test_samples)
-    reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=rows.column_names)
-    set_num_threads(cfg)
-    quiet_third_party()
-    # The built-in base model is looked up by its warm start; a build (when these settings change it) says why.
-    policy = load_policy(cfg, task, backend, adapter=args.adapter)
     output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
-    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate_policy(cfg, backend, adapter=args.adapter, output_dir=output_dir, console=console)
     what = f"adapter {args.adapter}" if args.adapter else f"base model {cfg.model.name}"
-    console.print(f"evaluating the {what} on {len(rows)} {task.name} test prompts ({backend} backend)")
-
-    metrics = evaluate(
-        policy.generator(cfg.eval.batch_size, scratch_dir=output_dir, stop_strings=task.stop_strings),
-        task,
-        rows,
-        reward_funcs,
-        reward_weights,
-        cfg.eval,
-        max_new_tokens=cfg.eval_max_new_tokens,
-        samples_path=output_dir / "eval_samples.jsonl",
-        console=console,
-    )
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"
     console.print(eval_table(baseline, metrics, title=f"{cfg.name}: {what}", baseline_label=label))
     record = {"config": str(args.config), "overrides": args.set, "adapter": str(args.adapter or ""), "metrics": metrics}

@@ -144,13 +144,8 @@ def build(
         from rich.console import Console
 
         console = Console(quiet=not is_main_process())
-    from train.tasks import build_rewards, get_task
-
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
-    task = get_task(cfg.data)
-    train_rows = task.load_split("train", cfg.data.train_samples)
-    test_rows = task.load_split("test", cfg.data.test_samples)
-    reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
+    task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]
 
     # 4. The CPU thread count before any model work (train/threads.py), and the libraries' noise off the screen.
@@ -301,6 +296,46 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
         )
     console.print(f"run dir: {built.run_dir.path}", highlight=False)
     return summary
+
+
+def task_and_rewards(cfg, splits: tuple[str, ...]) -> tuple[Any, list[Any], tuple[list[Any], list[float]]]:
+    """The task, its rows of each split asked for, and the rewards with their weights, checked against the first
+    split's columns (a reward needing a gold column the data lacks stops here, before any model loads)."""
+    from train.tasks import build_rewards, get_task
+
+    task = get_task(cfg.data)
+    sizes = {"train": cfg.data.train_samples, "test": cfg.data.test_samples}
+    rows = [task.load_split(split, sizes[split]) for split in splits]
+    return task, rows, build_rewards(cfg.rewards, task, columns=rows[0].column_names)
+
+
+def evaluate_policy(cfg, backend: str, *, adapter: Path | None, output_dir: Path, console) -> dict[str, float]:
+    """The evaluation a run makes after each epoch, on its own (experiments/evaluate.py): the config's model, or
+    `adapter` on top of it, on the test split; eval_samples.jsonl written to `output_dir`. The backend must already
+    be prepared (`prepare_backend`)."""
+    from train.console import quiet_third_party
+    from train.evaluation import evaluate
+    from train.models import load_policy
+
+    task, (rows,), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("test",))
+    set_num_threads(cfg)
+    quiet_third_party()
+    # The built-in base model is looked up by its warm start; a build (when these settings change it) says why.
+    policy = load_policy(cfg, task, backend, adapter=adapter)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    what = f"adapter {adapter}" if adapter else f"base model {cfg.model.name}"
+    console.print(f"evaluating the {what} on {len(rows)} {task.name} test prompts ({backend} backend)")
+    return evaluate(
+        policy.generator(cfg.eval.batch_size, scratch_dir=output_dir, stop_strings=task.stop_strings),
+        task,
+        rows,
+        reward_funcs,
+        reward_weights,
+        cfg.eval,
+        max_new_tokens=cfg.eval_max_new_tokens,
+        samples_path=output_dir / "eval_samples.jsonl",
+        console=console,
+    )
 
 
 def check_memory(cfg, backend: str, *, force: bool) -> None:
