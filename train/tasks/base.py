@@ -8,7 +8,8 @@ A task turns `data` config into rows the trainer and the evaluator use without k
     task.default_rewards()                                   # the reward set when cfg.rewards is empty
 
 A subclass sets `name`, `Options` (its own options, validated from `data.options`) and writes
-`rows(split)` (raw rows to task rows), `is_correct`, `reference_completion` and `answer_rewards`. This module
+`rows(split)` (raw rows to task rows; a task read from a file or hub data set calls `rows_from_source` and writes
+`task_row`), `is_correct`, `reference_completion` and `answer_rewards`. This module
 also holds the loaders every task shares: local JSONL files and hub data sets that fail fast when offline.
 """
 
@@ -105,6 +106,23 @@ class Task:
 
     def describe_source(self, split: Split) -> str:
         return self.data.source or "generated"
+
+    # -- rows from a file or a hub data set (GSM8K, MATH) ---------------------------------------------------------
+
+    def rows_from_source(
+        self, split: Split, *, hub_id: str, columns: list[str], fix: str, hub_config: str | None = None
+    ) -> list[Row]:
+        """The split's rows from data.source (a local JSONL file, or a hub id) or else `hub_id` (with `hub_config`
+        when that data set is read): loaded, checked for `columns` (a UserError ending in `fix`), and each made a
+        task row by `task_row`."""
+        source = self.data.source or hub_id
+        raw = load_source(source, split, hub_config=hub_config if source == hub_id else None)
+        require_columns(raw, columns, source=source, fix=fix)
+        return [self.task_row(row, index, source) for index, row in enumerate(raw)]
+
+    def task_row(self, raw: Row, index: int, source: str) -> Row:
+        """One raw row of `source` as a task row (question, gold columns, the raw row's other fields)."""
+        raise NotImplementedError
 
     def outcome(self, completion: str, row: Row) -> Outcome:
         """correct; partial: an answer block, but a wrong answer; failed: no answer block at all."""

@@ -13,7 +13,7 @@ import re
 from rewards import answers_match, extract_answer, parse_gsm8k_gold
 from train.config import RewardSpec
 from train.errors import UserError
-from train.tasks.base import Row, Split, Task, load_source, require_columns
+from train.tasks.base import Row, Split, Task
 
 HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
 # The calculator annotations of GSM8K solutions, e.g. "16 - 3 = <<16-3=13>>13".
@@ -24,18 +24,16 @@ class GSM8KTask(Task):
     name = "gsm8k"
 
     def rows(self, split: Split) -> list[Row]:
-        source = self.data.source or HUB_ID
-        raw = load_source(source, split, hub_config=HUB_CONFIG if source == HUB_ID else None)
-        require_columns(
-            raw,
-            ["question", "answer"],
-            source=source,
+        return self.rows_from_source(
+            split,
+            hub_id=HUB_ID,
+            hub_config=HUB_CONFIG,
+            columns=["question", "answer"],
             fix="GSM8K rows need a question and an answer ending in '#### N'; for other field names use task: jsonl "
             "with options question_column, answer_column and answer_format: gsm8k.",
         )
-        return [self._row(row, index, source) for index, row in enumerate(raw)]
 
-    def _row(self, raw: Row, index: int, source: str) -> Row:
+    def task_row(self, raw: Row, index: int, source: str) -> Row:
         try:
             gold = parse_gsm8k_gold(str(raw["answer"]))
         except ValueError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from rewards import extract_answer, math_answers_match
 from train.config import RewardSpec
 from train.errors import UserError
-from train.tasks.base import Row, Split, Task, load_source, require_columns
+from train.tasks.base import Row, Split, Task
 
 HUB_TEST_ID = "HuggingFaceH4/MATH-500"
 HUB_TRAIN_ID = "DigitalLearningGmbH/MATH-lighteval"
@@ -24,18 +24,15 @@ class MathTask(Task):
     name = "math"
 
     def rows(self, split: Split) -> list[Row]:
-        source = self.describe_source(split)
-        raw = load_source(self.data.source or _hub_id(split), split)
-        require_columns(
-            raw,
-            ["problem", "solution"],
-            source=source,
+        return self.rows_from_source(
+            split,
+            hub_id=_hub_id(split),
+            columns=["problem", "solution"],
             fix="MATH rows need a problem and a solution (and, optionally, an answer); for other field names use "
             "task: jsonl with options question_column, answer_column and grading: math.",
         )
-        return [self._row(row, index, source) for index, row in enumerate(raw)]
 
-    def _row(self, raw: Row, index: int, source: str) -> Row:
+    def task_row(self, raw: Row, index: int, source: str) -> Row:
         gold = raw.get("answer") or extract_answer(raw["solution"])
         if not gold:
             raise UserError(
