@@ -52,7 +52,7 @@ from rewards import RewardError
 from rewards.scoring import columns_in, score, scoring_warnings, split_by_kind
 from train.errors import EXIT_USER_ERROR, user_errors
 from train.reports.reward_scores import Report, print_reward_list
-from train.scoring import REWARD_SIGNATURE, Choice, build_rewards, check_columns, choose_rewards, read_input
+from train.score_inputs import REWARD_SIGNATURE, Choice, build_rewards, check_columns, choose_rewards, read_input
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ One runtime for evaluation (train/evaluation.py), the reward ledger's figures an
 The group statistic is `group_std`: the unbiased (n - 1) standard deviation GRPO divides advantages by, 0 for a
 group of one. It lives here, in pure Python, because rewards/ may not import torch or train/; train/advantages.py
 computes the same statistic on tensors for training (float32, as TRL does, so a run's figures stay TRL's) and
-tests/test_advantages.py checks the two agree. ADVANTAGE_EPS is the eps both use.
+tests/test_scoring.py checks the two agree. ADVANTAGE_EPS is the eps both use.
 """
 
 from __future__ import annotations

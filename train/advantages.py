@@ -32,7 +32,7 @@ def group_advantages(
 
     eps = 1e-4 is TRL's constant (rewards.scoring.ADVANTAGE_EPS), so with baseline="mean" this equals what TRL's
     GRPOTrainer computes. s is `rewards.scoring.group_std` (the statistic score_rewards' per-prompt spread reports),
-    computed here on float32 tensors as TRL does; tests/test_advantages.py checks the two agree.
+    computed here on float32 tensors as TRL does; tests/test_scoring.py checks the two agree.
     A group whose rewards are all equal gets advantage 0 under a mean baseline, whatever the scale.
     """
     if rewards.dim() != 1:
