@@ -15,7 +15,6 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024**3
 
 
