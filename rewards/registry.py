@@ -339,8 +339,9 @@ def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
         return (value is None, None)
     if isinstance(value, bool):
         return (hint is bool, value)
-    if hint is float:
-        return (isinstance(value, int | float), float(value) if isinstance(value, int | float) else None)
+    if hint is float:  # finite: an inf or NaN parameter would make every score non-finite
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return (ok, float(value) if ok else None)
     if hint is int:
         return (isinstance(value, int), value)
     if hint is str:
@@ -354,7 +355,7 @@ def _type_name(hint: Any) -> str:
         return "one of " + ", ".join(repr(arg) for arg in typing.get_args(hint))
     if typing.get_args(hint):
         return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
-    return {float: "a number", int: "an integer", str: "text", bool: "true/false", type(None): "None"}.get(
+    return {float: "a finite number", int: "an integer", str: "text", bool: "true/false", type(None): "None"}.get(
         hint, getattr(hint, "__name__", str(hint))
     )
 

@@ -99,3 +99,75 @@ def test_a_user_reward_that_turns_nan_later_is_counted_per_step_and_the_run_fini
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     counts = {row["step"]: row.get("rewards/non_finite/late_nan_reward", 0) for row in steps if row["type"] == "step"}
     assert counts == {1: 0, 2: 0, 3: 1, 4: 1}  # one NaN a step from step 3 (global_step 2) on, dropped to None
+
+
+# --- config values that TRL, transformers or torch would refuse: refused by the schema, before a run dir exists ---
+
+
+def refused_before_run_dir(tmp_path, capsys, argv_tail: list[str], *expected: str, config=None) -> str:
+    """run_eval_test on the tiny config (or `config`) exits 2 with one paragraph and leaves no run dir."""
+    config = config or write_tiny_config(tmp_path, output={"dir": str(tmp_path / "runs")})
+    message = fails_cleanly(capsys, entry_point("run_eval_test"), [str(config), *argv_tail], *expected)
+    assert not (tmp_path / "runs").exists()
+    return message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.learning_rate=inf", ["train.learning_rate", "finite number"]),
+        ("train.learning_rate=.nan", ["train.learning_rate", "finite number"]),
+        ("train.temperature=.inf", ["train.temperature", "finite number"]),
+        ("eval.eval_temperature=.nan", ["eval.eval_temperature", "finite number"]),
+        ("train.max_grad_norm=.inf", ["train.max_grad_norm", "finite number"]),
+        ("train.max_steps=0", ["train.max_steps", "would train nothing", "-1"]),
+        ("train.max_steps=-2", ["train.max_steps", "greater than or equal to -1"]),
+        ("train.lr_scheduler_type=cosin", ["lr_scheduler_type 'cosin'", "did you mean 'cosine'", "constant"]),
+        ("train.optim=adamw", ["optim 'adamw'", "adamw_torch", "auto"]),
+    ],
+)
+def test_a_config_value_torch_or_transformers_would_refuse_is_refused_first(tmp_path, capsys, override, expected):
+    """These passed validation and then crashed after the run dir existed (inf, unknown names) or ran (0 steps)."""
+    refused_before_run_dir(tmp_path, capsys, ["--set", override], *expected)
+
+
+def test_a_reward_weight_or_parameter_that_is_not_finite_is_refused(tmp_path, capsys):
+    rewards = [{"name": "hard_format_reward", "weight": float("nan")}, "countdown_reward"]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(tmp_path, capsys, [], "rewards.0.weight", "finite number", config=config)
+    rewards = [{"name": "correctness_reward", "params": {"value": float("inf")}}]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(tmp_path, capsys, [], "parameter 'value' must be a finite number", config=config)
+
+
+def test_the_scheduler_and_optimizer_names_are_the_installed_transformers_own():
+    from transformers import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from train.config import transformers_names
+
+    transformers_names.cache_clear()  # read from the enums now that transformers is imported; before, from source
+    assert transformers_names("trainer_utils", "SchedulerType") == tuple(s.value for s in SchedulerType)
+    assert transformers_names("training_args", "OptimizerNames") == tuple(o.value for o in OptimizerNames)
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path, capsys):
+    """YAML keeps the last of two equal keys without a word: `data:` twice trained on the second."""
+    config = write_tiny_config(tmp_path, output={"dir": str(tmp_path / "runs")})
+    text = config.read_text()
+    config.write_text(text + "data:\n  task: gsm8k\n")
+    first = 1 + next(i for i, line in enumerate(text.splitlines()) if line.startswith("data:"))
+    last = len(text.splitlines()) + 1
+    refused_before_run_dir(
+        tmp_path, capsys, [], "key 'data' is given twice", f"at line {first} and at line {last}", config=config
+    )
+    nested = text.replace("train:\n", "train:\n  beta: 0.5\n", 1)  # the tiny config sets train.beta too
+    config.write_text(nested)
+    refused_before_run_dir(tmp_path, capsys, [], "key 'beta' is given twice", config=config)
+
+
+def test_a_sweep_with_a_key_given_twice_is_refused(tmp_path, capsys):
+    base = write_tiny_config(tmp_path)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {base}\ngrid:\n  train.beta: [0.0, 0.1]\ngrid:\n  train.seed: [1, 2]\n")
+    fails_cleanly(capsys, entry_point("sweep"), [str(sweep)], "key 'grid' is given twice", "line 2 and at line 4")

@@ -112,7 +112,11 @@ def test_an_unknown_param_lists_the_valid_params_with_types_and_defaults():
     with pytest.raises(RewardConfigError) as caught:
         get_reward("correctness_reward", vaule=2.0)
     message = str(caught.value)
-    assert "'vaule'" in message and "value (a number, default 1.0)" in message and "length_penalty_tokens" in message
+    assert (
+        "'vaule'" in message
+        and "value (a finite number, default 1.0)" in message
+        and "length_penalty_tokens" in message
+    )
 
 
 @pytest.mark.parametrize(
