@@ -113,13 +113,14 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
     check_backend_scales(backend)
     check_memory(cfg, backend, force=args.force)
 
-    from train.tasks import build_rewards, get_task
+    from train.tasks import build_rewards, get_task, probe_rewards
 
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task = get_task(cfg.data)
     train_rows = task.load_split("train", cfg.data.train_samples)
     test_rows = task.load_split("test", cfg.data.test_samples)
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=train_rows.column_names)
+    probe_rewards(reward_funcs, task, train_rows)  # each reward's first call: a broken one stops before the run dir
 
     # The CPU thread count before any model work (train/threads.py), and the libraries' noise off the screen.
     threads, why_threads = set_num_threads(cfg)

@@ -42,7 +42,19 @@ def test_a_countdown_data_file_with_a_target_that_is_not_a_number(tmp_path, caps
 
 
 USER_REWARDS = """
-import math, time
+import math, sys, time
+
+def raising_reward(completions, **kwargs):
+    scores = []
+    for text in completions:
+        raise ValueError("no answer in " + repr(text))
+    return scores
+
+def exiting_reward(completions, **kwargs):
+    sys.exit(0)
+
+def none_reward(completions, **kwargs):
+    return None
 
 def inf_reward(completions, **kwargs):
     return [math.inf for _ in completions]
@@ -60,6 +72,12 @@ def late_nan_reward(completions, trainer_state=None, **kwargs):
     # Finite on the first batches, NaN for one completion from the third training step on.
     step = trainer_state.global_step if trainer_state is not None else -1
     return [math.nan if step >= 2 and i == 0 else 0.5 for i, _ in enumerate(completions)]
+
+def late_raising_reward(completions, trainer_state=None, **kwargs):
+    # Raises on the third training step's batch only.
+    if trainer_state is not None and trainer_state.global_step == 2:
+        raise ZeroDivisionError("step 3")
+    return [0.5 for _ in completions]
 """
 
 
@@ -79,16 +97,24 @@ def user_reward_config(tmp_path, function: str, **params):
     [
         ("inf_reward", {}, ["reward 'inf_reward'", "returned inf on its first batch"]),
         ("short_reward", {}, ["reward 'short_reward'", "one float (or None) per completion"]),
-        ("hanging_reward", {"call_timeout_seconds": 1}, ["hanging_reward", "1"]),
+        ("none_reward", {}, ["reward 'none_reward'", "got NoneType"]),
+        ("hanging_reward", {"call_timeout_seconds": 1}, ["hanging_reward", "did not return within 1 s"]),
+        (
+            "raising_reward",
+            {},
+            ["reward 'raising_reward'", "mine.py:raising_reward", "raised ValueError: no answer in", "mine.py:7"],
+        ),
+        ("exiting_reward", {}, ["reward 'exiting_reward'", "called sys.exit(0)", "mine.py:11", "never exit"]),
     ],
 )
-def test_a_broken_user_reward_stops_the_run_before_training_naming_it(tmp_path, capsys, function, params, expected):
-    """A reward returning inf used to train the whole run and crash at its end; one that hung was never stopped."""
+def test_a_broken_user_reward_stops_the_run_before_the_run_dir_naming_it(tmp_path, capsys, function, params, expected):
+    """Its first call is a probe before the run dir opens: a reward that raised gave a traceback (rc 1), one that
+    called sys.exit(0) ended the run with rc 0, and the other checks ran after the run dir was made."""
     config = user_reward_config(tmp_path, function, **params)
-    fails_cleanly(capsys, entry_point("run_eval_test"), [str(config)], *expected)
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    metrics = run_dir / "metrics.jsonl"  # the zero-shot evaluation's first call stops it, before any record
-    assert not metrics.exists() or '"type": "step"' not in metrics.read_text()
+    message = fails_cleanly(capsys, entry_point("run_eval_test"), [str(config)], *expected)
+    assert not (tmp_path / "runs").exists()
+    if function in ("raising_reward", "exiting_reward"):
+        assert "first call, made before anything trains" in message
 
 
 @pytest.mark.slow
@@ -171,3 +197,112 @@ def test_a_sweep_with_a_key_given_twice_is_refused(tmp_path, capsys):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"base: {base}\ngrid:\n  train.beta: [0.0, 0.1]\ngrid:\n  train.seed: [1, 2]\n")
     fails_cleanly(capsys, entry_point("sweep"), [str(sweep)], "key 'grid' is given twice", "line 2 and at line 4")
+
+
+# --- a user reward after its first call: exceptions counted, a reward that keeps failing stops, output captured ---
+
+MOODY_REWARD = """
+import sys
+
+def moody_reward(completions, **kwargs):
+    if any("boom" in text for text in completions):
+        raise KeyError("boom")
+    if any("exit" in text for text in completions):
+        sys.exit(3)
+    return [1.0 for _ in completions]
+
+def noisy_reward(completions, **kwargs):
+    print("x" * 1_000_000)
+    print("y" * 10, file=sys.stderr)
+    return [0.5 for _ in completions]
+"""
+
+
+def training_reward(tmp_path, function: str):
+    from rewards import get_reward
+
+    (tmp_path / "moody.py").write_text(MOODY_REWARD)
+    reward = get_reward(function, path=f"{tmp_path / 'moody.py'}:{function}")
+    reward.first_call_strict = True  # as build_rewards sets it for a training run
+    return reward
+
+
+def test_a_user_reward_that_raises_after_its_first_call_is_counted_and_three_failures_in_a_row_stop_it(
+    tmp_path, capsys
+):
+    from rewards.core import RewardResultError, UserRewardRaised
+
+    reward = training_reward(tmp_path, "moody_reward")
+    assert reward(completions=["a", "b"]) == [1.0, 1.0]  # the first call (the probe) succeeds
+    assert reward(completions=["boom", "b", "c"]) == [None, None, None]
+    assert reward(completions=["exit"]) == [None]  # sys.exit(3) is caught as such, not an end of the run
+    assert (reward.error_count, reward.failing_calls) == (4, 2)
+    warning = " ".join(capsys.readouterr().err.split())
+    assert warning.count("warning:") == 1 and "raised KeyError: 'boom'" in warning and "rewards/errors/moody" in warning
+    assert reward(completions=["fine"]) == [1.0]  # a good batch resets the run of failures
+    assert reward.failing_calls == 0
+    reward(completions=["boom"])
+    reward(completions=["boom"])
+    with pytest.raises(RewardResultError, match="failed on 3 batches in a row") as stopped:
+        reward(completions=["boom"])
+    assert "--resume" in str(stopped.value) and reward.error_count == 7
+    outside_training = get_user_reward_untouched(tmp_path)  # the CLI and evaluate.py: the first error is the error
+    with pytest.raises(UserRewardRaised, match=r"moody.py:6 in moody_reward"):
+        outside_training(completions=["boom"])
+
+
+def get_user_reward_untouched(tmp_path):
+    from rewards import get_reward
+
+    return get_reward("moody_reward", path=f"{tmp_path / 'moody.py'}:moody_reward")
+
+
+def test_a_user_reward_that_floods_the_console_is_captured_shown_once_and_counted(tmp_path, capsys):
+    reward = training_reward(tmp_path, "noisy_reward")
+    assert reward(completions=["a"]) == [0.5]
+    assert reward(completions=["a"]) == [0.5]
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing of the megabyte reached stdout
+    assert "printed 1000012 characters in one call; the first 2048 follow" in err
+    assert "x" * 2048 in err and "x" * 2049 not in err and err.count("characters in one call") == 1
+    assert reward.printed_chars == 2 * 1_000_012
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        ("moody_reward", ["reward 'moody_reward'", "raised KeyError: 'boom'", "moody.py:6 in moody_reward"]),
+        ("moody_reward", ["reward 'moody_reward'", "called sys.exit(3)", "moody.py:8 in moody_reward"]),
+    ],
+)
+def test_score_rewards_with_a_user_reward_that_raises_or_exits_is_one_paragraph(tmp_path, capsys, function, expected):
+    """It used to print a traceback (exit 1) for a raise, and to end with the reward's own exit code for sys.exit."""
+    (tmp_path / "moody.py").write_text(MOODY_REWARD)
+    completion = "boom" if "KeyError" in expected[1] else "exit"
+    argv = ["--completion", completion, "--rewards", f"{tmp_path / 'moody.py'}:{function}"]
+    assert entry_point("score_rewards")(argv) == 2
+    out, err = capsys.readouterr()
+    message = " ".join(err.split())
+    assert "Traceback" not in err and out == "" and len(err.strip().splitlines()) == 1
+    for text in expected:
+        assert text in message, message
+
+
+def test_score_rewards_shows_the_head_of_what_a_reward_prints_once(tmp_path, capsys):
+    (tmp_path / "moody.py").write_text(MOODY_REWARD)
+    argv = ["--completion", "a", "--rewards", f"{tmp_path / 'moody.py'}:noisy_reward", "--json"]
+    assert entry_point("score_rewards")(argv) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rows"][0]["rewards"] == {"noisy_reward": 0.5}  # stdout holds the JSON alone
+    assert "printed 1000012 characters in one call" in err and len(err) < 3000
+
+
+@pytest.mark.slow
+def test_a_user_reward_that_raises_once_during_training_is_counted_per_step_and_the_run_finishes(tmp_path, capsys):
+    config = user_reward_config(tmp_path, "late_raising_reward")
+    summary = entry_point("run_eval_test")([str(config), "--output-dir", str(tmp_path / "run")])
+    assert summary["final"] is not None
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lost = {row["step"]: row.get("rewards/errors/late_raising_reward", 0) for row in steps if row["type"] == "step"}
+    assert lost == {1: 0, 2: 0, 3: 8, 4: 0}  # the 8 completions of step 3, scored None
+    assert capsys.readouterr().err.count("raised ZeroDivisionError: step 3") == 1

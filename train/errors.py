@@ -27,8 +27,8 @@ class UserError(Exception):
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The exception types that are the user's to fix: ours, the rewards module's configuration error, and a user
-    reward that returned something unusable or ran past its time limit (the message names the reward). A reward
-    that raised is a bug in its code and keeps its traceback."""
+    reward that returned something unusable, ran past its time limit, raised or called sys.exit (the message names
+    the reward, its file and, for an exception, the line of that file it came from)."""
     from rewards.core import RewardConfigError, RewardResultError
 
     return (UserError, RewardConfigError, RewardResultError)
