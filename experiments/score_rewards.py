@@ -37,8 +37,9 @@ Token counts (soft_overlong_punishment, length_penalty_tokens) come from a row's
 Bad input (a missing file, an unknown reward or parameter, a file with no reward function, a missing gold column,
 an unreadable line, NaN or Infinity in a line) is reported in one paragraph with exit code 2, and so is a user's own
 reward that raises or calls sys.exit: the paragraph names its file, function, exception and the line of its file
-the exception came from. What a user's reward prints is captured: its first 2 KB are shown once. Golds a reward cannot score (a Countdown target of 24.5) and inf/NaN
-scores are left out as not applicable, counted in the summary (`invalid_gold`, `non_finite`) and named in a warning.
+the exception came from. What a user's reward prints is captured: its first 2 KB are shown once, on stderr. Golds
+a reward cannot score (a Countdown target of 24.5) and inf/NaN scores are left out as not applicable, counted in the
+summary (`invalid_gold`, `non_finite`) and named in a warning.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "score_rewards.py"
 _spec = importlib.util.spec_from_file_location("score_rewards", SCRIPT)
 score_rewards = importlib.util.module_from_spec(_spec)
