@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from conftest import entry_point, write_tiny_config
@@ -306,3 +308,92 @@ def test_a_user_reward_that_raises_once_during_training_is_counted_per_step_and_
     lost = {row["step"]: row.get("rewards/errors/late_raising_reward", 0) for row in steps if row["type"] == "step"}
     assert lost == {1: 0, 2: 0, 3: 8, 4: 0}  # the 8 completions of step 3, scored None
     assert capsys.readouterr().err.count("raised ZeroDivisionError: step 3") == 1
+
+
+# --- corrupt state: what a resume, a report or a comparison reads is named with its line, never skipped silently ---
+
+REPORT_RUN = Path(__file__).resolve().parent / "fixtures" / "report_run"
+
+
+def report_run(tmp_path) -> Path:
+    path = tmp_path / "run"
+    shutil.copytree(REPORT_RUN, path)
+    return path
+
+
+def garble_line(path: Path, number: int, garbage: str = "}{ not json") -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[number - 1] = garbage + "\n"
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("script", ["report", "compare"])
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("garbage line", ["metrics.jsonl line 2 is not JSON", "Delete or repair that line"]),
+        ("not a record", ["metrics.jsonl line 2 is not a record of this run", '"type"']),
+        ("summary", ["summary.json is not valid JSON (line 1, column 1", "Delete it"]),
+        ("summary list", ["summary.json holds a JSON list"]),
+    ],
+)
+def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_path, capsys, script, damage, expected):
+    """Both used to exit 0, skipping the bad line or reporting without the summary's figures."""
+    run = report_run(tmp_path)
+    if damage == "garbage line":
+        garble_line(run / "metrics.jsonl", 2)
+    elif damage == "not a record":
+        garble_line(run / "metrics.jsonl", 2, '{"loss": 0.5}')
+    elif damage == "summary":
+        (run / "summary.json").write_text("<html>oops</html>\n")
+    else:
+        (run / "summary.json").write_text("[1, 2]\n")
+    before = sorted(p.name for p in run.iterdir())
+    fails_cleanly(capsys, entry_point(script), [str(run)], *expected)
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written beside it
+
+
+def resumable_run(tmp_path, metrics_tail: str) -> Path:
+    """A run dir that a resume takes back (config.yaml, the zero-shot record, two steps), no checkpoint yet."""
+    from train.config import load_config
+
+    path = tmp_path / "run"
+    path.mkdir()
+    cfg = load_config(write_tiny_config(tmp_path))
+    (path / "config.yaml").write_text(cfg.to_yaml())
+    records = [
+        {"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0, "eval/pass@1": 0.25},
+        {"type": "step", "step": 1, "epoch": 0.25, "loss": 0.1},
+        {"type": "step", "step": 2, "epoch": 0.5, "loss": 0.2},
+    ]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in records) + metrics_tail)
+    return path
+
+
+def test_a_resume_refuses_a_metrics_line_that_is_not_a_record_naming_it(tmp_path, capsys):
+    """It used to continue (rc 0), the line dropped without a word, or to stop with a traceback."""
+    run = resumable_run(tmp_path, '{"type": "step", "step": 3}\n')
+    garble_line(run / "metrics.jsonl", 2, "garbage")
+    before = (run / "metrics.jsonl").read_text()
+    message = fails_cleanly(
+        capsys,
+        entry_point("run_eval_test"),
+        [str(write_tiny_config(tmp_path)), "--output-dir", str(run), "--resume"],
+        "metrics.jsonl line 2 is not JSON",
+        "'garbage'",
+        "then --resume again",
+    )
+    assert "repaired" not in message and (run / "metrics.jsonl").read_text() == before  # left as it was
+
+
+def test_a_resume_repairs_a_torn_last_line_and_says_so(tmp_path, capsys):
+    from train.config import load_config
+    from train.rundir import RunDir
+
+    run = resumable_run(tmp_path, '{"type": "step", "step": 3, "epo')  # a kill mid-write: no newline
+    chosen = RunDir.choose(load_config(run / "config.yaml"), run, resume=True)
+    assert chosen.open() is None  # no checkpoint: training restarts, the zero-shot record is kept
+    chosen.close()
+    said = " ".join(capsys.readouterr().err.split())
+    assert "repaired" in said and "its last line (line 4) was cut off mid-write" in said
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0]

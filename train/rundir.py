@@ -144,7 +144,8 @@ class RunDir:
 
         A new run creates the dir and writes config.yaml and invocation.json (`config_file` and the overrides). A
         resume cuts metrics.jsonl back to the checkpoint it resumes from (records after it are redone) and drops the
-        final evaluation.
+        final evaluation; a torn last line is dropped with a note on stderr, any other bad line refuses the resume
+        (train.tracking.read_records).
         """
         note_output_dir(self.path)
         if not self.resuming:
@@ -158,7 +159,14 @@ class RunDir:
         checkpoint = self.last_checkpoint()
         if checkpoint is not None:
             check_checkpoint(checkpoint, previous=self.last_checkpoint(before=checkpoint.step))
-        MetricsLog(self.metrics_path).truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
+        log = MetricsLog(self.metrics_path)
+        log.truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
+        if log.torn_line is not None:
+            print(
+                f"repaired {self.metrics_path}: its last line (line {log.torn_line}) was cut off mid-write when the "
+                "run was stopped; it is dropped, and the step it belonged to is redone.",
+                file=sys.stderr,
+            )
         return checkpoint
 
     def _create(self) -> None:
