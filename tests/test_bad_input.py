@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -397,3 +399,120 @@ def test_a_resume_repairs_a_torn_last_line_and_says_so(tmp_path, capsys):
     said = " ".join(capsys.readouterr().err.split())
     assert "repaired" in said and "its last line (line 4) was cut off mid-write" in said
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0]
+
+
+# --- a destination that refuses writes (read-only, no permission, full): exit 2 and the path ---
+# Root ignores chmod, so a read-only destination is simulated where the write happens: every open for writing,
+# os.open with a write flag and mkdir under `root` raise the OSError a read-only mount (or a full disk) raises.
+
+
+def refuse_writes_under(monkeypatch, root: Path, code: int = errno.EROFS) -> None:
+    import builtins
+    import io
+
+    root = Path(root).resolve()
+
+    def refused(path) -> bool:
+        try:
+            return Path(os.fsdecode(path)).resolve().is_relative_to(root)
+        except (TypeError, ValueError):
+            return False
+
+    def deny(path):
+        raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, str | bytes | os.PathLike) and any(c in mode for c in "wax+") and refused(file):
+            deny(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and refused(path):
+            deny(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        if refused(path):
+            deny(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+
+
+def test_a_report_into_a_read_only_run_dir_names_the_path(tmp_path, capsys, monkeypatch):
+    run = report_run(tmp_path)
+    refuse_writes_under(monkeypatch, run)
+    fails_cleanly(capsys, entry_point("report"), [str(run)], f"cannot write {run}", "Read-only file system")
+
+
+@pytest.mark.parametrize("flag", ["--csv", "--markdown"])
+def test_a_comparison_table_into_a_read_only_dir_names_the_path(tmp_path, capsys, monkeypatch, flag):
+    run = report_run(tmp_path)
+    (tmp_path / "ro").mkdir()
+    refuse_writes_under(monkeypatch, tmp_path / "ro")
+    out = tmp_path / "ro" / "table.txt"
+    fails_cleanly(capsys, entry_point("compare"), [str(run), flag, str(out)], f"cannot write {out}", "Read-only")
+
+
+def test_a_comparison_table_onto_a_full_disk_names_the_path_without_resume_advice(tmp_path, capsys, monkeypatch):
+    run = report_run(tmp_path)
+    (tmp_path / "full").mkdir()
+    refuse_writes_under(monkeypatch, tmp_path / "full", errno.ENOSPC)
+    out = tmp_path / "full" / "table.csv"
+    message = fails_cleanly(
+        capsys, entry_point("compare"), [str(run), "--csv", str(out)], f"no space left on device while writing {out}"
+    )
+    assert "--resume" not in message and "run again" in message
+
+
+def saved_full_weights_run(tmp_path) -> Path:
+    """A run dir as open_run reads it: config.yaml and a full fine-tune's adapter/ (config.json and weights)."""
+    from train.config import load_config
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "config.yaml").write_text(load_config(write_tiny_config(tmp_path)).to_yaml())
+    (run / "adapter" / "config.json").write_text("{}")
+    (run / "adapter" / "model.safetensors").write_bytes(b"weights")
+    return run
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC])
+def test_an_export_to_a_read_only_or_full_destination_is_refused_before_it_writes(tmp_path, capsys, monkeypatch, code):
+    """It used to fail with a traceback in the middle of writing (rc 1), after loading the model."""
+    run = saved_full_weights_run(tmp_path)
+    (tmp_path / "ro").mkdir()
+    refuse_writes_under(monkeypatch, tmp_path / "ro", code)
+    out = tmp_path / "ro" / "merged"
+    fails_cleanly(
+        capsys,
+        entry_point("export"),
+        [str(run), "--merged", str(out)],
+        f"cannot write --merged {out}",
+        os.strerror(code),
+    )
+    assert not out.exists()
+
+
+def test_a_write_refused_in_the_middle_of_a_run_names_the_path_and_the_resume(tmp_path, capsys, monkeypatch):
+    """The run dir was writable when the run began (its probe passed) and a later write is refused."""
+    from train.errors import exit_on_user_error, note_output_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+
+    @exit_on_user_error
+    def main(argv):
+        note_output_dir(run)  # as RunDir.open does
+        (run / "samples").mkdir()
+        refuse_writes_under(monkeypatch, run, errno.EACCES)
+        (run / "samples" / "epoch_1.jsonl").write_text("{}\n")
+
+    fails_cleanly(
+        capsys, main, [], f"cannot write {run / 'samples' / 'epoch_1.jsonl'}", "Permission denied", "--resume"
+    )

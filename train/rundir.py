@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from train.config import ExperimentConfig, load_config
-from train.errors import UserError, note_output_dir
+from train.errors import UserError, check_writable, note_output_dir
 from train.tracking import MetricsLog
 
 CONFIG_FILE = "config.yaml"
@@ -170,16 +170,13 @@ class RunDir:
         return checkpoint
 
     def _create(self) -> None:
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as error:
-            raise UserError(
-                f"cannot write the run dir {self.path}: {error.strerror or error}. Choose a writable --output-dir "
-                "(or output.dir in the config)."
-            ) from None
+        check_writable(
+            self.path,
+            "the run dir",
+            "Choose a writable --output-dir (or output.dir in the config): a read-only file system or the "
+            "permissions forbid this one.",
+            keep=True,
+        )
 
     def _take_lock(self) -> None:
         """An exclusive lock on the run dir for this process's life: a second run or resume of it stops here."""
