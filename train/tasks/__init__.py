@@ -72,17 +72,17 @@ def build_rewards(
 
 
 def probe_rewards(reward_funcs: list[Callable[..., list[float | None]]], task: Task, rows: Dataset) -> None:
-    """Call every reward once, as TRL's trainer will, before the run dir exists: its first call.
+    """Call every reward once before the run dir exists: its first call, so a reward broken from the start stops
+    the run before anything is written or loaded.
 
     The batch: for each of the first PROBE_PROMPTS rows, its reference completion (the task's solved answer, or ''
-    where it has none) and an empty completion, with the rows' columns, `trainer_state` (a fresh TrainerState,
-    step 0), and `log_metric` / `log_extra` that record nothing. No tokenizer is loaded yet, so `completion_ids`
-    is None, as score_rewards.py calls rewards. A reward that raises or exits, returns the wrong type or length, an
-    inf or NaN (with first_call_strict, set by build_rewards), or overruns its time limit raises its one-paragraph
-    error here; the model and the run dir are not touched.
+    where it has none) and an empty completion, with the rows' columns. It is called as an evaluation calls it
+    (train/evaluation.py), without TRL's `trainer_state`, `log_metric` and `log_extra`, so a reward that tells
+    training from evaluation by `trainer_state is None` takes it for an evaluation and records no training step;
+    no tokenizer is loaded yet, so `completion_ids` is None, as score_rewards.py calls rewards. A reward that
+    raises or exits, returns the wrong type or length, an inf or NaN (with first_call_strict, set by build_rewards),
+    or overruns its time limit raises its one-paragraph error here.
     """
-    from transformers import TrainerState
-
     sample = [rows[i] for i in range(min(PROBE_PROMPTS, len(rows)))]
     prompts, completions = [], []
     columns: dict[str, list] = {key: [] for key in rows.column_names if key != "prompt"}
@@ -95,22 +95,10 @@ def probe_rewards(reward_funcs: list[Callable[..., list[float | None]]], task: T
             for key in columns:
                 columns[key].append(row[key])
     for func in reward_funcs:
-        func(
-            prompts=prompts,
-            completions=completions,
-            completion_ids=None,
-            **columns,
-            trainer_state=TrainerState(),
-            log_metric=_record_nothing,
-            log_extra=_record_nothing,
-        )
+        func(prompts=prompts, completions=completions, completion_ids=None, **columns)
 
 
 PROBE_PROMPTS = 2
-
-
-def _record_nothing(*args: object) -> None:
-    """The probe's log_metric / log_extra: a reward that logs during the probe logs nowhere."""
 
 
 __all__ = [
