@@ -77,6 +77,12 @@ def late_nan_reward(completions, trainer_state=None, **kwargs):
     step = trainer_state.global_step if trainer_state is not None else -1
     return [math.nan if step >= 2 and i == 0 else 0.5 for i, _ in enumerate(completions)]
 
+def training_raising_reward(completions, trainer_state=None, **kwargs):
+    # Fine in the probe and the evaluations (no trainer_state), raises on every training batch.
+    if trainer_state is not None:
+        raise RuntimeError("gold column misread")
+    return [0.5 for _ in completions]
+
 def late_raising_reward(completions, trainer_state=None, **kwargs):
     # Raises on the third training step's batch only.
     if trainer_state is not None and trainer_state.global_step == 2:
@@ -516,3 +522,21 @@ def test_a_write_refused_in_the_middle_of_a_run_names_the_path_and_the_resume(tm
     fails_cleanly(
         capsys, main, [], f"cannot write {run / 'samples' / 'epoch_1.jsonl'}", "Permission denied", "--resume"
     )
+
+
+@pytest.mark.slow
+def test_a_user_reward_that_raises_on_every_training_batch_stops_the_run_after_three(tmp_path, capsys):
+    config = user_reward_config(tmp_path, "training_raising_reward")
+    message = fails_cleanly(
+        capsys,
+        entry_point("run_eval_test"),
+        [str(config), "--output-dir", str(tmp_path / "run")],
+        "reward 'training_raising_reward'",
+        "failed on 3 batches in a row",
+        "raised RuntimeError: gold column misread",
+        "--resume",
+    )
+    assert message.count("warning:") == 1  # the first failure warned once; the third stopped the run
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lost = [row["rewards/errors/training_raising_reward"] for row in steps if row["type"] == "step"]
+    assert lost == [8, 8]  # steps 1 and 2 were logged with their 8 lost scores; step 3's call stopped the run
