@@ -35,9 +35,11 @@ they teach nothing; a reward that gives many of them is too coarse.
 Token counts (soft_overlong_punishment, length_penalty_tokens) come from a row's `completion_ids` or
 `num_tokens` when every row has one, else they are estimated at 4 characters a token (rewards.core).
 Bad input (a missing file, an unknown reward or parameter, a file with no reward function, a missing gold column,
-an unreadable line, NaN or Infinity in a line) is reported in one paragraph with exit code 2; a user's own reward
-that raises shows its traceback (exit code 1). Golds a reward cannot score (a Countdown target of 24.5) and inf/NaN
-scores are left out as not applicable, counted in the summary (`invalid_gold`, `non_finite`) and named in a warning.
+an unreadable line, NaN or Infinity in a line) is reported in one paragraph with exit code 2, and so is a user's own
+reward that raises or calls sys.exit: the paragraph names its file, function, exception and the line of its file
+the exception came from. What a user's reward prints is captured: its first 2 KB are shown once, on stderr. Golds
+a reward cannot score (a Countdown target of 24.5) and inf/NaN scores are left out as not applicable, counted in the
+summary (`invalid_gold`, `non_finite`) and named in a warning.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from rewards import RewardError
 from rewards.scoring import columns_in, score, scoring_warnings, split_by_kind
 from train.errors import EXIT_USER_ERROR, user_errors
 from train.reports.reward_scores import Report, print_reward_list
@@ -119,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         check_columns(functions, columns_in(rows), single=args.completion is not None)
         parts = split_by_kind(rows)
         scored = score(rows, functions, parts, explain=args.explain)
-    except user_errors() as error:
+    except user_errors() as error:  # a user's reward that raised included: its paragraph names the line
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except RewardError:
-        raise  # a user's reward raising is a bug in their code: the traceback shows where
     report = Report(rows, items, functions, parts, scored, warnings + scoring_warnings(functions), args.explain)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))

@@ -28,8 +28,13 @@ class RewardError(RuntimeError):
 
 
 class RewardResultError(RewardError):
-    """A reward returned something unusable or overran its time limit: the user's to fix from the message alone
-    (a reward that raised keeps its traceback, which shows where)."""
+    """A reward returned something unusable or overran its time limit: the user's to fix from the message alone."""
+
+
+class UserRewardRaised(RewardResultError):
+    """A user's reward function raised (or called sys.exit): the message names its file, its function, the
+    exception and the line of the user's file it came from, so no traceback is needed. A training run counts these
+    after the reward's first call (RewardFunction.error_count) instead of stopping."""
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs three times as much, paid for every completion

@@ -10,13 +10,16 @@ rewards/user.py adapts it into a `Reward`, so built-in and user rewards take one
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import math
 import numbers
+import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from rewards import accuracy, countdown, formats, length, user
@@ -25,6 +28,7 @@ from rewards.core import (
     Reward,
     RewardConfigError,
     RewardResultError,
+    UserRewardRaised,
     approximate_tokens,
     completion_text,
 )
@@ -58,6 +62,10 @@ REWARDS: dict[str, Callable[..., Reward]] = {
 }
 
 LENGTH_PENALTY_PARAM = "length_penalty_tokens"
+# A user reward that fails on this many calls in a row (raising, or no finite score) stops a training run: with
+# one call per generation batch, that is three batches of rollouts that trained on nothing from it.
+MAX_FAILING_CALLS = 3
+OUTPUT_SHOWN_CHARS = 2048  # of what a user reward prints, shown once
 _NO_COLUMNS: dict[str, Any] = {}
 
 
@@ -72,6 +80,13 @@ class RewardFunction:
     With `first_call_strict` (a training run sets it), an inf or NaN score in the reward's first call is a
     RewardError naming the reward and the value: a reward that is broken from the start stops the run before it
     trains, while a rare non-finite score later is counted and dropped.
+
+    A user's reward that raises or calls sys.exit (UserRewardRaised): without `first_call_strict`, or on the first
+    call, the error propagates (one paragraph, exit code 2). After the first call of a training run the batch's
+    scores become None and are counted in `error_count`, with one warning on stderr; a reward that fails on
+    MAX_FAILING_CALLS calls in a row (each raising, or returning no finite score at all) stops the run with a
+    RewardResultError, since nothing it gives can train. What a user's reward prints to sys.stdout / sys.stderr is
+    captured: the first OUTPUT_SHOWN_CHARS characters are shown once, the rest counted in `printed_chars`.
     """
 
     def __init__(
@@ -93,6 +108,10 @@ class RewardFunction:
         self.first_call_strict = False
         self.invalid_gold_count = 0
         self.invalid_gold_examples: list[str] = []
+        self.error_count = 0  # scores lost to a user reward that raised, after its first call
+        self.failing_calls = 0  # calls in a row that raised or gave no finite score
+        self.printed_chars = 0
+        self._output_shown = False
 
     def __repr__(self) -> str:
         return f"<reward {self.__name__} range={self.value_range} columns={self.required_columns}>"
@@ -107,7 +126,14 @@ class RewardFunction:
         start = time.perf_counter()
         try:
             texts, extras = self._inputs(completions, columns)
-            scores = self._score(texts, prompts, completion_ids, columns, extras)
+            non_finite_before = self.non_finite_count
+            try:
+                scores = self._score(texts, prompts, completion_ids, columns, extras)
+            except UserRewardRaised as error:
+                scores = self._count_failure(error, len(texts))
+            else:
+                lost = self.non_finite_count - non_finite_before
+                self._count_call(failed=bool(scores) and lost > 0 and all(score is None for score in scores))
             if self.length_penalty_tokens is not None:
                 tokens = _token_counts(texts, completion_ids)
                 scores = [
@@ -118,6 +144,61 @@ class RewardFunction:
         finally:
             self.seconds_total += time.perf_counter() - start
             self.calls += 1
+
+    def _count_failure(self, error: UserRewardRaised, count: int) -> list[float | None]:
+        """A user reward raised: on its first call (or outside training) that is the error; later its batch is
+        scored None and counted, and the run stops once it has failed MAX_FAILING_CALLS calls in a row."""
+        if not self.first_call_strict:
+            raise error
+        if self.calls == 0:
+            raise UserRewardRaised(
+                f"{error} This was its first call, made before anything trains. Fix the function and run again;"
+                f" experiments/score_rewards.py --reward-file {self.source.rpartition(':')[0]} "
+                "scores sample completions with it."
+            ) from None
+        self.error_count += count
+        if not self.failing_calls:
+            print(
+                f"warning: {error} Its {count} scores of this batch are None (counted per step as "
+                f"rewards/errors/{self.__name__}); {MAX_FAILING_CALLS} failing batches in a row stop the run.",
+                file=sys.stderr,
+            )
+        self._count_call(failed=True, error=error)
+        return [None] * count
+
+    def _count_call(self, *, failed: bool, error: Exception | None = None) -> None:
+        self.failing_calls = self.failing_calls + 1 if failed else 0
+        if self.failing_calls >= MAX_FAILING_CALLS and self.first_call_strict:
+            why = f"raised or gave no finite score (the last: {error})" if error else "gave no finite score"
+            raise RewardResultError(
+                f"reward '{self.__name__}' ({self.source}) failed on {self.failing_calls} batches in a row: every "
+                f"call {why}, so it gives GRPO nothing to learn from. The run stops here; what was logged is kept in "
+                "metrics.jsonl. Fix the reward, then continue the run with --resume."
+            ) from None
+
+    @contextlib.contextmanager
+    def _captured_output(self) -> Iterator[None]:
+        """A user reward's prints go to a buffer, not the console: the first OUTPUT_SHOWN_CHARS are shown once
+        (on stderr, after the call), and every character is counted in `printed_chars`."""
+        if self.source == "built-in":
+            yield
+            return
+        buffer = _HeadOfOutput(OUTPUT_SHOWN_CHARS)
+        try:
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                yield
+        finally:
+            self.printed_chars += buffer.chars
+            if buffer.chars and not self._output_shown:
+                self._output_shown = True
+                shown = "".join(buffer.head)
+                print(
+                    f"reward '{self.__name__}' ({self.source}) printed {buffer.chars} characters in one call; the "
+                    f"first {len(shown)} follow. What it prints from now on is counted (rewards/printed_chars/"
+                    f"{self.__name__} per step), not shown.\n{shown.rstrip()}\n[end of the output of "
+                    f"'{self.__name__}']",
+                    file=sys.stderr,
+                )
 
     def _inputs(self, completions: Sequence[Any] | None, columns: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         """The completions' texts, and TRL's extra keyword arguments (taken out of `columns`, which keeps the dataset
@@ -147,7 +228,9 @@ class RewardFunction:
         applicable = [i for i, row in enumerate(rows) if self._gold_issue(row, count_invalid=True) is None]
         batch = self._batch(texts, prompts, completion_ids, rows, applicable, extras)
         scores: list[float | None] = [None] * len(texts)
-        for i, score in zip(applicable, self._checked(self.reward.score(batch), len(batch)), strict=True):
+        with self._captured_output():
+            given = self.reward.score(batch)
+        for i, score in zip(applicable, self._checked(given, len(batch)), strict=True):
             scores[i] = score
         return scores
 
@@ -197,7 +280,8 @@ class RewardFunction:
         applicable = [i for i, issue in enumerate(issues) if issue is None]
         batch = self._batch(texts, prompts, completion_ids, rows, applicable, extras)
         reasons = ["" if issue is None else f"not applicable: {issue}" for issue in issues]
-        given = self.reward.explain(batch)
+        with self._captured_output():
+            given = self.reward.explain(batch)
         if not isinstance(given, Sequence) or isinstance(given, str | bytes) or len(given) != len(batch):
             raise RewardResultError(
                 f"reward '{self.__name__}' ({self.source}): its explain function must return one reason (a string) "
@@ -243,6 +327,25 @@ class RewardFunction:
                 self.non_finite_count += 1
                 checked.append(None)
         return checked
+
+
+class _HeadOfOutput(io.TextIOBase):
+    """A text stream that keeps the first `limit` characters written to it and counts them all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head: list[str] = []
+        self.kept = self.chars = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.kept < self.limit:
+            self.head.append(text[: self.limit - self.kept])
+            self.kept += len(self.head[-1])
+        self.chars += len(text)
+        return len(text)
 
 
 def _token_counts(texts: list[str], completion_ids: Sequence[Sequence[int]] | None) -> list[int]:
@@ -339,8 +442,9 @@ def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
         return (value is None, None)
     if isinstance(value, bool):
         return (hint is bool, value)
-    if hint is float:
-        return (isinstance(value, int | float), float(value) if isinstance(value, int | float) else None)
+    if hint is float:  # finite: an inf or NaN parameter would make every score non-finite
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return (ok, float(value) if ok else None)
     if hint is int:
         return (isinstance(value, int), value)
     if hint is str:
@@ -354,7 +458,7 @@ def _type_name(hint: Any) -> str:
         return "one of " + ", ".join(repr(arg) for arg in typing.get_args(hint))
     if typing.get_args(hint):
         return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
-    return {float: "a number", int: "an integer", str: "text", bool: "true/false", type(None): "None"}.get(
+    return {float: "a finite number", int: "an integer", str: "text", bool: "true/false", type(None): "None"}.get(
         hint, getattr(hint, "__name__", str(hint))
     )
 

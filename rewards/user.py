@@ -17,8 +17,12 @@ reward is (same arguments, same time limit) that returns one short string per co
 
 Training never calls it.
 
+A function that raises, or calls sys.exit, gives a UserRewardRaised naming its file, its function, the exception
+and the line of its own file it came from (no traceback); what a training run then does is RewardFunction's
+(rewards/registry.py): on the first call it stops the run before the run dir exists, later it counts and goes on.
+
 Each call runs under a time limit (`call_timeout_seconds`, default USER_REWARD_TIMEOUT_SECONDS; None: none). At
-the limit the call is interrupted and a RewardError names the reward. How, and what it cannot stop:
+the limit the call is interrupted and a RewardResultError names the reward. How, and what it cannot stop:
 - in the main thread (where TRL calls rewards) a watchdog thread sends SIGUSR2 to it, whose handler raises: this
   stops a Python loop and a blocking system call (sleep, a socket read without timeout);
 - in any other thread the watchdog raises the exception asynchronously in that thread (CPython's
@@ -48,7 +52,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from rewards.core import Completion, Reward, RewardConfigError, RewardError, RewardResultError
+from rewards.core import Completion, Reward, RewardConfigError, RewardResultError, UserRewardRaised
 
 USER_REWARD_TIMEOUT_SECONDS = 60.0
 TIMEOUT_PARAM = "call_timeout_seconds"
@@ -88,7 +92,8 @@ def user_reward(name: str, path: str, params: dict[str, Any], timeout_seconds: f
 
 
 def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
-    """The user function's raw output on one batch (RewardFunction checks it); RewardError if it raises or overruns."""
+    """The user function's raw output on one batch (RewardFunction checks it); UserRewardRaised if it raises or
+    exits, RewardResultError if it overruns its time limit."""
     if not completions:
         return []
     first = completions[0]
@@ -112,8 +117,26 @@ def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
             f"{where} did not return within {user.timeout_seconds:g} s (its {TIMEOUT_PARAM}), on a batch of "
             f"{len(completions)} completions. Make it faster, or raise {TIMEOUT_PARAM} in its params."
         ) from None
+    except SystemExit as error:  # a reward must not end the run, whatever its exit code
+        raise UserRewardRaised(
+            f"{where} called sys.exit({error.code!r}){_user_line(error, user.function)}. A reward must return its "
+            "scores (None for 'not applicable'), never exit."
+        ) from None
     except Exception as error:
-        raise RewardError(f"{where} raised {type(error).__name__}: {error}") from error
+        raise UserRewardRaised(
+            f"{where} raised {type(error).__name__}: {error}{_user_line(error, user.function)}."
+        ) from None
+
+
+def _user_line(error: BaseException, function: Callable[..., Any]) -> str:
+    """' at FILE:LINE (`code`)' for the innermost frame of the traceback in the user's own file, or ''."""
+    own_file = inspect.getsourcefile(function) or ""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == own_file] if own_file else []
+    if not frames:
+        return ""
+    frame = frames[-1]
+    code = f" (`{frame.line.strip()}`)" if frame.line else ""
+    return f" at {frame.filename}:{frame.lineno} in {frame.name}{code}"
 
 
 def check_timeout(name: str, timeout_seconds: Any) -> float | None:

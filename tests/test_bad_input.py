@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 from conftest import entry_point, write_tiny_config
@@ -42,7 +46,19 @@ def test_a_countdown_data_file_with_a_target_that_is_not_a_number(tmp_path, caps
 
 
 USER_REWARDS = """
-import math, time
+import math, sys, time
+
+def raising_reward(completions, **kwargs):
+    scores = []
+    for text in completions:
+        raise ValueError("no answer in " + repr(text))
+    return scores
+
+def exiting_reward(completions, **kwargs):
+    sys.exit(0)
+
+def none_reward(completions, **kwargs):
+    return None
 
 def inf_reward(completions, **kwargs):
     return [math.inf for _ in completions]
@@ -60,6 +76,18 @@ def late_nan_reward(completions, trainer_state=None, **kwargs):
     # Finite on the first batches, NaN for one completion from the third training step on.
     step = trainer_state.global_step if trainer_state is not None else -1
     return [math.nan if step >= 2 and i == 0 else 0.5 for i, _ in enumerate(completions)]
+
+def training_raising_reward(completions, trainer_state=None, **kwargs):
+    # Fine in the probe and the evaluations (no trainer_state), raises on every training batch.
+    if trainer_state is not None:
+        raise RuntimeError("gold column misread")
+    return [0.5 for _ in completions]
+
+def late_raising_reward(completions, trainer_state=None, **kwargs):
+    # Raises on the third training step's batch only.
+    if trainer_state is not None and trainer_state.global_step == 2:
+        raise ZeroDivisionError("step 3")
+    return [0.5 for _ in completions]
 """
 
 
@@ -79,16 +107,24 @@ def user_reward_config(tmp_path, function: str, **params):
     [
         ("inf_reward", {}, ["reward 'inf_reward'", "returned inf on its first batch"]),
         ("short_reward", {}, ["reward 'short_reward'", "one float (or None) per completion"]),
-        ("hanging_reward", {"call_timeout_seconds": 1}, ["hanging_reward", "1"]),
+        ("none_reward", {}, ["reward 'none_reward'", "got NoneType"]),
+        ("hanging_reward", {"call_timeout_seconds": 1}, ["hanging_reward", "did not return within 1 s"]),
+        (
+            "raising_reward",
+            {},
+            ["reward 'raising_reward'", "mine.py:raising_reward", "raised ValueError: no answer in", "mine.py:7"],
+        ),
+        ("exiting_reward", {}, ["reward 'exiting_reward'", "called sys.exit(0)", "mine.py:11", "never exit"]),
     ],
 )
-def test_a_broken_user_reward_stops_the_run_before_training_naming_it(tmp_path, capsys, function, params, expected):
-    """A reward returning inf used to train the whole run and crash at its end; one that hung was never stopped."""
+def test_a_broken_user_reward_stops_the_run_before_the_run_dir_naming_it(tmp_path, capsys, function, params, expected):
+    """Its first call is a probe before the run dir opens: a reward that raised gave a traceback (rc 1), one that
+    called sys.exit(0) ended the run with rc 0, and the other checks ran after the run dir was made."""
     config = user_reward_config(tmp_path, function, **params)
-    fails_cleanly(capsys, entry_point("run_eval_test"), [str(config)], *expected)
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    metrics = run_dir / "metrics.jsonl"  # the zero-shot evaluation's first call stops it, before any record
-    assert not metrics.exists() or '"type": "step"' not in metrics.read_text()
+    message = fails_cleanly(capsys, entry_point("run_eval_test"), [str(config)], *expected)
+    assert not (tmp_path / "runs").exists()
+    if function in ("raising_reward", "exiting_reward"):
+        assert "first call, made before anything trains" in message
 
 
 @pytest.mark.slow
@@ -99,3 +135,408 @@ def test_a_user_reward_that_turns_nan_later_is_counted_per_step_and_the_run_fini
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     counts = {row["step"]: row.get("rewards/non_finite/late_nan_reward", 0) for row in steps if row["type"] == "step"}
     assert counts == {1: 0, 2: 0, 3: 1, 4: 1}  # one NaN a step from step 3 (global_step 2) on, dropped to None
+
+
+# --- config values that TRL, transformers or torch would refuse: refused by the schema, before a run dir exists ---
+
+
+def refused_before_run_dir(tmp_path, capsys, argv_tail: list[str], *expected: str, config=None) -> str:
+    """run_eval_test on the tiny config (or `config`) exits 2 with one paragraph and leaves no run dir."""
+    config = config or write_tiny_config(tmp_path, output={"dir": str(tmp_path / "runs")})
+    message = fails_cleanly(capsys, entry_point("run_eval_test"), [str(config), *argv_tail], *expected)
+    assert not (tmp_path / "runs").exists()
+    return message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.learning_rate=inf", ["train.learning_rate", "finite number"]),
+        ("train.learning_rate=.nan", ["train.learning_rate", "finite number"]),
+        ("train.temperature=.inf", ["train.temperature", "finite number"]),
+        ("eval.eval_temperature=.nan", ["eval.eval_temperature", "finite number"]),
+        ("train.max_grad_norm=.inf", ["train.max_grad_norm", "finite number"]),
+        ("train.max_steps=0", ["train.max_steps", "would train nothing", "-1"]),
+        ("train.max_steps=-2", ["train.max_steps", "greater than or equal to -1"]),
+        ("train.lr_scheduler_type=cosin", ["lr_scheduler_type 'cosin'", "did you mean 'cosine'", "constant"]),
+        ("train.optim=adamw", ["optim 'adamw'", "adamw_torch", "auto"]),
+    ],
+)
+def test_a_config_value_torch_or_transformers_would_refuse_is_refused_first(tmp_path, capsys, override, expected):
+    """These passed validation and then crashed after the run dir existed (inf, unknown names) or ran (0 steps)."""
+    refused_before_run_dir(tmp_path, capsys, ["--set", override], *expected)
+
+
+def test_a_reward_weight_or_parameter_that_is_not_finite_is_refused(tmp_path, capsys):
+    rewards = [{"name": "hard_format_reward", "weight": float("nan")}, "countdown_reward"]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(tmp_path, capsys, [], "rewards.0.weight", "finite number", config=config)
+    rewards = [{"name": "correctness_reward", "params": {"value": float("inf")}}]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(tmp_path, capsys, [], "parameter 'value' must be a finite number", config=config)
+
+
+def test_the_scheduler_and_optimizer_names_are_the_installed_transformers_own():
+    from transformers import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from train.config import transformers_names
+
+    transformers_names.cache_clear()  # read from the enums now that transformers is imported; before, from source
+    assert transformers_names("trainer_utils", "SchedulerType") == tuple(s.value for s in SchedulerType)
+    assert transformers_names("training_args", "OptimizerNames") == tuple(o.value for o in OptimizerNames)
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path, capsys):
+    """YAML keeps the last of two equal keys without a word: `data:` twice trained on the second."""
+    config = write_tiny_config(tmp_path, output={"dir": str(tmp_path / "runs")})
+    text = config.read_text()
+    config.write_text(text + "data:\n  task: gsm8k\n")
+    first = 1 + next(i for i, line in enumerate(text.splitlines()) if line.startswith("data:"))
+    last = len(text.splitlines()) + 1
+    refused_before_run_dir(
+        tmp_path, capsys, [], "key 'data' is given twice", f"at line {first} and at line {last}", config=config
+    )
+    nested = text.replace("train:\n", "train:\n  beta: 0.5\n", 1)  # the tiny config sets train.beta too
+    config.write_text(nested)
+    refused_before_run_dir(tmp_path, capsys, [], "key 'beta' is given twice", config=config)
+
+
+def test_a_sweep_with_a_key_given_twice_is_refused(tmp_path, capsys):
+    base = write_tiny_config(tmp_path)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {base}\ngrid:\n  train.beta: [0.0, 0.1]\ngrid:\n  train.seed: [1, 2]\n")
+    fails_cleanly(capsys, entry_point("sweep"), [str(sweep)], "key 'grid' is given twice", "line 2 and at line 4")
+
+
+# --- a user reward after its first call: exceptions counted, a reward that keeps failing stops, output captured ---
+
+MOODY_REWARD = """
+import sys
+
+def moody_reward(completions, **kwargs):
+    if any("boom" in text for text in completions):
+        raise KeyError("boom")
+    if any("exit" in text for text in completions):
+        sys.exit(3)
+    return [1.0 for _ in completions]
+
+def noisy_reward(completions, **kwargs):
+    print("x" * 1_000_000)
+    print("y" * 10, file=sys.stderr)
+    return [0.5 for _ in completions]
+"""
+
+
+def training_reward(tmp_path, function: str):
+    from rewards import get_reward
+
+    (tmp_path / "moody.py").write_text(MOODY_REWARD)
+    reward = get_reward(function, path=f"{tmp_path / 'moody.py'}:{function}")
+    reward.first_call_strict = True  # as build_rewards sets it for a training run
+    return reward
+
+
+def test_a_user_reward_that_raises_after_its_first_call_is_counted_and_three_failures_in_a_row_stop_it(
+    tmp_path, capsys
+):
+    from rewards.core import RewardResultError, UserRewardRaised
+
+    reward = training_reward(tmp_path, "moody_reward")
+    assert reward(completions=["a", "b"]) == [1.0, 1.0]  # the first call (the probe) succeeds
+    assert reward(completions=["boom", "b", "c"]) == [None, None, None]
+    assert reward(completions=["exit"]) == [None]  # sys.exit(3) is caught as such, not an end of the run
+    assert (reward.error_count, reward.failing_calls) == (4, 2)
+    warning = " ".join(capsys.readouterr().err.split())
+    assert warning.count("warning:") == 1 and "raised KeyError: 'boom'" in warning and "rewards/errors/moody" in warning
+    assert reward(completions=["fine"]) == [1.0]  # a good batch resets the run of failures
+    assert reward.failing_calls == 0
+    reward(completions=["boom"])
+    reward(completions=["boom"])
+    with pytest.raises(RewardResultError, match="failed on 3 batches in a row") as stopped:
+        reward(completions=["boom"])
+    assert "--resume" in str(stopped.value) and reward.error_count == 7
+    outside_training = get_user_reward_untouched(tmp_path)  # the CLI and evaluate.py: the first error is the error
+    with pytest.raises(UserRewardRaised, match=r"moody.py:6 in moody_reward"):
+        outside_training(completions=["boom"])
+
+
+def get_user_reward_untouched(tmp_path):
+    from rewards import get_reward
+
+    return get_reward("moody_reward", path=f"{tmp_path / 'moody.py'}:moody_reward")
+
+
+def test_a_user_reward_that_floods_the_console_is_captured_shown_once_and_counted(tmp_path, capsys):
+    reward = training_reward(tmp_path, "noisy_reward")
+    assert reward(completions=["a"]) == [0.5]
+    assert reward(completions=["a"]) == [0.5]
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing of the megabyte reached stdout
+    assert "printed 1000012 characters in one call; the first 2048 follow" in err
+    assert "x" * 2048 in err and "x" * 2049 not in err and err.count("characters in one call") == 1
+    assert reward.printed_chars == 2 * 1_000_012
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        ("moody_reward", ["reward 'moody_reward'", "raised KeyError: 'boom'", "moody.py:6 in moody_reward"]),
+        ("moody_reward", ["reward 'moody_reward'", "called sys.exit(3)", "moody.py:8 in moody_reward"]),
+    ],
+)
+def test_score_rewards_with_a_user_reward_that_raises_or_exits_is_one_paragraph(tmp_path, capsys, function, expected):
+    """It used to print a traceback (exit 1) for a raise, and to end with the reward's own exit code for sys.exit."""
+    (tmp_path / "moody.py").write_text(MOODY_REWARD)
+    completion = "boom" if "KeyError" in expected[1] else "exit"
+    argv = ["--completion", completion, "--rewards", f"{tmp_path / 'moody.py'}:{function}"]
+    assert entry_point("score_rewards")(argv) == 2
+    out, err = capsys.readouterr()
+    message = " ".join(err.split())
+    assert "Traceback" not in err and out == "" and len(err.strip().splitlines()) == 1
+    for text in expected:
+        assert text in message, message
+
+
+def test_score_rewards_shows_the_head_of_what_a_reward_prints_once(tmp_path, capsys):
+    (tmp_path / "moody.py").write_text(MOODY_REWARD)
+    argv = ["--completion", "a", "--rewards", f"{tmp_path / 'moody.py'}:noisy_reward", "--json"]
+    assert entry_point("score_rewards")(argv) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rows"][0]["rewards"] == {"noisy_reward": 0.5}  # stdout holds the JSON alone
+    assert "printed 1000012 characters in one call" in err and len(err) < 3000
+
+
+@pytest.mark.slow
+def test_a_user_reward_that_raises_once_during_training_is_counted_per_step_and_the_run_finishes(tmp_path, capsys):
+    config = user_reward_config(tmp_path, "late_raising_reward")
+    summary = entry_point("run_eval_test")([str(config), "--output-dir", str(tmp_path / "run")])
+    assert summary["final"] is not None
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lost = {row["step"]: row.get("rewards/errors/late_raising_reward", 0) for row in steps if row["type"] == "step"}
+    assert lost == {1: 0, 2: 0, 3: 8, 4: 0}  # the 8 completions of step 3, scored None
+    assert capsys.readouterr().err.count("raised ZeroDivisionError: step 3") == 1
+
+
+# --- corrupt state: what a resume, a report or a comparison reads is named with its line, never skipped silently ---
+
+REPORT_RUN = Path(__file__).resolve().parent / "fixtures" / "report_run"
+
+
+def report_run(tmp_path) -> Path:
+    path = tmp_path / "run"
+    shutil.copytree(REPORT_RUN, path)
+    return path
+
+
+def garble_line(path: Path, number: int, garbage: str = "}{ not json") -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[number - 1] = garbage + "\n"
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("script", ["report", "compare"])
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("garbage line", ["metrics.jsonl line 2 is not JSON", "Delete or repair that line"]),
+        ("not a record", ["metrics.jsonl line 2 is not a record of this run", '"type"']),
+        ("summary", ["summary.json is not valid JSON (line 1, column 1", "Delete it"]),
+        ("summary list", ["summary.json holds a JSON list"]),
+    ],
+)
+def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_path, capsys, script, damage, expected):
+    """Both used to exit 0, skipping the bad line or reporting without the summary's figures."""
+    run = report_run(tmp_path)
+    if damage == "garbage line":
+        garble_line(run / "metrics.jsonl", 2)
+    elif damage == "not a record":
+        garble_line(run / "metrics.jsonl", 2, '{"loss": 0.5}')
+    elif damage == "summary":
+        (run / "summary.json").write_text("<html>oops</html>\n")
+    else:
+        (run / "summary.json").write_text("[1, 2]\n")
+    before = sorted(p.name for p in run.iterdir())
+    fails_cleanly(capsys, entry_point(script), [str(run)], *expected)
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written beside it
+
+
+def resumable_run(tmp_path, metrics_tail: str) -> Path:
+    """A run dir that a resume takes back (config.yaml, the zero-shot record, two steps), no checkpoint yet."""
+    from train.config import load_config
+
+    path = tmp_path / "run"
+    path.mkdir()
+    cfg = load_config(write_tiny_config(tmp_path))
+    (path / "config.yaml").write_text(cfg.to_yaml())
+    records = [
+        {"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0, "eval/pass@1": 0.25},
+        {"type": "step", "step": 1, "epoch": 0.25, "loss": 0.1},
+        {"type": "step", "step": 2, "epoch": 0.5, "loss": 0.2},
+    ]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in records) + metrics_tail)
+    return path
+
+
+def test_a_resume_refuses_a_metrics_line_that_is_not_a_record_naming_it(tmp_path, capsys):
+    """It used to continue (rc 0), the line dropped without a word, or to stop with a traceback."""
+    run = resumable_run(tmp_path, '{"type": "step", "step": 3}\n')
+    garble_line(run / "metrics.jsonl", 2, "garbage")
+    before = (run / "metrics.jsonl").read_text()
+    message = fails_cleanly(
+        capsys,
+        entry_point("run_eval_test"),
+        [str(write_tiny_config(tmp_path)), "--output-dir", str(run), "--resume"],
+        "metrics.jsonl line 2 is not JSON",
+        "'garbage'",
+        "then --resume again",
+    )
+    assert "repaired" not in message and (run / "metrics.jsonl").read_text() == before  # left as it was
+
+
+def test_a_resume_repairs_a_torn_last_line_and_says_so(tmp_path, capsys):
+    from train.config import load_config
+    from train.rundir import RunDir
+
+    run = resumable_run(tmp_path, '{"type": "step", "step": 3, "epo')  # a kill mid-write: no newline
+    chosen = RunDir.choose(load_config(run / "config.yaml"), run, resume=True)
+    assert chosen.open() is None  # no checkpoint: training restarts, the zero-shot record is kept
+    chosen.close()
+    said = " ".join(capsys.readouterr().err.split())
+    assert "repaired" in said and "its last line (line 4) was cut off mid-write" in said
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0]
+
+
+# --- a destination that refuses writes (read-only, no permission, full): exit 2 and the path ---
+# Root ignores chmod, so a read-only destination is simulated where the write happens: every open for writing,
+# os.open with a write flag and mkdir under `root` raise the OSError a read-only mount (or a full disk) raises.
+
+
+def refuse_writes_under(monkeypatch, root: Path, code: int = errno.EROFS) -> None:
+    import builtins
+    import io
+
+    root = Path(root).resolve()
+
+    def refused(path) -> bool:
+        try:
+            return Path(os.fsdecode(path)).resolve().is_relative_to(root)
+        except (TypeError, ValueError):
+            return False
+
+    def deny(path):
+        raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, str | bytes | os.PathLike) and any(c in mode for c in "wax+") and refused(file):
+            deny(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and refused(path):
+            deny(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        if refused(path):
+            deny(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+
+
+def test_a_report_into_a_read_only_run_dir_names_the_path(tmp_path, capsys, monkeypatch):
+    run = report_run(tmp_path)
+    refuse_writes_under(monkeypatch, run)
+    fails_cleanly(capsys, entry_point("report"), [str(run)], f"cannot write {run}", "Read-only file system")
+
+
+@pytest.mark.parametrize("flag", ["--csv", "--markdown"])
+def test_a_comparison_table_into_a_read_only_dir_names_the_path(tmp_path, capsys, monkeypatch, flag):
+    run = report_run(tmp_path)
+    (tmp_path / "ro").mkdir()
+    refuse_writes_under(monkeypatch, tmp_path / "ro")
+    out = tmp_path / "ro" / "table.txt"
+    fails_cleanly(capsys, entry_point("compare"), [str(run), flag, str(out)], f"cannot write {out}", "Read-only")
+
+
+def test_a_comparison_table_onto_a_full_disk_names_the_path_without_resume_advice(tmp_path, capsys, monkeypatch):
+    run = report_run(tmp_path)
+    (tmp_path / "full").mkdir()
+    refuse_writes_under(monkeypatch, tmp_path / "full", errno.ENOSPC)
+    out = tmp_path / "full" / "table.csv"
+    message = fails_cleanly(
+        capsys, entry_point("compare"), [str(run), "--csv", str(out)], f"no space left on device while writing {out}"
+    )
+    assert "--resume" not in message and "run again" in message
+
+
+def saved_full_weights_run(tmp_path) -> Path:
+    """A run dir as open_run reads it: config.yaml and a full fine-tune's adapter/ (config.json and weights)."""
+    from train.config import load_config
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "config.yaml").write_text(load_config(write_tiny_config(tmp_path)).to_yaml())
+    (run / "adapter" / "config.json").write_text("{}")
+    (run / "adapter" / "model.safetensors").write_bytes(b"weights")
+    return run
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC])
+def test_an_export_to_a_read_only_or_full_destination_is_refused_before_it_writes(tmp_path, capsys, monkeypatch, code):
+    """It used to fail with a traceback in the middle of writing (rc 1), after loading the model."""
+    run = saved_full_weights_run(tmp_path)
+    (tmp_path / "ro").mkdir()
+    refuse_writes_under(monkeypatch, tmp_path / "ro", code)
+    out = tmp_path / "ro" / "merged"
+    fails_cleanly(
+        capsys,
+        entry_point("export"),
+        [str(run), "--merged", str(out)],
+        f"cannot write --merged {out}",
+        os.strerror(code),
+    )
+    assert not out.exists()
+
+
+def test_a_write_refused_in_the_middle_of_a_run_names_the_path_and_the_resume(tmp_path, capsys, monkeypatch):
+    """The run dir was writable when the run began (its probe passed) and a later write is refused."""
+    from train.errors import exit_on_user_error, note_output_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+
+    @exit_on_user_error
+    def main(argv):
+        note_output_dir(run)  # as RunDir.open does
+        (run / "samples").mkdir()
+        refuse_writes_under(monkeypatch, run, errno.EACCES)
+        (run / "samples" / "epoch_1.jsonl").write_text("{}\n")
+
+    fails_cleanly(
+        capsys, main, [], f"cannot write {run / 'samples' / 'epoch_1.jsonl'}", "Permission denied", "--resume"
+    )
+
+
+@pytest.mark.slow
+def test_a_user_reward_that_raises_on_every_training_batch_stops_the_run_after_three(tmp_path, capsys):
+    config = user_reward_config(tmp_path, "training_raising_reward")
+    message = fails_cleanly(
+        capsys,
+        entry_point("run_eval_test"),
+        [str(config), "--output-dir", str(tmp_path / "run")],
+        "reward 'training_raising_reward'",
+        "failed on 3 batches in a row",
+        "raised RuntimeError: gold column misread",
+        "--resume",
+    )
+    assert message.count("warning:") == 1  # the first failure warned once; the third stopped the run
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lost = [row["rewards/errors/training_raising_reward"] for row in steps if row["type"] == "step"]
+    assert lost == [8, 8]  # steps 1 and 2 were logged with their 8 lost scores; step 3's call stopped the run

@@ -10,7 +10,6 @@ import pytest
 from conftest import write_jsonl
 
 from experiments import score_rewards
-from rewards import RewardError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "score_rewards.py"
 
@@ -357,8 +356,8 @@ def test_without_explain_reasons_are_not_computed(tmp_path, capsys, monkeypatch)
     assert result["rows"][0] == {"line": None, "completion": "x", "rewards": {"plain": 1.0}, "total": 1.0}
     code, out, _ = run(["--completion", "x", "--rewards", "mine.py:plain"], capsys)
     assert code == 0 and "why" not in out and "note" not in out
-    with pytest.raises(RewardError, match="explain was called"):
-        score_rewards.main(["--completion", "x", "--rewards", "mine.py:plain", "--explain"])
+    code, _, err = run(["--completion", "x", "--rewards", "mine.py:plain", "--explain"], capsys)
+    assert code == 2 and "explain was called" in err and "mine.py:6 in why" in err and "Traceback" not in err
 
 
 # --- samples files: greedy and sampled apart, and the spread of each prompt's total rewards ---
@@ -624,12 +623,13 @@ def test_bad_configs(tmp_path, capsys, monkeypatch, config_text, fragment):
     assert_error(*run(["--completion", "x", "--config", "exp.yaml"], capsys)[::2], fragment)
 
 
-def test_a_user_reward_that_raises_is_not_hidden(tmp_path, monkeypatch):
+def test_a_user_reward_that_raises_is_one_paragraph_naming_its_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "mine.py").write_text("def boom(completions, **kw):\n    raise KeyError('gold')\n")
     (tmp_path / "exp.yaml").write_text("rewards: [{name: boom, path: mine.py:boom}]\n")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(RewardError, match="reward 'boom' .*KeyError"):
-        score_rewards.main(["--completion", "x", "--config", "exp.yaml"])
+    code, _, err = run(["--completion", "x", "--config", "exp.yaml"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "reward 'boom' (mine.py:boom) raised KeyError: 'gold'" in err and "mine.py:2 in boom" in err
 
 
 # --- as a process: exit codes and no traceback for bad input ---

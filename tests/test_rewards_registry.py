@@ -112,14 +112,18 @@ def test_an_unknown_param_lists_the_valid_params_with_types_and_defaults():
     with pytest.raises(RewardConfigError) as caught:
         get_reward("correctness_reward", vaule=2.0)
     message = str(caught.value)
-    assert "'vaule'" in message and "value (a number, default 1.0)" in message and "length_penalty_tokens" in message
+    assert (
+        "'vaule'" in message
+        and "value (a finite number, default 1.0)" in message
+        and "length_penalty_tokens" in message
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "params", "fragment"),
     [
-        ("correctness_reward", {"value": "two"}, "'value' must be a number"),
-        ("correctness_reward", {"value": True}, "'value' must be a number"),
+        ("correctness_reward", {"value": "two"}, "'value' must be a finite number"),
+        ("correctness_reward", {"value": True}, "'value' must be a finite number"),
         ("correctness_reward", {"fallback": "first_number"}, "one of 'last_number' or None"),
         ("len_reward", {"scope": "global"}, "one of 'group', 'batch'"),
         ("repetition_penalty_reward", {"ngram_size": 2.5}, "'ngram_size' must be an integer"),

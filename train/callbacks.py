@@ -30,7 +30,12 @@ class MetricsCallback(TrainerCallback):
         self.ledger = ledger
         self.reward_funcs = reward_funcs
         # Running totals the reward wrappers keep, reported per step as the change since the last record.
-        self._counters = {"timing/reward": "seconds_total", "rewards/non_finite": "non_finite_count"}
+        self._counters = {
+            "timing/reward": "seconds_total",
+            "rewards/non_finite": "non_finite_count",
+            "rewards/errors": "error_count",  # scores lost to a user reward that raised (rewards/registry.py)
+            "rewards/printed_chars": "printed_chars",  # what a user reward printed, captured, not shown
+        }
         self._seen = {
             (key, f.__name__): getattr(f, attr, 0) for key, attr in self._counters.items() for f in reward_funcs
         }
@@ -48,7 +53,8 @@ class MetricsCallback(TrainerCallback):
 
     def _reward_counters(self) -> dict[str, float]:
         """Seconds spent in each reward this step (TRL sends its profiling only to wandb), and the inf/NaN scores
-        each reward returned this step (dropped to None; only the ones that happened are written)."""
+        each reward returned, the scores lost to its exceptions and the characters it printed this step (only the
+        ones that happened are written)."""
         fields: dict[str, float] = {}
         for key, attr in self._counters.items():
             for func in self.reward_funcs:

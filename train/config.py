@@ -12,10 +12,15 @@ the key, the problem and the fix.
 
 from __future__ import annotations
 
+import ast
 import difflib
+import importlib
+import importlib.util
 import re
+import sys
 import types
 import typing
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,9 +31,44 @@ from train.errors import UserError
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, not silently ignored."""
+    """A config section: unknown keys are errors, not silently ignored; every number is finite (inf or NaN in a
+    learning rate, temperature or weight would pass to torch and crash or poison the run)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+@cache
+def transformers_names(module: str, enum: str) -> tuple[str, ...]:
+    """The values of the installed transformers' `enum` class in transformers/`module`.py (SchedulerType,
+    OptimizerNames): the names TrainingArguments accepts.
+
+    Read from the enum itself when transformers is imported already, else from its source file: importing
+    transformers here, while the config validates, would come before unsloth's import, which must be first.
+    """
+    if "transformers" in sys.modules:
+        return tuple(member.value for member in getattr(importlib.import_module(f"transformers.{module}"), enum))
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    source = Path(next(iter(spec.submodule_search_locations))) / f"{module}.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    body = next(node.body for node in tree.body if isinstance(node, ast.ClassDef) and node.name == enum)
+    return tuple(
+        node.value.value
+        for node in body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+    )
+
+
+def _one_of_transformers(key: str, value: str, module: str, enum: str, extra: tuple[str, ...] = ()) -> str:
+    valid = (*extra, *transformers_names(module, enum))
+    if valid and value not in valid:
+        close = difflib.get_close_matches(value, valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"{key} {value!r} is not one the installed transformers knows{hint}; valid names: {', '.join(valid)}"
+        )
+    return value
 
 
 class BuiltinModelConfig(Section):
@@ -144,13 +184,20 @@ HYBRID_FULL_BUDGET = 512
 
 class TrainConfig(Section):
     num_epochs: int = Field(1, ge=1, description="Passes over the training prompts.")
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run num_epochs).")
+    max_steps: int = Field(
+        -1, ge=-1, description="Stop after this many optimizer steps (-1: run num_epochs; 0 is refused)."
+    )
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate.")
-    lr_scheduler_type: str = Field("constant", description="transformers scheduler name.")
+    lr_scheduler_type: str = Field(
+        "constant", description="transformers scheduler name (transformers.SchedulerType: constant, cosine, ...)."
+    )
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    optim: str = Field("auto", description="Optimizer; auto = adamw_8bit on a GPU, adamw_torch on CPU.")
+    optim: str = Field(
+        "auto",
+        description="Optimizer (transformers OptimizerNames); auto = adamw_8bit on a GPU, adamw_torch on CPU.",
+    )
     beta: float = Field(
         0.04,
         ge=0,
@@ -214,6 +261,23 @@ class TrainConfig(Section):
         description="Also checkpoint every N steps (0: only at the end of each epoch). Used by --resume.",
     )
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_steps 0 would train nothing: give a number of steps >= 1, or -1 to run num_epochs")
+        return value
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return _one_of_transformers("lr_scheduler_type", value, "trainer_utils", "SchedulerType")
+
+    @field_validator("optim")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _one_of_transformers("optim", value, "training_args", "OptimizerNames", extra=("auto",))
 
     @field_validator("vllm_server")
     @classmethod
@@ -388,7 +452,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             f"experiment_configs/quickstart.yaml.{hint}"
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"), path)
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(
             f"cannot read the config {path}: {getattr(error, 'strerror', None) or error}. Check that it is a readable "
@@ -416,6 +480,43 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for override in overrides:
         apply_override(raw, override)
     return validate_config(raw, source=str(path))
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice (YAML would keep the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, at any level, naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden key by key
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in first_line:
+                raise DuplicateKeyError(
+                    problem=f"key {key!r} is given twice, at line {first_line[key]} and at line {line}",
+                    problem_mark=key_node.start_mark,
+                )
+            if isinstance(key, typing.Hashable):
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, path: str | Path) -> Any:
+    """The YAML document in `text`, as yaml.safe_load reads it, except that a key given twice in one mapping is a
+    UserError naming the key and both lines (YAML keeps the last one without a word, so `data:` twice would train
+    on the second). Other YAML errors propagate as yaml.YAMLError."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
+    except DuplicateKeyError as error:
+        raise UserError(
+            f"{path}: {error.problem}. YAML would silently keep only the second; remove one of them, or merge "
+            "the two into one."
+        ) from None
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:

@@ -7,6 +7,7 @@ without a traceback; everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
 import sys
@@ -27,8 +28,8 @@ class UserError(Exception):
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The exception types that are the user's to fix: ours, the rewards module's configuration error, and a user
-    reward that returned something unusable or ran past its time limit (the message names the reward). A reward
-    that raised is a bug in its code and keeps its traceback."""
+    reward that returned something unusable, ran past its time limit, raised or called sys.exit (the message names
+    the reward, its file and, for an exception, the line of that file it came from)."""
     from rewards.core import RewardConfigError, RewardResultError
 
     return (UserError, RewardConfigError, RewardResultError)
@@ -61,6 +62,11 @@ def disk_full_message(error: BaseException) -> str | None:
     checkpoints = sorted((_OUTPUT_DIR[0] / "checkpoints").glob("checkpoint-*")) if _OUTPUT_DIR else []
     size = sum(f.stat().st_size for f in checkpoints[-1].rglob("*") if f.is_file()) / 2**20 if checkpoints else None
     need = f"; a checkpoint of this run takes about {size:.0f} MB" if size else ""
+    if not _OUTPUT_DIR:  # not a training run: an export, a report, a table
+        return (
+            f"no space left on device while writing {where} ({free:.0f} MB free). Free space on that disk, or "
+            "choose a destination on another one, and run again."
+        )
     return (
         f"no space left on device while writing under {where} ({free:.0f} MB free{need}). What was logged is kept "
         "in metrics.jsonl. Free space on that disk (or lower train.save_total_limit), then continue the run with "
@@ -68,17 +74,64 @@ def disk_full_message(error: BaseException) -> str | None:
     )
 
 
+# Errors of a write that the destination refused: read-only file system, permissions, a disk quota.
+_REFUSED_WRITES = (errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+
+
+def refused_write_message(error: BaseException) -> str | None:
+    """One paragraph for a write that its destination refused (read-only, not permitted, over quota), naming the
+    path, or None for any other error. Inputs are read (and their errors reported) before anything is written, so
+    an entry point meets these on its outputs."""
+    if not isinstance(error, OSError) or error.errno not in _REFUSED_WRITES or not error.filename:
+        return None
+    during_run = (
+        f" What the run logged so far is kept in {_OUTPUT_DIR[0] / 'metrics.jsonl'}; continue it with --resume once "
+        "its run dir can be written."
+        if _OUTPUT_DIR
+        else ""
+    )
+    return (
+        f"cannot write {error.filename}: {error.strerror or errno.errorcode.get(error.errno, error.errno)}. Choose a "
+        "destination that can be written (a read-only file system or the permissions forbid this one), or make it "
+        f"writable, and run again.{during_run}"
+    )
+
+
+def check_writable(directory: Path, what: str, fix: str, *, keep: bool = False) -> None:
+    """Refuse, before any work, a directory that cannot be written: `directory` (and missing parents) is created
+    and a probe file written and removed in it; unless `keep`, what this call created is removed again. `what`
+    names the directory in the message ("the run dir", "--merged"), `fix` says what to do."""
+    directory = Path(directory)
+    created = [] if keep else [p for p in (directory, *directory.parents) if not p.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"cannot write {what} {directory}: {error.strerror or error}"
+            f"{f' ({error.filename})' if error.filename and Path(error.filename) != directory else ''}. {fix}"
+        ) from None
+    finally:
+        for path in created:  # innermost first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
 def exit_on_user_error(main: Callable[P, R]) -> Callable[P, R]:
-    """Run an entry point; a user error (or a full disk) becomes one paragraph on stderr and exit code 2."""
+    """Run an entry point; a user error, a full disk or a write its destination refused becomes one paragraph on
+    stderr and exit code 2."""
 
     @wraps(main)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        _OUTPUT_DIR.clear()  # a run dir is named by the run that opens it, not left from an earlier call
         try:
             return main(*args, **kwargs)
         except user_errors() as error:
             _report(str(error))
         except (OSError, RuntimeError) as error:
-            message = disk_full_message(error)
+            message = disk_full_message(error) or refused_write_message(error)
             if message is None:
                 raise
             _report(message)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from train.config import ExperimentConfig, load_config
-from train.errors import UserError
+from train.errors import UserError, check_writable
 
 if TYPE_CHECKING:
     from train.models import Policy
@@ -83,13 +83,15 @@ def open_run(run_dir: Path) -> SavedRun:
 
 
 def check_output_dir(out: Path, flag: str) -> None:
-    """The export target must be new or an empty directory: an export never mixes its files with others."""
+    """The export target must be new or an empty directory (an export never mixes its files with others), and
+    writable: a read-only destination is refused before the model loads, not after."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(
             f"{flag} {out} already exists and is not empty. Choose a new directory (it is created), or remove that "
             "one first: an export never writes over other files."
         )
+    check_writable(out, flag, f"Choose another {flag} directory, on a file system that can be written.")
 
 
 def export_backend(cfg: ExperimentConfig) -> str:

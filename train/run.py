@@ -301,12 +301,14 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
 def task_and_rewards(cfg, splits: tuple[str, ...]) -> tuple[Any, list[Any], tuple[list[Any], list[float]]]:
     """The task, its rows of each split asked for, and the rewards with their weights, checked against the first
     split's columns (a reward needing a gold column the data lacks stops here, before any model loads)."""
-    from train.tasks import build_rewards, get_task
+    from train.tasks import build_rewards, get_task, probe_rewards
 
     task = get_task(cfg.data)
     sizes = {"train": cfg.data.train_samples, "test": cfg.data.test_samples}
     rows = [task.load_split(split, sizes[split]) for split in splits]
-    return task, rows, build_rewards(cfg.rewards, task, columns=rows[0].column_names)
+    reward_funcs, reward_weights = build_rewards(cfg.rewards, task, columns=rows[0].column_names)
+    probe_rewards(reward_funcs, task, rows[0])  # each reward's first call: a broken one stops before the run dir
+    return task, rows, (reward_funcs, reward_weights)
 
 
 def evaluate_policy(cfg, backend: str, *, adapter: Path | None, output_dir: Path, console) -> dict[str, float]:

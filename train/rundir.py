@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from train.config import ExperimentConfig, load_config
-from train.errors import UserError, note_output_dir
+from train.errors import UserError, check_writable, note_output_dir
 from train.tracking import MetricsLog
 
 CONFIG_FILE = "config.yaml"
@@ -144,7 +144,8 @@ class RunDir:
 
         A new run creates the dir and writes config.yaml and invocation.json (`config_file` and the overrides). A
         resume cuts metrics.jsonl back to the checkpoint it resumes from (records after it are redone) and drops the
-        final evaluation.
+        final evaluation; a torn last line is dropped with a note on stderr, any other bad line refuses the resume
+        (train.tracking.read_records).
         """
         note_output_dir(self.path)
         if not self.resuming:
@@ -158,20 +159,24 @@ class RunDir:
         checkpoint = self.last_checkpoint()
         if checkpoint is not None:
             check_checkpoint(checkpoint, previous=self.last_checkpoint(before=checkpoint.step))
-        MetricsLog(self.metrics_path).truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
+        log = MetricsLog(self.metrics_path)
+        log.truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
+        if log.torn_line is not None:
+            print(
+                f"repaired {self.metrics_path}: its last line (line {log.torn_line}) was cut off mid-write when the "
+                "run was stopped; it is dropped, and the step it belonged to is redone.",
+                file=sys.stderr,
+            )
         return checkpoint
 
     def _create(self) -> None:
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as error:
-            raise UserError(
-                f"cannot write the run dir {self.path}: {error.strerror or error}. Choose a writable --output-dir "
-                "(or output.dir in the config)."
-            ) from None
+        check_writable(
+            self.path,
+            "the run dir",
+            "Choose a writable --output-dir (or output.dir in the config): a read-only file system or the "
+            "permissions forbid this one.",
+            keep=True,
+        )
 
     def _take_lock(self) -> None:
         """An exclusive lock on the run dir for this process's life: a second run or resume of it stops here."""

@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from train.config import load_config
+from train.config import load_config, load_yaml
 from train.errors import UserError
 from train.records import summary_eval
 from train.reports.sweep_report import LOGS_DIR, STATE_FILE
@@ -165,7 +165,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if not path.is_file():
         raise UserError(f"sweep file not found: {path}. Pass a sweep YAML, e.g. experiment_configs/studies/*.yaml.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(), path)
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {error}. Fix its syntax.") from None
     if not isinstance(raw, dict):

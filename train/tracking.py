@@ -14,8 +14,11 @@ import math
 import netrc
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from train.errors import UserError
 
 
 class MetricsLog:
@@ -24,6 +27,7 @@ class MetricsLog:
     def __init__(self, path: Path, mirror: Mirror | None = None):
         self.path = Path(path)
         self.mirror: Mirror = mirror or NullMirror()
+        self.torn_line: int | None = None  # set by truncate_after: the torn last line it dropped
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
@@ -34,26 +38,84 @@ class MetricsLog:
         self.mirror.log(record)
 
     def records(self, type: str | None = None) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-        rows = [json.loads(line) for line in lines[:-1]]
-        # A last line torn by a kill mid-write was never a complete record: skip it (resume redoes its step).
-        with contextlib.suppress(json.JSONDecodeError, IndexError):
-            rows.append(json.loads(lines[-1]))
+        """The records, in order; a torn last line is skipped, any other bad line is a CorruptRecords error."""
+        rows = read_records(self.path, fix=RESUME_FIX).rows
         return [row for row in rows if type is None or row.get("type") == type]
 
     def truncate_after(self, step: int, drop_labels: tuple[str, ...] = ()) -> int:
         """Drop the records written after optimizer step `step` (what a resumed run redoes), and evals with one of
-        `drop_labels`; returns how many were dropped. The zero-shot eval is at step 0, so it is always kept.
+        `drop_labels`; returns how many were dropped. The zero-shot eval is at step 0, so it is always kept. A torn
+        last line (`torn_line` after the call) is dropped too, and not counted; any other bad line refuses.
 
         The kept records go to a temporary file that is fsynced and renamed over metrics.jsonl: a kill at any
         moment leaves either the old file or the new one, never an empty or half-written one.
         """
-        rows = self.records()
-        kept = [row for row in rows if row["step"] <= step and row.get("label") not in drop_labels]
+        read = read_records(self.path, fix=RESUME_FIX)
+        self.torn_line = read.torn_line
+        kept = [row for row in read.rows if row["step"] <= step and row.get("label") not in drop_labels]
         write_atomically(self.path, "".join(json.dumps(row) + "\n" for row in kept))
-        return len(rows) - len(kept)
+        return len(read.rows) - len(kept)
+
+
+RESUME_FIX = "Delete or repair that line (one JSON object per line, as the run wrote them), then --resume again"
+REPORT_FIX = "Delete or repair that line (one JSON object per line, as the run wrote them); the report never edits it"
+
+
+class CorruptRecords(UserError):
+    """A line of metrics.jsonl that is neither a record nor the torn last line of a killed write."""
+
+
+@dataclass
+class RecordsRead:
+    rows: list[dict[str, Any]]
+    torn_line: int | None = None  # the number of a last line cut off mid-write (skipped), if there was one
+
+
+def read_records(path: Path, *, fix: str) -> RecordsRead:
+    """The records of a metrics.jsonl (none when it does not exist).
+
+    Every line must be a JSON object with a "type" and a numeric "step", as MetricsLog writes them. The one
+    exception is a last line that lacks its newline and does not parse: a write cut off by a kill (each record is
+    written as one line ending in a newline), skipped and reported in `torn_line`. Any other bad line is a
+    CorruptRecords naming the file, the line number, what is wrong and `fix`: something else wrote to the file, and
+    guessing which records to keep would lose or duplicate some silently.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return RecordsRead([])
+    except (OSError, UnicodeDecodeError) as error:
+        raise CorruptRecords(f"cannot read {path}: {getattr(error, 'strerror', None) or error}. {fix}.") from None
+    lines = text.split("\n")
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        last = number == len(lines)  # no newline after it
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            if last:
+                return RecordsRead(rows, torn_line=number)
+            problem = f"is not JSON ({error.msg} at column {error.colno})"
+        else:
+            problem = _record_problem(row)
+            if problem is None:
+                rows.append(row)
+                continue
+        shown = line if len(line) <= 60 else line[:57] + "..."
+        raise CorruptRecords(f"{path} line {number} {problem}: {shown!r}. {fix}.")
+    return RecordsRead(rows)
+
+
+def _record_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"is a JSON {type(row).__name__}, not a record (an object)"
+    step = row.get("step")
+    if not isinstance(row.get("type"), str) or isinstance(step, bool) or not isinstance(step, int | float):
+        return 'is not a record of this run (every record has a "type" and a numeric "step")'
+    return None
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -2,8 +2,9 @@
 
 A run dir is read through its files only (metrics.jsonl, samples/, config.yaml, summary.json), never through the
 trainer, so a report can be made at any time: after each epoch by the training loop, for a run still in progress
-in another process, or for one that was killed. A line of metrics.jsonl that does not parse (the last line torn by
-a kill mid-write) is skipped, not an error. summary.json and config.yaml are used when present.
+in another process, or for one that was killed. The last line of metrics.jsonl torn by a kill mid-write is skipped
+(and said in the report); any other line that is not a record, and a summary.json or config.yaml that does not
+parse, is a UserError naming the file and the line (train.tracking.read_records). Both are used when present.
 
     run = load_run("runs/quickstart-20260101-120000")
     run.zero_shot["pass@1"], run.last_eval["pass@1"], run.epochs[-1]["epoch/mean_reward"]
@@ -21,6 +22,7 @@ import yaml
 
 from train.errors import UserError
 from train.records import EPOCH, EVAL, STEP, eval_metrics, summary_eval
+from train.tracking import REPORT_FIX, read_records
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -38,7 +40,7 @@ class RunData:
     steps: list[dict[str, Any]] = field(default_factory=list)  # step records, in order
     epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch records
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval records: label, step, epoch and metrics
-    skipped_lines: int = 0  # lines of metrics.jsonl that did not parse (a torn last line)
+    skipped_lines: int = 0  # 1 when the last line of metrics.jsonl was torn by a kill mid-write (skipped)
 
     @property
     def name(self) -> str:
@@ -128,9 +130,8 @@ def load_run(run_dir: str | Path) -> RunData:
             "experiments/run_eval_test.py wrote (runs/<name>-<timestamp>, or its --output-dir)."
         )
     run = RunData(path=path, config=_read_yaml(path / CONFIG_FILE), summary=_read_json(path / SUMMARY_FILE))
-    lines = 0
-    for record in read_jsonl(path / METRICS_FILE):
-        lines += 1
+    read = read_records(path / METRICS_FILE, fix=REPORT_FIX)
+    for record in read.rows:
         kind = record.get("type")
         if kind == STEP:
             run.steps.append(record)
@@ -147,7 +148,7 @@ def load_run(run_dir: str | Path) -> RunData:
                     "metrics": metrics,
                 }
             )
-    run.skipped_lines = _count_lines(path / METRICS_FILE) - lines
+    run.skipped_lines = int(read.torn_line is not None)
     return run
 
 
@@ -184,25 +185,51 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _count_lines(path: Path) -> int:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return sum(1 for line in handle if line.strip())
-    except OSError:
-        return 0
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """summary.json, or None when the run has not written one. It is written atomically (train.tracking), so one
+    that does not parse was damaged afterwards: a UserError naming the line, not a report without its figures."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # absent, or being replaced (summary.json is written atomically, but be lenient)
-    return value if isinstance(value, dict) else None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}. {_SUMMARY_FIX}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}). {_SUMMARY_FIX}"
+        ) from None
+    if not isinstance(value, dict):
+        raise UserError(
+            f"{path} holds a JSON {type(value).__name__}, not the run's summary (an object). {_SUMMARY_FIX}"
+        )
+    return value
+
+
+_SUMMARY_FIX = (
+    "Delete it: the report then reads the same figures from metrics.jsonl (the final evaluation is recorded there "
+    "too), and the run rewrites it when it finishes."
+)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """config.yaml, or {} when the run dir has none; one that does not parse is a UserError naming the line."""
     try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"cannot read {path}: {getattr(error, 'strerror', None) or error}. Restore the run's config.yaml."
+        ) from None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(
+            f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}. Restore the run's "
+            "config.yaml (the config it ran with) or delete it: the report then shows no config keys."
+        ) from None
     return value if isinstance(value, dict) else {}

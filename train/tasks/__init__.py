@@ -3,6 +3,7 @@
     task = get_task(cfg.data)                        # TASKS[cfg.data.task](cfg.data), options validated
     rows = task.load_split("train", cfg.data.train_samples)
     reward_funcs, reward_weights = build_rewards(cfg.rewards, task)
+    probe_rewards(reward_funcs, task, rows)           # their first call, before the run dir exists
 
 Adding a task is one module with a `Task` subclass and one line in `TASKS`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from train.config import DataConfig, RewardSpec
 from train.errors import UserError
@@ -20,6 +22,9 @@ from train.tasks.countdown import CountdownTask
 from train.tasks.gsm8k import GSM8KTask
 from train.tasks.math import MathTask
 from train.tasks.templates import PromptTemplate, prompt_template
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 TASKS: dict[str, type[Task]] = {
     "gsm8k": GSM8KTask,
@@ -66,6 +71,36 @@ def build_rewards(
     return funcs, [spec.weight for spec in specs]
 
 
+def probe_rewards(reward_funcs: list[Callable[..., list[float | None]]], task: Task, rows: Dataset) -> None:
+    """Call every reward once before the run dir exists: its first call, so a reward broken from the start stops
+    the run before anything is written or loaded.
+
+    The batch: for each of the first PROBE_PROMPTS rows, its reference completion (the task's solved answer, or ''
+    where it has none) and an empty completion, with the rows' columns. It is called as an evaluation calls it
+    (train/evaluation.py), without TRL's `trainer_state`, `log_metric` and `log_extra`, so a reward that tells
+    training from evaluation by `trainer_state is None` takes it for an evaluation and records no training step;
+    no tokenizer is loaded yet, so `completion_ids` is None, as score_rewards.py calls rewards. A reward that
+    raises or exits, returns the wrong type or length, an inf or NaN (with first_call_strict, set by build_rewards),
+    or overruns its time limit raises its one-paragraph error here.
+    """
+    sample = [rows[i] for i in range(min(PROBE_PROMPTS, len(rows)))]
+    prompts, completions = [], []
+    columns: dict[str, list] = {key: [] for key in rows.column_names if key != "prompt"}
+    for row in sample:
+        for text in (task.reference_completion(row) or "", ""):
+            prompts.append(row["prompt"])
+            # A conversational prompt (a list of messages) gets its completion as TRL gives it, one message.
+            chat = isinstance(row["prompt"], list)
+            completions.append([{"role": "assistant", "content": text}] if chat else text)
+            for key in columns:
+                columns[key].append(row[key])
+    for func in reward_funcs:
+        func(prompts=prompts, completions=completions, completion_ids=None, **columns)
+
+
+PROBE_PROMPTS = 2
+
+
 __all__ = [
     "TASKS",
     "Outcome",
@@ -76,5 +111,6 @@ __all__ = [
     "TaskOptions",
     "build_rewards",
     "get_task",
+    "probe_rewards",
     "prompt_template",
 ]

@@ -38,7 +38,7 @@ Row = dict[str, Any]
 class TaskOptions(BaseModel):
     """A task's own options (`data.options`); unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an inf or NaN option is refused, not used
 
 
 class Task:
