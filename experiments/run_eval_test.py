@@ -111,6 +111,13 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
 
     backend = prepare_backend(cfg.model)
     check_backend_scales(backend)
+    from train.memory_plan import resolve_precision_here
+
+    # model.load_in_4bit: auto is decided for this card now, and config.yaml keeps the decision (a resume reuses it).
+    if not isinstance(cfg.model.load_in_4bit, bool):
+        cfg, precision = resolve_precision_here(cfg, backend)
+        run.cfg = cfg
+        console.print(precision, highlight=False, soft_wrap=True)
     check_memory(cfg, backend, force=args.force)
 
     from train.tasks import build_rewards, get_task

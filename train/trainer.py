@@ -97,6 +97,12 @@ class GRPOLabTrainer(GRPOTrainer):
             output["advantages"] = output["advantages"] * self.hybrid_scale(output["completion_mask"].sum(-1))
         if self.model.training:  # the budget in force, in every step record (the curriculum changes it)
             self._metrics["train"]["completions/budget"].append(float(self.max_completion_length))
+            # TRL's completions/clipped_ratio counts a completion as clipped when its last token is not EOS, so
+            # every completion that stops after a stop string (</answer>, on vLLM) counts; this one counts only
+            # the completions that used the whole token budget (train/records.py).
+            lengths = self.accelerator.gather(output["completion_mask"].sum(-1))
+            hit = (lengths >= self.max_completion_length).float().mean().item()
+            self._metrics["train"]["completions/budget_hit_ratio"].append(hit)
         return output
 
     def set_completion_budget(self, tokens: int) -> None:
@@ -210,7 +216,7 @@ def grpo_config(
         max_completion_length=t.max_completion_length,
         temperature=t.temperature,
         top_p=t.top_p,
-        vllm_importance_sampling_correction=t.vllm_importance_sampling,
+        vllm_importance_sampling_correction=vllm_importance_sampling(t.vllm_importance_sampling, backend),
         seed=t.seed,
         reward_weights=reward_weights,
         gradient_checkpointing=t.gradient_checkpointing,
@@ -253,6 +259,15 @@ def vllm_server_mode(url: str, backend: str) -> dict[str, Any]:
             "extra (uv sync --extra gpu) and run with uv run --extra gpu, with model.backend: hf."
         )
     return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": url}
+
+
+def vllm_importance_sampling(setting: bool | None, backend: str) -> bool:
+    """train.vllm_importance_sampling resolved: None is off on unsloth (unsloth's own default; with one optimizer pass
+    per batch TRL would run an extra forward pass each step for the old log-probs the correction divides by), on
+    elsewhere (TRL's default, where its vLLM runs a separate 16-bit copy of the weights)."""
+    if setting is not None:
+        return setting
+    return backend != "unsloth"
 
 
 def _optimizer(setting: str, on_gpu: bool) -> str:
