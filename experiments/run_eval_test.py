@@ -136,10 +136,10 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
         quiet_third_party()
     checkpoint = decided_by_main(lambda: run.open(config_file=args.config))
 
-    from train.callbacks import EpochCallback, MetricsCallback, ReportCallback
+    from train.callbacks import EpochCallback, MetricsCallback, ReportCallback, write_report
     from train.console import ProgressLine, take_over_progress
     from train.evaluation import Evaluator
-    from train.models import load_policy
+    from train.models import gpu_facts, load_policy
     from train.records import RewardLedger, build_summary
     from train.run_adapter import EpochAdapterCallback
     from train.tracking import MetricsLog, NullMirror, start_wandb, write_summary
@@ -233,10 +233,9 @@ def train_and_evaluate(args: argparse.Namespace, run, console, started: float) -
     summary = build_summary(log.records(), wall_seconds=time.time() - started)
     summary["backend"] = backend
     summary["overrides"] = run.overrides
+    summary["gpu"] = gpu_facts(policy)  # vLLM's model and share, Standby, peak memory (None on a CPU)
     write_summary(run.path, summary)
-    from train.reports import write_run_report
-
-    write_run_report(run.path)
+    write_report(run.path)  # never raises, its import included: a report cannot fail a finished run
     mirror.finish(summary)
     evaluator.print_summary(summary)
     offline = getattr(mirror, "offline_dir", None)
