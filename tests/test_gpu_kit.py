@@ -164,7 +164,7 @@ def test_the_summary_has_one_row_per_case_with_its_figures_and_reasons():
                     "status": "passed",
                     "step_time_s": [10.25, 9.5],
                     "peak_allocated_gib": 7.5,
-                    "plan": {"peak_gib": 6},
+                    "plan": {"allocator_gib": 6},
                 },
                 "b": {"status": "skipped", "reason": "vLLM does not import here"},
             },

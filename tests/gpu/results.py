@@ -6,7 +6,8 @@
 
 results.json holds `environment` (Python, torch and the packages that ran, the GPU, its driver, the memory cap),
 `preflight` (what does not import), `cases` (one object per case: status passed / failed / skipped, the reason,
-step times, peak memory, the memory plan it is held against) and `finished_at`. A case is written when it ends,
+step times, peak memory, the memory plan it is held against: `planned GiB` is the plan's need without the CUDA
+context, which torch's allocator never counts) and `finished_at`. A case is written when it ends,
 so a run killed by its time limit keeps the cases that finished. Standard library only: the machine's python3
 runs it before anything is installed.
 """
@@ -143,7 +144,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
     if cases:
         lines += [
             "",
-            "| case | status | step times (s) | peak allocated GiB | peak reserved GiB | planned peak GiB | wall s |",
+            "| case | status | step times (s) | peak allocated GiB | peak reserved GiB | planned GiB | wall s |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for name, case in cases.items():
@@ -151,7 +152,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
             plan = case.get("plan") or {}
             lines.append(
                 f"| {name} | {status} | {_seconds(case.get('step_time_s'))} | {_gib(case.get('peak_allocated_gib'))} "
-                f"| {_gib(case.get('peak_reserved_gib'))} | {_gib(plan.get('peak_gib'))} | "
+                f"| {_gib(case.get('peak_reserved_gib'))} | {_gib(plan.get('allocator_gib'))} | "
                 f"{case.get('wall_s', '-')} |"
             )
         reasons = [(name, case["reason"]) for name, case in cases.items() if case.get("reason")]
