@@ -44,8 +44,8 @@ export GPU_CHECK_DEADLINE=$((GPU_CHECK_STARTED + budget))
 export GPU_CHECK_OUT=$out GPU_CHECK_MEMORY_CAP_GIB=${GPU_CHECK_MEMORY_CAP_GIB:-24} GPU_CHECK_DRY_RUN=$dry_run
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
 rm -f "$out/results.json" "$out/summary.md"
-exec > >(tee "$out/check.log") 2>&1
 
+check() {
 python=${PYTHON:-python3}
 if [ "$dry_run" = 1 ]; then
   # The project's own interpreter (its minor version decides the wheelhouse's tags), in a venv of its own.
@@ -57,11 +57,11 @@ if [ "$dry_run" = 1 ]; then
   rm -rf "$venv"
   uv venv --quiet --seed --python "$base_python" "$venv" &&
     uv pip install --quiet --offline --no-deps --python "$venv/bin/python" -r .cache/gpu-dry-machine.txt ||
-    { echo "dry run: could not build the stand-in venv from uv's cache (run uv sync --locked first)"; exit 2; }
+    { echo "dry run: could not build the stand-in venv from uv's cache (run uv sync --locked first)"; return 2; }
   python=$venv/bin/python
   wheelhouse=${wheelhouse:-.cache/wheelhouse/cp${version/./}}
   PYTHON_VERSION=$version PYTHON=$python tests/gpu/build_wheelhouse.sh "$wheelhouse" 2>&1 | grep -v '^WARNING: Location' ||
-    { echo "dry run: building the wheelhouse failed"; exit 2; }
+    { echo "dry run: building the wheelhouse failed"; return 2; }
 fi
 
 tag=$("$python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
@@ -70,7 +70,7 @@ if [ -n "$wheelhouse" ]; then
   shopt -s nullglob
   wheels=("$wheelhouse"/*.whl)
   shopt -u nullglob
-  if [ ${#wheels[@]} -eq 0 ]; then echo "no wheels in $wheelhouse (tests/gpu/build_wheelhouse.sh makes them)"; exit 2; fi
+  if [ ${#wheels[@]} -eq 0 ]; then echo "no wheels in $wheelhouse (tests/gpu/build_wheelhouse.sh makes them)"; return 2; fi
   site=${GPU_SITE:-.cache/gpu-site/$tag}
   rm -rf "$site" && mkdir -p "$site" && site=$(cd "$site" && pwd)
   mib=$(du -cb "${wheels[@]}" | tail -1 | awk '{printf "%.1f", $1 / 1048576}')
@@ -78,7 +78,7 @@ if [ -n "$wheelhouse" ]; then
   started=$(date +%s%N)
   # --no-deps: the wheelhouse is the closure minus what the machine has; --no-index: there is no network.
   "$python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --no-compile \
-    --target "$site" "${wheels[@]}" || { echo "installing the wheelhouse failed"; exit 2; }
+    --target "$site" "${wheels[@]}" || { echo "installing the wheelhouse failed"; return 2; }
   install_ms=$((($(date +%s%N) - started) / 1000000))
   "$python" tests/gpu/results.py wheelhouse "$out/results.json" ${#wheels[@]} "$mib" "$((install_ms / 1000)).$((install_ms % 1000 / 100))"
   export PYTHONPATH="$site:$root${PYTHONPATH:+:$PYTHONPATH}"
@@ -92,13 +92,19 @@ preflight=$?
 "$python" tests/gpu/results.py preflight "$out/results.json" "$out/preflight.json" && rm -f "$out/preflight.json"
 if [ "$preflight" != 0 ]; then
   "$python" tests/gpu/results.py summary "$out/results.json" "$out/summary.md"
-  exit 3
+  return 3
 fi
 
 left=$((GPU_CHECK_DEADLINE - $(date +%s) - 10))
+[ "$left" -gt 10 ] || left=10  # timeout 0 would mean no limit; the cases skip themselves when time is short
 echo "--- tests/gpu ($left s left of the ${budget} s limit)"
 timeout "$left" "$python" -m pytest tests/gpu -rA -p no:cacheprovider --rootdir "$root" -o addopts=""
 status=$?
 "$python" tests/gpu/results.py summary "$out/results.json" "$out/summary.md"
-if [ "$status" = 5 ] || [ "$status" = 0 ]; then exit 0; fi
-exit 1
+if [ "$status" = 5 ] || [ "$status" = 0 ]; then return 0; fi
+return 1
+}
+
+# Everything to the screen and to check.log; the exit status is check's.
+check 2>&1 | tee "$out/check.log"
+exit "${PIPESTATUS[0]}"
