@@ -249,3 +249,37 @@ def test_a_report_that_cannot_import_warns_and_the_run_goes_on(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "train.reports", None)  # import train.reports now raises ImportError
     with pytest.warns(UserWarning, match="cannot be written here"):
         write_report(tmp_path)
+
+
+def test_gpu_facts_record_vllms_model_share_standby_and_the_peak(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from train.models import Policy, gpu_facts
+
+    assert gpu_facts(Policy(object(), None, "hf", "x")) is None  # no GPU: summary.json's gpu is null
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (4 * gib, 24 * gib))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA GeForce RTX 4090")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 6 * gib)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 7 * gib)
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "1")
+    model_config = SimpleNamespace(model="unsloth/Qwen3-1.7B", quantization=None)
+    cache_config = SimpleNamespace(gpu_memory_utilization=0.784)
+    engine = SimpleNamespace(
+        llm_engine=SimpleNamespace(model_config=model_config, vllm_config=SimpleNamespace(cache_config=cache_config))
+    )
+    facts = gpu_facts(Policy(SimpleNamespace(vllm_engine=engine), None, "unsloth", "x"))
+    assert facts == {
+        "device": "NVIDIA GeForce RTX 4090",
+        "total_gib": 24.0,
+        "peak_allocated_gib": 6.0,
+        "peak_reserved_gib": 7.0,
+        "used_at_end_gib": 20.0,
+        "vllm_model": "unsloth/Qwen3-1.7B",
+        "vllm_quantization": None,
+        "vllm_gpu_memory_utilization": 0.784,
+        "standby": True,
+    }
