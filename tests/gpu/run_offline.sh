@@ -53,10 +53,11 @@ if [ "$dry_run" = 1 ]; then
   version=$("$base_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
   venv=.cache/gpu-dry/venv
   echo "--- dry run: a clean Python $version venv standing in for the device ($venv)"
-  "$base_python" tests/gpu/wheelhouse.py pins --machine --python-version "$version" > .cache/gpu-dry-machine.txt
+  mkdir -p .cache/gpu-dry
+  "$base_python" tests/gpu/wheelhouse.py pins --machine --python-version "$version" > .cache/gpu-dry/machine.txt
   rm -rf "$venv"
   uv venv --quiet --seed --python "$base_python" "$venv" &&
-    uv pip install --quiet --offline --no-deps --python "$venv/bin/python" -r .cache/gpu-dry-machine.txt ||
+    uv pip install --quiet --offline --no-deps --python "$venv/bin/python" -r .cache/gpu-dry/machine.txt ||
     { echo "dry run: could not build the stand-in venv from uv's cache (run uv sync --locked first)"; return 2; }
   python=$venv/bin/python
   wheelhouse=${wheelhouse:-.cache/wheelhouse/cp${version/./}}
