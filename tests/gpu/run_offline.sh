@@ -66,7 +66,6 @@ if [ "$dry_run" = 1 ]; then
 fi
 
 tag=$("$python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-"$python" tests/gpu/results.py environment "$out/results.json"
 if [ -n "$wheelhouse" ]; then
   shopt -s nullglob
   wheels=("$wheelhouse"/*.whl)
@@ -81,12 +80,15 @@ if [ -n "$wheelhouse" ]; then
   "$python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --no-compile \
     --target "$site" "${wheels[@]}" || { echo "installing the wheelhouse failed"; return 2; }
   install_ms=$((($(date +%s%N) - started) / 1000000))
-  "$python" tests/gpu/results.py wheelhouse "$out/results.json" ${#wheels[@]} "$mib" "$((install_ms / 1000)).$((install_ms % 1000 / 100))"
+  install_s="$((install_ms / 1000)).$((install_ms % 1000 / 100))"
   export PYTHONPATH="$site:$root${PYTHONPATH:+:$PYTHONPATH}"
 else
   export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
+# What will run (the machine's packages and the wheelhouse's, by metadata), the GPU and its driver.
+"$python" tests/gpu/results.py environment "$out/results.json"
+[ -z "$wheelhouse" ] || "$python" tests/gpu/results.py wheelhouse "$out/results.json" ${#wheels[@]} "$mib" "$install_s"
 echo "--- preflight: every module a run imports"
 "$python" tests/gpu/wheelhouse.py preflight --json "$out/preflight.json"
 preflight=$?
