@@ -86,6 +86,16 @@ def vllm_missing() -> str | None:
     return f"vLLM does not import here ({last}): its wheel is 311 MiB, over what a 64 MiB carry holds"
 
 
+def vllm_share_of_capped_card() -> float:
+    """Standby's vLLM share of a CAP_GIB card (train.memory_plan), as a fraction of this card's memory."""
+    import torch
+
+    from train.memory_plan import standby_gpu_memory_utilization
+
+    total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return standby_gpu_memory_utilization(CAP_GIB) * min(1.0, CAP_GIB / total_gib)
+
+
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory):
     """The random model (built once, in a child), the recipe, and where results go."""
@@ -122,9 +132,17 @@ def test_grpo_steps_within_a_24gb_card(case, shared):
     case_dir = shared["root"] / case
     case_dir.mkdir()
     config_path = case_dir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(case_config(shared["recipe"], shared["model_dir"], CASES[case])))
+    config = case_config(shared["recipe"], shared["model_dir"], CASES[case])
+    extra_env = {}
+    if config["model"]["fast_inference"]:
+        # vLLM sizes its share from the whole card, past torch's 24 GiB cap on a larger one: give it Standby's
+        # 24 GiB share as a fraction of this card, and keep unsloth from replacing it.
+        config["model"]["gpu_memory_utilization"] = round(vllm_share_of_capped_card(), 3)
+        extra_env["UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE"] = "1"
+    config_path.write_text(yaml.safe_dump(config))
     result_path = case_dir / "result.json"
     env = {
+        **extra_env,
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "UNSLOTH_COMPILE_LOCATION": str(shared["root"] / "unsloth_compiled_cache"),
