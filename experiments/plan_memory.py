@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None):
     plan = plan_config(cfg, args.gpu_gb, args.backend, args.standby)
     console = Console()
     console.print(plan_table(plan))
+    console.print(f"weights: {plan.precision_note}", highlight=False)
     s = plan.settings
     completion = largest_completion_length(plan.shape, s, args.gpu_gb)
     generations = largest_num_generations(plan.shape, s, args.gpu_gb)

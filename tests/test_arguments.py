@@ -35,7 +35,7 @@ HF_CPU = {
     "max_completion_length": 32,
     "temperature": 1.0,
     "top_p": 1.0,
-    "vllm_importance_sampling_correction": True,
+    "vllm_importance_sampling_correction": True,  # unset: on, TRL's default, off the unsloth backend
     "seed": 42,
     "reward_weights": [1.0, 1.0, 1.0],
     "gradient_checkpointing": False,
@@ -52,9 +52,10 @@ HF_CPU = {
     "dataloader_pin_memory": False,
 }
 # What the unsloth backend changes (bf16 supported): 8-bit AdamW for auto, its mixed precision and checkpointing,
-# mask_truncated_completions pinned off.
+# mask_truncated_completions pinned off, and the vLLM importance-sampling correction off when unset (unsloth's default).
 UNSLOTH = {
     "optim": "adamw_8bit",
+    "vllm_importance_sampling_correction": False,
     "bf16": True,
     "fp16": False,
     "gradient_checkpointing": True,

@@ -188,3 +188,19 @@ def test_a_generator_returning_too_few_samples_is_caught():
         evaluate(
             Short(rows["question"]), task, rows, [], [], EvalConfig(pass_k=[5]), max_new_tokens=8, show_progress=False
         )
+
+
+def test_a_generator_that_takes_every_prompt_gets_one_call_per_pass():
+    """vLLM's generator (prompts_per_call None) is handed the whole evaluation: one greedy call, one sampled call."""
+
+    class AllAtOnce(FakeGenerator):
+        prompts_per_call = None
+
+    task = get_task(DataConfig(task="gsm8k", source=GSM8K, prompt_template="{question}"))
+    rows = task.load_split("test", None)
+    generator = AllAtOnce(rows["question"])
+    funcs = [get_reward("correctness_reward")]
+    cfg = EvalConfig(pass_k=[1, 2, 5], batch_size=3, seed=100)
+    metrics = evaluate(generator, task, rows, funcs, [1.0], cfg, max_new_tokens=50, show_progress=False)
+    assert [(call["prompts"], call["n"]) for call in generator.calls] == [(4, 1), (4, 5)]
+    assert metrics["pass@1"] == 0.5  # the same figures as batch by batch

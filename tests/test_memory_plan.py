@@ -260,9 +260,10 @@ def gpu_configs() -> list[Path]:
     return configs
 
 
-def test_nine_gpu_configs_are_shipped():
+def test_nine_gpu_configs_and_the_smoke_run_are_shipped():
     names = {p.stem for p in (ROOT / "experiment_configs" / "gpu").glob("*.yaml")}
-    assert names == {f"qwen3-{size}-{tokens}" for size in ("0.6b", "1.7b", "4b") for tokens in (256, 512, 1024)}
+    sized = {f"qwen3-{size}-{tokens}" for size in ("0.6b", "1.7b", "4b") for tokens in (256, 512, 1024)}
+    assert names == sized | {"smoke"}
 
 
 @pytest.mark.parametrize("path", gpu_configs(), ids=lambda p: p.stem)

@@ -252,3 +252,12 @@ def test_vllm_importance_sampling_correction_is_ours_not_a_library_default(tmp_p
     """trl defaults it on and unsloth off: resolve always passes train.vllm_importance_sampling."""
     cfg = tiny_train_config(max_completion_length=10, vllm_importance_sampling=correct)
     assert resolve(cfg, "hf", output_dir=tmp_path).grpo_config().vllm_importance_sampling_correction is correct
+
+
+def test_budget_hit_ratio_counts_only_completions_that_used_the_whole_budget(tmp_path):
+    """TRL's clipped_ratio counts every completion whose last token is not EOS; ours counts length == budget."""
+    trainer = make_trainer(tmp_path, "mean", "group")
+    output, _ = generate_and_score(trainer)
+    lengths = output["completion_mask"].sum(dim=1)
+    expected = (lengths >= trainer.max_completion_length).float().mean().item()
+    assert trainer._metrics["train"]["completions/budget_hit_ratio"][-1] == pytest.approx(expected)

@@ -140,9 +140,13 @@ def test_greedy_gives_one_completion_per_prompt():
         gen.sampling_kwargs(n=2, temperature=0.0, max_new_tokens=8, seed=0)
 
 
-def test_the_experiment_config_maps_to_a_4bit_lora_run():
-    cfg = load_config(EXPERIMENT)
-    assert ub.from_pretrained_kwargs(cfg.model)["load_in_4bit"] is True
+def test_the_experiment_config_maps_to_a_16bit_lora_run_on_24gb_and_4bit_when_forced():
+    from train.memory_plan import resolve_precision
+
+    cfg, _ = resolve_precision(load_config(EXPERIMENT), 24.0, "unsloth")  # model.load_in_4bit: auto
+    assert ub.from_pretrained_kwargs(cfg.model)["load_in_4bit"] is False
+    forced = load_config(EXPERIMENT, ["model.load_in_4bit=true"])
+    assert ub.from_pretrained_kwargs(forced.model)["load_in_4bit"] is True
     assert ub.peft_kwargs(cfg.model, cfg.train)["r"] == 16
     assert resolve(cfg, "unsloth", on_gpu=True, bf16_supported=True).grpo["beta"] == 0.05
 
@@ -438,7 +442,7 @@ from unsloth.save import unsloth_generic_save_pretrained_merged
 from unsloth_zoo import vllm_utils
 from train.config import load_config
 
-cfg = load_config(sys.argv[1])
+cfg = load_config(sys.argv[1], ["model.load_in_4bit=true"])  # the 4-bit path: its pre-quantized repo and plugin
 
 
 def only_through_var_kwargs(function, *args, **kwargs):

@@ -84,7 +84,7 @@ def resolve(
         max_completion_length=t.max_completion_length,
         temperature=t.temperature,
         top_p=t.top_p,
-        vllm_importance_sampling_correction=t.vllm_importance_sampling,
+        vllm_importance_sampling_correction=vllm_importance_sampling(t.vllm_importance_sampling, backend),
         seed=t.seed,
         reward_weights=list(reward_weights) if reward_weights is not None else None,
         gradient_checkpointing=t.gradient_checkpointing,
@@ -127,6 +127,15 @@ def _bf16_supported(known: bool | None) -> bool:
     import torch
 
     return torch.cuda.is_bf16_supported()
+
+
+def vllm_importance_sampling(setting: bool | None, backend: str) -> bool:
+    """train.vllm_importance_sampling resolved: None is off on unsloth (unsloth's own default; with one optimizer pass
+    per batch TRL would run an extra forward pass each step for the old log-probs the correction divides by), on
+    elsewhere (TRL's default, where its vLLM runs a separate 16-bit copy of the weights)."""
+    if setting is not None:
+        return setting
+    return backend != "unsloth"
 
 
 def vllm_server_mode(url: str, backend: str) -> dict[str, Any]:

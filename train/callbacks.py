@@ -7,6 +7,7 @@ train/records.py, evaluation is `train.evaluation.Evaluator`, and every figure i
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,20 @@ class ReportCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            from train.reports import write_run_report  # matplotlib, only when a report is written
+            write_report(self.run_dir)
 
-            write_run_report(self.run_dir)
+
+def write_report(run_dir: Path) -> None:
+    """The run's report, never raising: train.reports' own guard covers building it, and this one its import
+    (matplotlib missing or broken, say on a machine that has only what training needs): one warning, and the run
+    goes on. experiments/report.py rebuilds it later."""
+    try:
+        from train.reports import write_run_report  # matplotlib, only when a report is written
+    except Exception as error:  # noqa: BLE001 - a report must never stop training
+        warnings.warn(
+            f"the run report for {run_dir} cannot be written here ({type(error).__name__}: {error}); training goes "
+            f"on. Rebuild it where matplotlib imports: experiments/report.py {run_dir}",
+            stacklevel=2,
+        )
+        return
+    write_run_report(run_dir)

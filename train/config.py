@@ -106,7 +106,11 @@ class ModelConfig(Section):
         description="auto: unsloth when CUDA and unsloth are importable, else hf (transformers + peft). "
         "builtin:tiny always uses hf.",
     )
-    load_in_4bit: bool = Field(True, description="4-bit weights (bitsandbytes). Only used on a GPU.")
+    load_in_4bit: bool | Literal["auto"] = Field(
+        True,
+        description="4-bit weights (bitsandbytes); only used on a GPU. auto: the memory planner decides, 16-bit LoRA "
+        "for models of 4B parameters and under when that fits the card (Unsloth's fast path), else 4-bit.",
+    )
     max_seq_length: int = Field(1024, ge=32, description="Longest prompt + completion, in tokens.")
     lora_rank: int | None = Field(
         None,
@@ -236,10 +240,12 @@ class TrainConfig(Section):
     max_completion_length: int = Field(256, ge=1, description="Token budget of one completion.")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature of training rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of training rollouts (1 = off).")
-    vllm_importance_sampling: bool = Field(
-        True,
+    vllm_importance_sampling: bool | None = Field(
+        None,
         description="Correct for the gap between vLLM's sampling log-probs and the trainer's with truncated "
-        "importance sampling (TRL vllm_importance_sampling_correction; TRL's default, which unsloth turns off).",
+        "importance sampling (TRL vllm_importance_sampling_correction). None: off on the unsloth backend (its "
+        "default: vLLM shares the trained weights, and the correction costs a forward pass per step), on with "
+        "TRL's own vLLM (hf backend, TRL's default).",
     )
     vllm_server: str | None = Field(
         None,

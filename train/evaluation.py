@@ -87,9 +87,11 @@ def evaluate(
     greedy_correct = 0
     progress = _progress(show_progress, console)
     progress_task = progress.add_task(label, total=len(rows), rate="", pass1=0.0)
+    # eval.batch_size prompts per call for transformers; vLLM takes them all in one call per pass.
+    per_call = getattr(generator, "prompts_per_call", cfg.batch_size) or len(rows)
     with samples_writer(samples_path) as write_samples, progress:
-        for first in range(0, len(rows), cfg.batch_size):
-            batch = [rows[i] for i in range(first, min(first + cfg.batch_size, len(rows)))]
+        for first in range(0, len(rows), per_call):
+            batch = [rows[i] for i in range(first, min(first + per_call, len(rows)))]
             prompts = [row["prompt"] for row in batch]
             greedy = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.seed)
             sampled: list[list[Completion]] = [[] for _ in batch]

@@ -326,7 +326,7 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
     use_vllm = backend == "unsloth" and m.fast_inference
     return PlanSettings(
         backend=backend,  # type: ignore[arg-type]
-        load_in_4bit=m.load_in_4bit and not cfg.model.is_builtin,
+        load_in_4bit=_four_bit(cfg) and not cfg.model.is_builtin,
         lora_rank=m.effective_lora_rank,
         target_modules=tuple(m.target_modules),
         optimizer=args["optim"],
@@ -345,6 +345,13 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
         eval_sequences=0 if use_vllm else cfg.eval.batch_size * max(1, cfg.eval.samples_per_prompt),
         eval_new_tokens=eval_budget if eval_budget is not None and eval_budget != completion else None,
     )
+
+
+def _four_bit(cfg: ExperimentConfig) -> bool:
+    setting = cfg.model.load_in_4bit
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError("model.load_in_4bit is auto: decide it for the card first (resolve_precision)")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -473,6 +480,7 @@ class Plan:
     vllm_utilization: float
     host_offload_bytes: int
     problems: list[str] = field(default_factory=list)
+    precision_note: str = ""  # how the weights' precision was decided (plan_config)
 
     @property
     def peak_bytes(self) -> int:
@@ -634,9 +642,68 @@ def plan_memory(shape: ModelShape, s: PlanSettings, card_gib: float) -> Plan:
 
 
 def plan_config(cfg: ExperimentConfig, gpu_gib: float = 24.0, backend: str = "auto", standby: bool | None = None):
-    """plan_memory for an experiment config (shape from the model's config.json, see resolve_shape)."""
+    """plan_memory for an experiment config (shape from the model's config.json, see resolve_shape); a
+    `model.load_in_4bit: auto` is decided first for this card (choose_precision)."""
     shape = builtin_shape(cfg) if cfg.model.is_builtin else resolve_shape(cfg.model.name)
-    return plan_memory(shape, settings_from_config(cfg, backend, standby), gpu_gib)
+    cfg, why = resolve_precision(cfg, gpu_gib, backend, standby)
+    plan = plan_memory(shape, settings_from_config(cfg, backend, standby), gpu_gib)
+    plan.precision_note = why
+    return plan
+
+
+# Unsloth's GRPO notebooks train models up to 4B (Qwen3-4B: 4.02B parameters) as 16-bit LoRA; 4.5B leaves the 4B
+# class in and 7-8B models out.
+FAST_PATH_MAX_PARAMS = 4.5e9
+
+
+def choose_precision(
+    cfg: ExperimentConfig, card_gib: float | None, backend: str = "auto", standby: bool | None = None
+) -> tuple[bool, str]:
+    """(load_in_4bit, why in words) for the config on a card of card_gib GiB (None: no GPU here).
+
+    A bool in `model.load_in_4bit` is kept. `auto` is 16-bit LoRA when the model has at most FAST_PATH_MAX_PARAMS
+    parameters and its 16-bit plan fits the card, else 4-bit. Why 16-bit where it fits: Unsloth's notebooks train
+    small models as 16-bit LoRA; vLLM decodes 16-bit weights faster than bitsandbytes 4-bit, and unsloth hands
+    vLLM the merged LoRA weights for its rollouts only when the engine is not quantized. 4-bit stays for larger
+    models and small cards, where it is what fits.
+    """
+    setting = cfg.model.load_in_4bit
+    if isinstance(setting, bool):
+        return setting, f"model.load_in_4bit: {str(setting).lower()} (set in the config)"
+    if cfg.model.is_builtin:
+        return False, "model.load_in_4bit: auto -> 16-bit (the built-in model is tiny)"
+    shape = resolve_shape(cfg.model.name)
+    billions = shape.params / 1e9
+    if shape.params > FAST_PATH_MAX_PARAMS:
+        return True, f"model.load_in_4bit: auto -> 4-bit ({billions:.2f}B parameters, over the 4.5B of the 16-bit path)"
+    if card_gib is None:
+        return False, f"model.load_in_4bit: auto -> 16-bit LoRA ({billions:.2f}B parameters; no GPU to plan for)"
+    sixteen = cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": False})})
+    plan = plan_memory(shape, settings_from_config(sixteen, backend, standby), card_gib)
+    if plan.fits:
+        return False, (
+            f"model.load_in_4bit: auto -> 16-bit LoRA ({billions:.2f}B parameters; its 16-bit plan peaks at "
+            f"{plan.peak_bytes / GIB:.1f} of {card_gib:g} GiB)"
+        )
+    return True, f"model.load_in_4bit: auto -> 4-bit (the 16-bit plan does not fit {card_gib:g} GiB)"
+
+
+def resolve_precision(
+    cfg: ExperimentConfig, card_gib: float | None, backend: str = "auto", standby: bool | None = None
+) -> tuple[ExperimentConfig, str]:
+    """The config with `model.load_in_4bit` decided (a bool), and why (choose_precision)."""
+    four_bit, why = choose_precision(cfg, card_gib, backend, standby)
+    if cfg.model.load_in_4bit is four_bit:
+        return cfg, why
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": four_bit})}), why
+
+
+def resolve_precision_here(cfg: ExperimentConfig, backend: str) -> tuple[ExperimentConfig, str]:
+    """resolve_precision for this machine's first GPU (no GPU: card None)."""
+    import torch
+
+    card = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else None
+    return resolve_precision(cfg, card, backend)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,12 +1,20 @@
 """The metrics record format: what a `step`, `epoch`, `eval` and `train` record of metrics.jsonl holds, and the summary.
 
 A record is one JSON object with a `type` and the optimizer `step` it belongs to:
-- `step`: one optimizer step: TRL's logged values, plus `reward_sum`, `num_completions` and, per reward,
+- `step`: one optimizer step: TRL's logged values (see the clipped-ratio note below), plus `reward_sum`,
+  `num_completions`, `completions/budget` and `completions/budget_hit_ratio` (train/trainer.py) and, per reward,
   `rewards/<f>/sum` and `rewards/<f>/count` (so the steps of an epoch add up to the epoch's figures), and
   `timing/reward/<f>` (seconds spent in each reward that step);
 - `epoch`: `epoch/accumulated_reward`, `epoch/mean_reward`, `epoch/num_samples`, `epoch/rewards/<f>/mean`;
 - `eval`: `label` (zero_shot, epoch_N, step_N, final) and `eval/<metric>` for each metric of train.evaluation;
 - `train`: the trainer's closing `train_runtime` and `train_loss`, once per training session.
+
+TRL's `completions/clipped_ratio` (trl 1.14.2 grpo_trainer.py, `is_truncated = ids[-1] not in eos_and_pad`) counts
+a completion as clipped whenever its last token is not end-of-sequence or padding. A completion that stops after a
+stop string ends on that string's tokens, so on vLLM rollouts (stop strings through SamplingParams) every
+completion that stops on `</answer>` counts as clipped, and the ratio reads near 1 for a model that answers well
+within its budget. (Transformers rollouts stop on a one-token `</answer>` as an end-of-sequence id, so there it is
+right.) `completions/budget_hit_ratio` is the share that really used the whole budget; the report plots it.
 
 The reward sums come from the `RewardLedger`, which the trainer feeds with every batch of rewards it computes.
 summary.json is `build_summary` of the records (each evaluation once, read back with `summary_eval`); the console

@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
 
         backend = prepare_backend(cfg.model)
         check_backend_scales(backend)
+        # model.load_in_4bit: auto is decided for this card now; config.yaml keeps the decision (a resume reuses it).
+        if not isinstance(cfg.model.load_in_4bit, bool):
+            from train.memory_plan import resolve_precision_here
+
+            cfg, precision = resolve_precision_here(cfg, backend)
+            run_dir.cfg = cfg
+            console.print(precision, highlight=False, soft_wrap=True)
         check_memory(cfg, backend, force=args.force)
         built = build(cfg, backend, run_dir, config_file=args.config, verbose=args.verbose, console=console)
         return run(built, started=started)
@@ -260,6 +267,8 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     """Zero-shot evaluation, GRPO (an evaluation after every epoch), final evaluation, adapter, summary, report."""
     started = time.time() if started is None else started
     cfg, trainer, evaluator, console = built.cfg, built.trainer, built.evaluator, built.console
+    from train.callbacks import write_report
+    from train.models import gpu_facts
     from train.records import build_summary
     from train.tracking import write_summary
 
@@ -283,10 +292,9 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     summary = build_summary(built.log.records(), wall_seconds=time.time() - started)
     summary["backend"] = built.backend
     summary["overrides"] = built.run_dir.overrides
+    summary["gpu"] = gpu_facts(built.policy)  # vLLM's model and share, Standby, peak memory (None on a CPU)
     write_summary(built.run_dir.path, summary)
-    from train.reports import write_run_report
-
-    write_run_report(built.run_dir.path)
+    write_report(built.run_dir.path)  # never raises, its import included: a report cannot fail a finished run
     built.mirror.finish(summary)
     evaluator.print_summary(summary)
     offline = getattr(built.mirror, "offline_dir", None)

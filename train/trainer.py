@@ -94,6 +94,12 @@ class GRPOLabTrainer(GRPOTrainer):
             output["advantages"] = output["advantages"] * self.hybrid_scale(output["completion_mask"].sum(-1))
         if self.model.training:  # the budget in force, in every step record (the curriculum changes it)
             self._metrics["train"]["completions/budget"].append(float(self.max_completion_length))
+            # TRL's completions/clipped_ratio counts a completion as clipped when its last token is not EOS, so
+            # every completion that stops after a stop string (</answer>, on vLLM) counts; this one counts only
+            # the completions that used the whole token budget (train/records.py).
+            lengths = self.accelerator.gather(output["completion_mask"].sum(-1))
+            hit = (lengths >= self.max_completion_length).float().mean().item()
+            self._metrics["train"]["completions/budget_hit_ratio"].append(hit)
         return output
 
     def set_completion_budget(self, tokens: int) -> None:

@@ -1,54 +1,113 @@
 #!/usr/bin/env bash
-# Run the GPU check (tests/gpu) on a CUDA machine with no network that has CUDA, torch, transformers, peft and
-# accelerate and nothing else: install a wheelhouse made by tests/gpu/build_wheelhouse.sh into a directory of its
-# own with no index, put it and the checkout (the project goes in as source) on PYTHONPATH, run pytest.
+# The GPU check in one command, on a CUDA machine with no network (the lent device) or on this CPU (--dry-run):
+# install the wheelhouse with no index, check that every module a run needs imports (stop with the list of what
+# does not), run tests/gpu with per-case time limits inside one outer limit, and write everything to OUT.
 #
-#   tests/gpu/run_offline.sh WHEELHOUSE/core WHEELHOUSE/unsloth        install, then run tests/gpu (under 8 min)
-#   tests/gpu/run_offline.sh --install-only WHEELHOUSE/part-1          stage a wheelhouse carried in parts
-#   tests/gpu/run_offline.sh                                           run with what is installed already
+#   tests/gpu/run_offline.sh --wheelhouse .cache/wheelhouse/cp312     on the device (python3 = its torch's Python)
+#   tests/gpu/run_offline.sh                                           a CUDA box with `uv sync --extra gpu` done
+#                                                                      (PYTHON=.venv/bin/python; nothing to install)
+#   tests/gpu/run_offline.sh --dry-run                                 here, on the CPU: what CI runs
 #
-# Environment: PYTHON (default python3: the interpreter that has torch), GPU_SITE (where wheels are installed;
-# default .cache/gpu-site, ignored by git), GRPO_LAB_GPU_REPORT (the JSON report; default $OUT/gpu-report.json
-# when $OUT is set), PYTEST_ARGS (extra pytest arguments, e.g. "-k hf").
-set -euo pipefail
+# Writes to $OUT (else .cache/gpu-check/out): check.log (all output), results.json (versions that ran, the GPU,
+# the preflight, one entry per case), summary.md (also printed last), and one <case>.log per case that ran.
+# Exit status: 0 when every case passed or was skipped, 1 when one failed, 3 when the preflight stopped it.
+#
+# --dry-run stands this machine in for the device: a clean venv of this Python with exactly the packages the device
+# is taken to have (torch, transformers, peft, pytest, ...; tests/gpu/wheelhouse.py pins --machine, linked from uv's
+# cache, offline), the wheelhouse built for this Python by the same builder (tests/gpu/build_wheelhouse.sh with
+# PYTHON_VERSION set; downloaded once, reused), then every step above; the cases are collected and skip (no GPU).
+#
+# Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (outer limit, default 300), GPU_CHECK_MEMORY_CAP_GIB
+# (default 24), GPU_SITE (where wheels go, default .cache/gpu-site/<python tag>).
+set -uo pipefail
 cd "$(dirname "$0")/../.."
+root=$PWD
 
-install_only=0
-if [ "${1:-}" = --install-only ]; then install_only=1; shift; fi
-python=${PYTHON:-python3}
-site=${GPU_SITE:-.cache/gpu-site}
-mkdir -p "$site"
-site=$(cd "$site" && pwd)
-
-for dir in "$@"; do
-  shopt -s nullglob
-  wheels=("$dir"/*.whl)
-  shopt -u nullglob
-  if [ ${#wheels[@]} -eq 0 ]; then echo "no wheels in $dir" >&2; exit 2; fi
-  echo "--- installing ${#wheels[@]} wheels from $dir into $site (no index)"
-  # --no-deps: a wheelhouse is already the locked closure (minus what the machine has); --no-index: no network.
-  "$python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --upgrade \
-    --target "$site" "${wheels[@]}"
+dry_run=0
+wheelhouse=
+out=${OUT:-}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dry-run) dry_run=1 ;;
+    --wheelhouse) wheelhouse=$2; shift ;;
+    --out) out=$2; shift ;;
+    *) echo "run_offline.sh: unknown argument $1 (--dry-run, --wheelhouse DIR, --out DIR)" >&2; exit 2 ;;
+  esac
+  shift
 done
-if [ "$install_only" = 1 ]; then exit 0; fi
+out=${out:-.cache/gpu-check/out}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export GPU_CHECK_STARTED=$(date +%s)
+budget=${GPU_CHECK_BUDGET_S:-300}
+export GPU_CHECK_DEADLINE=$((GPU_CHECK_STARTED + budget))
+export GPU_CHECK_OUT=$out GPU_CHECK_MEMORY_CAP_GIB=${GPU_CHECK_MEMORY_CAP_GIB:-24} GPU_CHECK_DRY_RUN=$dry_run
+export HF_HUB_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
+rm -f "$out/results.json" "$out/summary.md"
 
-export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export HF_HUB_OFFLINE=1 WANDB_MODE=disabled
-if [ -n "${OUT:-}" ]; then export GRPO_LAB_GPU_REPORT=${GRPO_LAB_GPU_REPORT:-$OUT/gpu-report.json}; fi
+check() {
+python=${PYTHON:-python3}
+if [ "$dry_run" = 1 ]; then
+  # The project's own interpreter (its minor version decides the wheelhouse's tags), in a venv of its own.
+  base_python=${PYTHON:-$root/.venv/bin/python}
+  version=$("$base_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  venv=.cache/gpu-dry/venv
+  echo "--- dry run: a clean Python $version venv standing in for the device ($venv)"
+  mkdir -p .cache/gpu-dry
+  "$base_python" tests/gpu/wheelhouse.py pins --machine --python-version "$version" > .cache/gpu-dry/machine.txt
+  rm -rf "$venv"
+  uv venv --quiet --seed --python "$base_python" "$venv" &&
+    uv pip install --quiet --offline --no-deps --python "$venv/bin/python" -r .cache/gpu-dry/machine.txt ||
+    { echo "dry run: could not build the stand-in venv from uv's cache (run uv sync --locked first)"; return 2; }
+  python=$venv/bin/python
+  wheelhouse=${wheelhouse:-.cache/wheelhouse/cp${version/./}}
+  PYTHON_VERSION=$version PYTHON=$python tests/gpu/build_wheelhouse.sh "$wheelhouse" 2>&1 | grep -v '^WARNING: Location' ||
+    { echo "dry run: building the wheelhouse failed"; return 2; }
+fi
 
-echo "--- the machine's packages against uv.lock"
-"$python" - <<'EOF'
-import importlib.metadata, tomllib
-locked = {p["name"]: p["version"] for p in tomllib.load(open("uv.lock", "rb"))["package"]}
-for name in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "bitsandbytes", "unsloth", "vllm"):
-    try:
-        have = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        have = None
-    mark = "" if have is None or have.split("+")[0] == locked.get(name) else "   <- not the locked version"
-    print(f"{name:14} {str(have):22} locked {locked.get(name)}{mark}")
-EOF
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
+tag=$("$python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+if [ -n "$wheelhouse" ]; then
+  shopt -s nullglob
+  wheels=("$wheelhouse"/*.whl)
+  shopt -u nullglob
+  if [ ${#wheels[@]} -eq 0 ]; then echo "no wheels in $wheelhouse (tests/gpu/build_wheelhouse.sh makes them)"; return 2; fi
+  site=${GPU_SITE:-.cache/gpu-site/$tag}
+  rm -rf "$site" && mkdir -p "$site" && site=$(cd "$site" && pwd)
+  mib=$(du -cb "${wheels[@]}" | tail -1 | awk '{printf "%.1f", $1 / 1048576}')
+  echo "--- installing ${#wheels[@]} wheels ($mib MiB) from $wheelhouse into $site, no index"
+  started=$(date +%s%N)
+  # --no-deps: the wheelhouse is the closure minus what the machine has; --no-index: there is no network.
+  "$python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --no-compile \
+    --target "$site" "${wheels[@]}" || { echo "installing the wheelhouse failed"; return 2; }
+  install_ms=$((($(date +%s%N) - started) / 1000000))
+  install_s="$((install_ms / 1000)).$((install_ms % 1000 / 100))"
+  export PYTHONPATH="$site:$root${PYTHONPATH:+:$PYTHONPATH}"
+else
+  export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
-echo "--- tests/gpu"
-timeout "${GPU_CHECK_TIMEOUT_S:-470}" "$python" -m pytest tests/gpu -s -ra -p no:cacheprovider ${PYTEST_ARGS:-}
+# What will run (the machine's packages and the wheelhouse's, by metadata), the GPU and its driver.
+"$python" tests/gpu/results.py environment "$out/results.json"
+[ -z "$wheelhouse" ] || "$python" tests/gpu/results.py wheelhouse "$out/results.json" ${#wheels[@]} "$mib" "$install_s"
+echo "--- preflight: every module a run imports"
+"$python" tests/gpu/wheelhouse.py preflight --json "$out/preflight.json"
+preflight=$?
+"$python" tests/gpu/results.py preflight "$out/results.json" "$out/preflight.json" && rm -f "$out/preflight.json"
+if [ "$preflight" != 0 ]; then
+  "$python" tests/gpu/results.py summary "$out/results.json" "$out/summary.md"
+  return 3
+fi
+
+left=$((GPU_CHECK_DEADLINE - $(date +%s) - 10))
+[ "$left" -gt 10 ] || left=10  # timeout 0 would mean no limit; the cases skip themselves when time is short
+echo "--- tests/gpu ($left s left of the ${budget} s limit)"
+timeout "$left" "$python" -m pytest tests/gpu -rA -p no:cacheprovider --rootdir "$root" -o addopts=""
+status=$?
+"$python" tests/gpu/results.py summary "$out/results.json" "$out/summary.md"
+if [ "$status" = 5 ] || [ "$status" = 0 ]; then return 0; fi
+return 1
+}
+
+# Everything to the screen and to check.log; the exit status is check's.
+check 2>&1 | tee "$out/check.log"
+exit "${PIPESTATUS[0]}"

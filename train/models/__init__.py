@@ -14,6 +14,7 @@ This module imports nothing heavy at the top: importing train.models.unsloth goe
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
     With `adapter` (a saved run's adapter/ directory), its LoRA weights, or its full weights, are loaded instead of
     fresh ones, so a trained policy can be evaluated again.
     """
+    if not isinstance(cfg.model.load_in_4bit, bool):  # auto: decided for this card (run_eval_test does it earlier)
+        from train.memory_plan import resolve_precision_here
+
+        cfg, _ = resolve_precision_here(cfg, backend)
     full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
     if full_weights:
         source, adapter = str(adapter), None  # a full-weights save (the built-in model's): it is the model
@@ -96,3 +101,49 @@ def save_policy(policy: Policy, directory: Path) -> None:
         return
     policy.model.save_pretrained(str(directory))
     policy.tokenizer.save_pretrained(str(directory))
+
+
+def gpu_facts(policy: Policy) -> dict[str, Any] | None:
+    """What summary.json records of a run on a GPU (None without one): the device, torch's peak memory, and with
+    vLLM the model it serves, its quantization, its memory share and whether Standby was on.
+
+    Peak memory is torch's allocator (training, transformers generation and vLLM's tensors); `used_at_end_gib` is
+    what nvidia-smi shows for the card at the end, vLLM's reservation included. Never raises: a figure that
+    cannot be read is None (these are reports, read after training).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    gib = 2**30
+    facts: dict[str, Any] = {"device": None, "peak_allocated_gib": None, "peak_reserved_gib": None}
+    try:
+        free, total = torch.cuda.mem_get_info()
+        facts.update(
+            device=torch.cuda.get_device_name(0),
+            total_gib=round(total / gib, 2),
+            peak_allocated_gib=round(torch.cuda.max_memory_allocated() / gib, 3),
+            peak_reserved_gib=round(torch.cuda.max_memory_reserved() / gib, 3),
+            used_at_end_gib=round((total - free) / gib, 3),
+        )
+    except Exception:  # noqa: BLE001 - a report figure, never a reason to fail the run
+        pass
+    engine = getattr(policy.model, "vllm_engine", None)
+    if engine is not None:
+        cache = "llm_engine.vllm_config.cache_config.gpu_memory_utilization"
+        facts.update(
+            vllm_model=_attribute(engine, "llm_engine.model_config.model"),
+            vllm_quantization=_attribute(engine, "llm_engine.model_config.quantization"),
+            vllm_gpu_memory_utilization=_attribute(engine, cache),
+            standby=os.environ.get("UNSLOTH_VLLM_STANDBY", "0") == "1",
+        )
+    return facts
+
+
+def _attribute(value: Any, path: str) -> str | int | float | bool | None:
+    """value.a.b.c as a JSON scalar (str() of anything else), None where a link is missing."""
+    for name in path.split("."):
+        value = getattr(value, name, None)
+        if value is None:
+            return None
+    return value if isinstance(value, str | int | float | bool) else str(value)

@@ -30,6 +30,9 @@ class Completion:
 
 
 class Generator(Protocol):
+    # Prompts the evaluator hands over per generate call: None means all of an evaluation's prompts at once.
+    prompts_per_call: int | None
+
     def snapshot_policy(self) -> None:
         """Take the policy's weights as they are now: the following generate calls use them (one evaluation)."""
         ...
@@ -82,6 +85,7 @@ class HFGenerator:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.prompts_per_call = batch_size  # generate pads a batch and holds its whole KV cache: eval.batch_size
         self.stop_strings = list(stop_strings)
         # Batches need a pad id; many base models ship none, and their EOS is what generate pads with then.
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -168,7 +172,11 @@ class VLLMGenerator:
     LoRARequest (a new id, so vLLM loads those weights); every generate call of the evaluation reuses it through
     `model.fast_generate`, the engine's `LLM.generate`. Prompts go in as `prompt_token_ids`, as in training.
     Sampling is pure temperature sampling (top_p 1, top_k off, min_p 0, no repetition penalty), seeded per call.
+    An evaluation hands it all its prompts in one call per pass (greedy, then sampled): vLLM schedules its own
+    batches against its KV cache and queues what does not fit, so smaller calls only add idle gaps between them.
     """
+
+    prompts_per_call = None
 
     def __init__(self, model: Any, tokenizer: Any, lora_dir: Path, stop_strings: Sequence[str] = ()) -> None:
         if getattr(model, "vllm_engine", None) is None:

@@ -27,7 +27,7 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
         # Each process of a multi-GPU launch holds its own copy on its own GPU (DDP; ZeRO-3 then shards it).
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
         # 4-bit weights train through LoRA only (a full fine-tune, rank 0, keeps 16-bit weights).
-        if cfg.model.load_in_4bit and cfg.model.effective_lora_rank > 0:
+        if cfg.model.load_in_4bit is True and cfg.model.effective_lora_rank > 0:  # auto is decided by then
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(

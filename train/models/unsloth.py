@@ -127,11 +127,18 @@ def from_pretrained_kwargs(
     return {
         "model_name": model_name or model_cfg.name,
         "max_seq_length": model_cfg.max_seq_length,
-        "load_in_4bit": model_cfg.load_in_4bit,
+        "load_in_4bit": _decided_4bit(model_cfg),
         "fast_inference": model_cfg.fast_inference and on_gpu,
         "max_lora_rank": _lora_rank(model_cfg),
         "gpu_memory_utilization": model_cfg.gpu_memory_utilization,
     }
+
+
+def _decided_4bit(model_cfg: ModelConfig) -> bool:
+    """model.load_in_4bit as a bool: `auto` must have been decided for the card (memory_plan.resolve_precision)."""
+    if not isinstance(model_cfg.load_in_4bit, bool):
+        raise ValueError("model.load_in_4bit is auto: the entry point decides it first (resolve_precision)")
+    return model_cfg.load_in_4bit
 
 
 def peft_kwargs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict[str, Any]:
@@ -220,6 +227,8 @@ def grpo_config_overrides(resolved: dict[str, Any], bf16_supported: bool | None 
     `resolved`, so unsloth's loss-dependent defaults never apply; besides them:
     - an explicit loss_type "dapo" would turn on mask_truncated_completions: pinned off, as on the hf backend.
     - dr_grpo turns group scaling off; scale_rewards=None is unsloth's way to keep it (trl then reads "group").
+    - vllm_importance_sampling_correction: trl defaults it on, unsloth off; `resolved` always carries ours
+      (`train.vllm_importance_sampling`; unset, off on unsloth: train.arguments.vllm_importance_sampling).
     Unsloth's own choices: bf16 where supported, else fp16 (the dtype unsloth loads in); gradient_checkpointing on,
     as in every unsloth notebook. Not here: use_vllm and vllm_mode, which unsloth's trainer sets itself when the
     model has a vLLM engine.

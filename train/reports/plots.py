@@ -179,7 +179,13 @@ def kl_plot(run: RunData) -> bytes | None:
 
 def completions_plot(run: RunData) -> bytes | None:
     length = step_series(run, "completions/mean_length")
-    clipped = step_series(run, "completions/clipped_ratio")
+    # Our budget_hit_ratio counts the completions that used the whole budget; TRL's clipped_ratio (runs recorded
+    # before it existed) also counts those that stopped on a stop string (train/records.py).
+    clipped = step_series(run, "completions/budget_hit_ratio")
+    clipped_title = "completions that used the whole token budget"
+    if not clipped[0]:
+        clipped = step_series(run, "completions/clipped_ratio")
+        clipped_title = "TRL's clipped ratio (also counts stops on a stop string)"
     if not length[0] and not clipped[0]:
         return None
     fig = Figure(figsize=WIDE, layout="constrained")
@@ -195,7 +201,7 @@ def completions_plot(run: RunData) -> bytes | None:
     _finish(left, "step", "tokens")
     _raw_and_smoothed(right, clipped, "clipped", "C1")
     right.set_ylim(-0.02, 1.02)
-    right.set_title("clipped ratio (completions that hit the budget)")
+    right.set_title(clipped_title)
     _finish(right, "step", "share", legend=False)
     return to_png(fig)
 
