@@ -59,7 +59,8 @@ class BuiltinModelConfig(Section):
 class ModelConfig(Section):
     name: str = Field(
         "builtin:tiny",
-        description="A hub id (Qwen/Qwen3-1.7B), a local model directory, or builtin:tiny (offline, CPU).",
+        description="A hub id (Qwen/Qwen3-1.7B), a local model directory, builtin:tiny (offline, CPU), or "
+        "builtin:smollm2-135m-instruct (a real 135M model shipped in a package, offline).",
     )
     backend: Literal["auto", "unsloth", "hf"] = Field(
         "auto",
@@ -87,8 +88,18 @@ class ModelConfig(Section):
     builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
 
     @property
-    def is_builtin(self) -> bool:
-        return self.name.startswith("builtin:")
+    def is_builtin_tiny(self) -> bool:
+        """The built-in tiny model, built and warm-started locally (any builtin: name that is not a packaged model:
+        the build names the valid ones)."""
+        return self.name.startswith("builtin:") and not self.is_packaged
+
+    @property
+    def is_packaged(self) -> bool:
+        """A real pretrained model shipped in a Python package (builtin:smollm2-135m-instruct), converted once to
+        a local model directory; it loads and trains like any hub model (LoRA by default)."""
+        from train.models.packaged import is_packaged_model
+
+        return is_packaged_model(self.name)
 
     @property
     def effective_lora_rank(self) -> int:
@@ -96,7 +107,7 @@ class ModelConfig(Section):
         too small for LoRA; the unsloth backend trains LoRA only)."""
         if self.lora_rank is not None:
             return self.lora_rank
-        return 0 if self.is_builtin and self.backend != "unsloth" else 16
+        return 0 if self.is_builtin_tiny and self.backend != "unsloth" else 16
 
 
 class DataConfig(Section):

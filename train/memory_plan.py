@@ -309,7 +309,7 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
     """The plan's settings for a config on a GPU. backend auto is unsloth (what a GPU with the gpu extra runs), hf
     for the built-in model; standby None reads UNSLOTH_VLLM_STANDBY as grpo-lab's unsloth backend does (default on)."""
     if backend == "auto":
-        backend = "hf" if cfg.model.is_builtin else "unsloth"
+        backend = "hf" if cfg.model.is_builtin_tiny else "unsloth"
     if backend not in ("unsloth", "hf"):
         raise UserError(f"backend must be auto, unsloth or hf, not {backend!r}.")
     if standby is None:
@@ -320,7 +320,7 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
     use_vllm = backend == "unsloth" and m.fast_inference
     return PlanSettings(
         backend=backend,  # type: ignore[arg-type]
-        load_in_4bit=m.load_in_4bit and not cfg.model.is_builtin,
+        load_in_4bit=m.load_in_4bit and not cfg.model.is_builtin_tiny,
         lora_rank=m.effective_lora_rank,
         target_modules=tuple(m.target_modules),
         optimizer="adamw_8bit" if t.optim == "auto" else t.optim,
@@ -629,7 +629,7 @@ def plan_memory(shape: ModelShape, s: PlanSettings, card_gib: float) -> Plan:
 
 def plan_config(cfg: ExperimentConfig, gpu_gib: float = 24.0, backend: str = "auto", standby: bool | None = None):
     """plan_memory for an experiment config (shape from the model's config.json, see resolve_shape)."""
-    shape = builtin_shape(cfg) if cfg.model.is_builtin else resolve_shape(cfg.model.name)
+    shape = builtin_shape(cfg) if cfg.model.is_builtin_tiny else resolve_shape(cfg.model.name)
     return plan_memory(shape, settings_from_config(cfg, backend, standby), gpu_gib)
 
 
