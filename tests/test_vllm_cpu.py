@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +217,141 @@ def test_training_rollout_sampling_keys_are_vllms(tmp_path):
     params = SamplingParams(**keys, **args.generation_kwargs)
     assert (params.temperature, params.top_p, params.max_tokens) == (1.0, 0.95, 12)
     assert (params.stop, params.include_stop_str_in_output) == (["</answer>"], True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# TRL's colocated rollouts in a real run (a fresh process: TRL starts its own engine, with its own torch.distributed
+# setup, which would collide with the generator tests' engine in this one)
+
+COLOCATE_RUN = r"""
+import json, runpy, sys
+import torch
+from transformers import AutoTokenizer
+from vllm import SamplingParams
+
+from train.models.packaged import packaged_model_dir
+from train.trainer import GRPOLabTrainer
+
+config, run_dir, out = sys.argv[1:4]
+tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir(sys.argv[4]))
+probe_ids = tokenizer("12 + 7 = 19, and 23 + 48 = 71.")["input_ids"]
+pushes = []
+push_weights = GRPOLabTrainer._push_weights_into_cpu_vllm
+
+
+def push_weights_and_probe(self):
+    push_weights(self)
+    llm, policy = self.vllm_generation.llm, self.vllm_generation.model
+    layer = policy.base_model.model.model.layers[0].self_attn.o_proj  # PEFT's LoRA layer, unmerged again
+    request = {"prompt_token_ids": probe_ids}
+    out = llm.generate([request], SamplingParams(max_tokens=1, prompt_logprobs=0, seed=0), use_tqdm=False)[0]
+    served_logprobs = [position[token].logprob for position, token in zip(out.prompt_logprobs[1:], probe_ids[1:])]
+    was_training = policy.training
+    policy.eval()
+    with torch.no_grad():
+        logits = policy(input_ids=torch.tensor([probe_ids])).logits[0, :-1].float()
+    policy.train(was_training)
+    policy_logprobs = logits.log_softmax(-1).gather(1, torch.tensor(probe_ids[1:])[:, None])[:, 0].tolist()
+    pushes.append({
+        "step": self.state.global_step,
+        "lora_norm": layer.lora_B["default"].weight.norm().item(),
+        "served_logprobs": served_logprobs,
+        "policy_logprobs": policy_logprobs,
+    })
+
+
+GRPOLabTrainer._push_weights_into_cpu_vllm = push_weights_and_probe
+main = runpy.run_path("experiments/run_eval_test.py", run_name="colocate_run")["main"]
+main([config, "--output-dir", run_dir])
+json.dump(pushes, open(out, "w"))
+"""
+COLOCATE_STEPS = 4  # 2 epochs x (4 prompts x 2 generations / 4 completions a step)
+
+
+@pytest.fixture(scope="module")
+def colocate_run(tmp_path_factory, model_dir):
+    """A real run of experiments/run_eval_test.py with train.vllm: colocate: 2 epochs, 2 GRPO steps each, every
+    weight push into TRL's engine probed (the served weights and log-probs against the policy's)."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from train.testing import tiny_experiment
+
+    tmp_path = tmp_path_factory.mktemp("colocate")
+    config = tiny_experiment(
+        name="colocate",
+        model={"name": MODEL, "max_seq_length": 256, "lora_rank": LORA_RANK, "builtin": None},
+        data={"train_samples": 4, "test_samples": 2},
+        train={
+            "vllm": "colocate",
+            "num_epochs": 2,
+            "learning_rate": 2e-4,
+            "beta": 0.0,
+            "num_generations": 2,
+            "per_device_train_batch_size": 4,
+            "max_completion_length": 16,
+        },
+        eval={"zero_shot": False, "when": "end", "pass_k": [1], "batch_size": 2},
+    )
+    path = tmp_path / "colocate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-c", COLOCATE_RUN, str(path), str(tmp_path / "run"), str(tmp_path / "pushes.json"), MODEL],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    return rows, json.loads((tmp_path / "pushes.json").read_text())
+
+
+@pytest.mark.slow
+def test_colocated_rollouts_train_and_their_epoch_ledger_adds_up(colocate_run):
+    rows, _ = colocate_run
+    steps = [row for row in rows if row["type"] == "step"]
+    epochs = [row for row in rows if row["type"] == "epoch"]
+    assert [row["step"] for row in steps] == list(range(1, COLOCATE_STEPS + 1))
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    start = 0
+    for epoch in epochs:
+        in_epoch = [row for row in steps if start < row["step"] <= epoch["step"]]
+        start = epoch["step"]
+        assert epoch["epoch/num_samples"] == 8 == sum(row["num_completions"] for row in in_epoch)
+        assert epoch["epoch/accumulated_reward"] == pytest.approx(sum(row["reward_sum"] for row in in_epoch))
+    for row in steps:
+        assert 0 < row["completions/mean_length"] <= 16
+        assert row["num_completions"] == 4
+
+
+@pytest.mark.slow
+def test_importance_sampling_correction_is_on_and_logged_every_step(colocate_run):
+    rows, _ = colocate_run
+    for row in (row for row in rows if row["type"] == "step"):
+        ratio = row["sampling/importance_sampling_ratio/mean"]
+        assert 0.5 < ratio <= 2.0 + 1e-6  # TRL truncates the ratio at vllm_importance_sampling_cap (2 by default)
+        # float32 on both sides: vLLM's sampling log-probs and the trainer's agree closely
+        assert row["sampling/sampling_logp_difference/mean"] < 0.05
+
+
+@pytest.mark.slow
+def test_the_policy_is_pushed_into_vllm_before_every_generation_and_changes_what_it_generates(colocate_run):
+    """vLLM's CPU backend keeps its linear weights only repacked for oneDNN (the parameters are emptied), so the push
+    is checked where it shows: the engine's log-probs of a fixed text against the policy's own forward pass."""
+    _, pushes = colocate_run
+    # one push before each optimizer step's generation (TRL pushes when global_step has moved)
+    assert [push["step"] for push in pushes] == list(range(COLOCATE_STEPS))
+    assert pushes[0]["lora_norm"] == 0.0  # PEFT starts B at 0: the first push is the base model
+    for push in pushes:
+        gaps = [abs(a - b) for a, b in zip(push["served_logprobs"], push["policy_logprobs"], strict=True)]
+        assert max(gaps) < 1e-3  # the engine serves the policy (LoRA merged), float32 on both sides
+    for before, after in zip(pushes, pushes[1:], strict=False):
+        assert after["lora_norm"] > 0
+        change = max(abs(a - b) for a, b in zip(before["served_logprobs"], after["served_logprobs"], strict=True))
+        assert change > 1e-4  # the engine generates from the updated policy, not the weights it started with
