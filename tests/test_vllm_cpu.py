@@ -288,7 +288,7 @@ def colocate_run(tmp_path_factory, model_dir):
         train={
             "vllm": "colocate",
             "num_epochs": 2,
-            "learning_rate": 2e-4,
+            "learning_rate": 5e-3,  # steps large enough to move the log-probs past bfloat16's rounding
             "beta": 0.0,
             "num_generations": 2,
             "per_device_train_batch_size": 4,
@@ -340,18 +340,28 @@ def test_importance_sampling_correction_is_on_and_logged_every_step(colocate_run
         assert row["sampling/sampling_logp_difference/mean"] < 0.05
 
 
+def mean_gap(a: list[float], b: list[float]) -> float:
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
+
+
 @pytest.mark.slow
 def test_the_policy_is_pushed_into_vllm_before_every_generation_and_changes_what_it_generates(colocate_run):
-    """vLLM's CPU backend keeps its linear weights only repacked for oneDNN (the parameters are emptied), so the push
-    is checked where it shows: the engine's log-probs of a fixed text against the policy's own forward pass."""
+    """Checked where a push shows: the engine's log-probs of a fixed text against the policy's own forward pass (vLLM's
+    CPU backend keeps its linear weights only repacked for oneDNN, so there are no weights to compare). TRL's engine
+    runs in bfloat16 (vLLM's "auto" dtype downcasts a float32 model) while the policy trains in float32: the two
+    agree to bfloat16 precision, and each push must bring the engine closer to the policy it was given than to the
+    one before."""
     _, pushes = colocate_run
     # one push before each optimizer step's generation (TRL pushes when global_step has moved)
     assert [push["step"] for push in pushes] == list(range(COLOCATE_STEPS))
     assert pushes[0]["lora_norm"] == 0.0  # PEFT starts B at 0: the first push is the base model
     for push in pushes:
-        gaps = [abs(a - b) for a, b in zip(push["served_logprobs"], push["policy_logprobs"], strict=True)]
-        assert max(gaps) < 1e-3  # the engine serves the policy (LoRA merged), float32 on both sides
+        assert mean_gap(push["served_logprobs"], push["policy_logprobs"]) < 0.05  # bfloat16 against float32
     for before, after in zip(pushes, pushes[1:], strict=False):
-        assert after["lora_norm"] > 0
-        change = max(abs(a - b) for a, b in zip(before["served_logprobs"], after["served_logprobs"], strict=True))
-        assert change > 1e-4  # the engine generates from the updated policy, not the weights it started with
+        assert after["lora_norm"] > before["lora_norm"]
+        served = after["served_logprobs"]
+        # the engine now generates from the updated policy, not from the weights of the push before
+        assert mean_gap(served, after["policy_logprobs"]) < mean_gap(served, before["policy_logprobs"])
+        assert mean_gap(served, before["served_logprobs"]) > mean_gap(
+            pushes[0]["served_logprobs"], pushes[0]["policy_logprobs"]
+        )
