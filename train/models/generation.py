@@ -187,11 +187,9 @@ class VLLMGenerator:
         if llm is None:
             if getattr(model, "vllm_engine", None) is None:
                 raise ValueError("this model has no vLLM engine; generate with HFGenerator instead")
-            self._engine_generate = model.fast_generate
-            self._unsloth_engine, self._serves_lora = True, True
+            self.llm, self._serves_lora = None, True
             return
-        self._engine_generate = llm.generate
-        self._unsloth_engine, self._serves_lora = False, model is not None
+        self.llm, self._serves_lora = llm, model is not None
         if self._serves_lora:
             if getattr(model, "peft_config", None) is None:
                 raise ValueError(
@@ -207,7 +205,7 @@ class VLLMGenerator:
         if not self._serves_lora:
             return
         assert self.lora_dir is not None
-        if self._unsloth_engine:  # unsloth's model saves and numbers its adapters itself
+        if self.llm is None:  # unsloth's model saves and numbers its adapters itself
             self.model.save_lora(str(self.lora_dir))
             self.lora_request = self.model.load_lora(str(self.lora_dir))
             return
@@ -229,7 +227,8 @@ class VLLMGenerator:
             self.snapshot_policy()
         from vllm import SamplingParams
 
-        outputs = self._engine_generate(
+        engine_generate = self.model.fast_generate if self.llm is None else self.llm.generate
+        outputs = engine_generate(
             [{"prompt_token_ids": prompt_token_ids(self.tokenizer, prompt)} for prompt in prompts],
             sampling_params=SamplingParams(**params),
             lora_request=self.lora_request,
