@@ -111,7 +111,7 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, jsonl, hf.")
+    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, arithmetic, jsonl, hf.")
     source: str | None = Field(
         None,
         description="Where the rows come from: a hub data set id or a local .jsonl path. None = the task's default.",
