@@ -79,6 +79,16 @@ def test_prompts_are_chats_in_words():
     assert user["content"].startswith(rows[0]["question"]) and user["content"].endswith("have now?")
 
 
+def test_the_user_template_puts_an_instruction_beside_the_question():
+    data = DataConfig(task="arithmetic", prompt_template="chat", user_template="Q: {question}\nTags, please.")
+    system, user = get_task(data).load_split("test", 1)[0]["prompt"]
+    assert user["content"].startswith("Q: ") and user["content"].endswith("have now?\nTags, please.")
+    with pytest.raises(UserError, match="no {question} placeholder"):
+        get_task(DataConfig(task="arithmetic", prompt_template="chat", user_template="Tags, please."))
+    with pytest.raises(UserError, match="plain-text template that has no user message"):
+        get_task(DataConfig(task="arithmetic", prompt_template="r1_zero", user_template="Q: {question}"))
+
+
 def test_bad_options_are_one_paragraph():
     with pytest.raises(UserError, match="min_steps .* is larger than max_steps"):
         task(min_steps=3, max_steps=1)
