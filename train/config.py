@@ -114,7 +114,7 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, jsonl, hf.")
+    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, arithmetic, jsonl, hf.")
     source: str | None = Field(
         None,
         description="Where the rows come from: a hub data set id or a local .jsonl path. None = the task's default.",
@@ -127,6 +127,12 @@ class DataConfig(Section):
         description="r1_zero, xml_reasoning, chat, or your own text with a {question} placeholder.",
     )
     system_prompt: str | None = Field(None, description="System prompt for the chat template (None = default).")
+    user_template: str = Field(
+        "{question}",
+        description="The user message of a chat prompt (chat, xml_reasoning): text with a {question} placeholder. A "
+        "small model follows an instruction next to the question more than one in the system prompt, e.g. "
+        "'{question}\\nEnd your reply with the answer in tags, like <answer>7</answer>.'",
+    )
     stop_strings: list[str] | None = Field(
         None,
         description="Generation (training and evaluation) stops after any of these, kept in the completion. None = "

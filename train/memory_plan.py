@@ -177,6 +177,8 @@ SHIPPED_SHAPES: dict[str, ModelShape] = {
         # Same shape as its base Qwen2.5-1.5B; only max_position_embeddings (4096) and rope_theta differ.
         ModelShape("Qwen2.5-Math-1.5B", 28, 1536, 8960, 12, 2, 128, 151936, True),
         ModelShape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128, 128256, False),
+        # model.name builtin:smollm2-135m-instruct (train/models/packaged.py), as its converted config.json says.
+        ModelShape("SmolLM2-135M", 30, 576, 1536, 9, 3, 64, 49152, True),
     ]
 }
 _NAME_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-instruct", "-base")
@@ -192,7 +194,7 @@ def shape_key(model_name: str) -> str:
         for suffix in _NAME_SUFFIXES:
             if key.endswith(suffix):
                 key, changed = key[: -len(suffix)], True
-    return key.removeprefix("meta-")
+    return key.removeprefix("meta-").removeprefix("builtin:")
 
 
 def shape_from_config(config: dict[str, Any], name: str) -> ModelShape:

@@ -27,6 +27,7 @@ import hashlib
 import importlib.metadata
 import json
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,7 @@ def convert_gguf(gguf_path: Path, directory: Path, model: PackagedModel) -> None
         loaded = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
         )
-    except (OSError, ValueError, KeyError, EOFError) as error:
+    except (OSError, ValueError, KeyError, EOFError, struct.error) as error:  # a truncated file: struct.error
         raise UserError(
             f"cannot read {gguf_path} as a GGUF model ({type(error).__name__}: {error}): the file of the "
             f"{model.distribution} package is damaged. Reinstall it with `{_reinstall(model)}`."
