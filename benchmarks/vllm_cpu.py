@@ -4,9 +4,10 @@ Two measurements on SmolLM2-135M-Instruct (builtin:smollm2-135m-instruct, float3
 1. generation throughput: a GRPO generation batch (--prompts chat prompts x --generations samples, temperature 1,
    --max-new-tokens budget) drawn by our two generators, `HFGenerator` (one batched `generate` call) and
    `VLLMGenerator` on a plain `vllm.LLM`; generated tokens per second, median of --repeats after one warm-up.
-2. a GRPO step: experiments/run_eval_test.py on the same model for 2 epochs of 2 steps (4 prompts x 2
-   generations a step, 32-token budget), with train.vllm: off and colocate; the median of TRL's step_time over
-   the steps after the first (each colocated step includes pushing the weights into vLLM), and the wall time.
+2. a GRPO step: experiments/run_eval_test.py on the same model for 2 epochs of 2 steps (2 prompts x 2
+   generations a step, 32-token budget, LoRA rank 8), with train.vllm: off and colocate; the median of TRL's
+   step_time over the steps after the first (each colocated step includes pushing the weights into vLLM), and the
+   run's wall time (which includes starting the engine).
 
 Threads: torch gets --threads for transformers; vLLM's CPU worker binds its own OpenMP threads (it keeps one of two
 cores unless OMP_NUM_THREADS says otherwise): both counts are printed.
