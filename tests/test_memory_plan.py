@@ -255,7 +255,7 @@ def gpu_configs() -> list[Path]:
     for path in sorted((ROOT / "experiment_configs").rglob("*.yaml")):
         if {"accelerate", "studies"} & set(path.parts):  # accelerate's launch configs; sweeps (tests/test_sweep.py)
             continue
-        if not load_config(path).model.is_builtin:
+        if not load_config(path).model.is_builtin_tiny:
             configs.append(path)
     return configs
 

@@ -40,7 +40,7 @@ def test_each_gpu_study_has_a_cpu_miniature():
 @pytest.mark.parametrize("path", MINIATURES, ids=lambda p: p.stem)
 def test_a_miniature_runs_on_the_builtin_model_and_its_rewards_fit_the_task(path):
     for run, cfg in configs(path):
-        assert cfg.model.is_builtin and cfg.data.task == "countdown", run.name
+        assert cfg.model.is_builtin_tiny and cfg.data.task == "countdown", run.name
         task = get_task(cfg.data)
         rows = task.load_split("train", cfg.data.train_samples)
         build_rewards(cfg.rewards, task, columns=rows.column_names)  # a reward needing a missing column raises
@@ -49,7 +49,7 @@ def test_a_miniature_runs_on_the_builtin_model_and_its_rewards_fit_the_task(path
 @pytest.mark.parametrize("path", GPU_SWEEPS, ids=lambda p: p.stem)
 def test_a_gpu_study_keeps_the_sizes_of_one_24gb_card(path):
     for run, cfg in configs(path):
-        assert not cfg.model.is_builtin and cfg.model.load_in_4bit, run.name
+        assert not cfg.model.is_builtin_tiny and cfg.model.load_in_4bit, run.name
         assert cfg.train.max_completion_length <= 2048 and cfg.train.num_generations <= 8, run.name
         # tokens in one training micro-batch: completions per device x the longest sequence
         assert cfg.train.per_device_train_batch_size * cfg.model.max_seq_length <= 12_288, run.name

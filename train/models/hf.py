@@ -37,7 +37,7 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
                 bnb_4bit_compute_dtype=kwargs["dtype"],
             )
     # AutoTokenizer would pick Qwen2's tokenizer class from the built-in model's config and drop its spaces.
-    tokenizer_class = PreTrainedTokenizerFast if cfg.model.is_builtin else AutoTokenizer
+    tokenizer_class = PreTrainedTokenizerFast if cfg.model.is_builtin_tiny else AutoTokenizer
     local_only = not Path(source).is_dir() and not hub_reachable()
     try:
         tokenizer = tokenizer_class.from_pretrained(source, local_files_only=local_only)

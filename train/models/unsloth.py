@@ -41,11 +41,11 @@ def prepare_backend(model_cfg: ModelConfig) -> str:
     - unsloth: unsloth must be installed (the gpu extra); without a GPU it runs on unsloth's CPU backend.
     - auto: the built-in model runs on hf; a hub model runs on unsloth where a CUDA GPU is visible and unsloth is
       installed, on hf where only the GPU is there, and stops with a UserError where no GPU is visible: a GPU
-      recipe must never quietly become a days-long CPU run.
+      recipe must never quietly become a days-long CPU run. A packaged model (135M) runs on hf without a GPU.
     Call this first thing in an entry point, before importing the rest of the library.
     """
     backend = model_cfg.backend
-    if backend == "hf" or (backend == "auto" and model_cfg.is_builtin):
+    if backend == "hf" or (backend == "auto" and model_cfg.is_builtin_tiny):
         return "hf"
     installed = importlib.util.find_spec("unsloth") is not None
     if backend == "unsloth":
@@ -58,6 +58,8 @@ def prepare_backend(model_cfg: ModelConfig) -> str:
         import_unsloth()
         return "unsloth"
     cuda, why_not = cuda_status()
+    if not cuda and model_cfg.is_packaged:
+        return "hf"  # a packaged model is small enough to train on a CPU: that is what it ships for
     if not cuda:
         raise UserError(
             f"model.backend is auto and model.name is {model_cfg.name}, a GPU recipe, but {why_not}. Run it on a "
@@ -182,7 +184,7 @@ def load_unsloth_policy(cfg: ExperimentConfig, source: str, adapter: Path | None
     else:
         model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
         model = FastLanguageModel.get_peft_model(model, **peft_kwargs(cfg.model, cfg.train))
-    if cfg.model.is_builtin:
+    if cfg.model.is_builtin_tiny:
         # unsloth loads tokenizers through AutoTokenizer, which picks Qwen2's class for the built-in model and drops
         # its spaces; its own tokenizer class is a PreTrainedTokenizerFast.
         from transformers import PreTrainedTokenizerFast

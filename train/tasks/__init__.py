@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from train.config import DataConfig, RewardSpec
 from train.errors import UserError
+from train.tasks.arithmetic import ArithmeticTask
 from train.tasks.base import Outcome, Row, Split, Task, TaskOptions
 from train.tasks.columns import HubTask, JsonlTask
 from train.tasks.countdown import CountdownTask
@@ -30,6 +31,7 @@ TASKS: dict[str, type[Task]] = {
     "gsm8k": GSM8KTask,
     "math": MathTask,
     "countdown": CountdownTask,
+    "arithmetic": ArithmeticTask,
     "jsonl": JsonlTask,
     "hf": HubTask,
 }

@@ -8,7 +8,8 @@
 - `xml_reasoning`: a chat, [system, user], with the system prompt of willccbb's GSM8K GRPO demo; the answer
   layout is `<reasoning>\\n...\\n</reasoning>\\n<answer>\\n...\\n</answer>\\n`.
 - `chat`: a chat, [system, user], rendered by the tokenizer's chat template; the system prompt is
-  `data.system_prompt`, by default one asking for the think/answer layout.
+  `data.system_prompt`, by default one asking for the think/answer layout; the user message is
+  `data.user_template` (by default the question alone).
 - your own text, e.g. "{question}\\n" for the built-in char-level model: plain text, think/answer layout.
 """
 
@@ -47,6 +48,7 @@ class PromptTemplate:
     text: str | None  # the text template, for plain-text prompts
     system_prompt: str | None  # the system message, for chat prompts
     reasoning_tag: Literal["think", "reasoning"]
+    user_text: str = "{question}"  # the user message of a chat prompt
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -60,7 +62,8 @@ class PromptTemplate:
 
     def render(self, question: str) -> Prompt:
         if self.system_prompt is not None:
-            return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": question}]
+            user = self.user_text.replace("{question}", question)
+            return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
         # str.replace, not str.format: templates may hold other braces (\\boxed{}, JSON examples).
         return self.text.replace("{question}", question)
 
@@ -84,12 +87,24 @@ def prompt_template(data: DataConfig) -> PromptTemplate:
             "system message. Use prompt_template: chat (or xml_reasoning) for a system prompt, or remove "
             "data.system_prompt and write the instructions into the template text."
         )
+    chat = name in ("chat", "xml_reasoning")
+    if data.user_template != "{question}" and not chat:
+        raise UserError(
+            f"data.user_template is set but data.prompt_template is {name!r}, a plain-text template that has no user "
+            "message. Use prompt_template: chat (or xml_reasoning), or write the text into the template itself."
+        )
+    if "{question}" not in data.user_template:
+        raise UserError(
+            f"data.user_template {data.user_template!r} has no {{question}} placeholder, so the prompt would not hold "
+            "the question. Write it where the question goes, e.g. '{question}\\nAnswer in <answer> </answer> tags.'"
+        )
     if name == "r1_zero":
         return PromptTemplate("r1_zero", R1_ZERO_TEMPLATE, None, "think")
     if name == "xml_reasoning":
-        return PromptTemplate("xml_reasoning", None, data.system_prompt or XML_REASONING_SYSTEM_PROMPT, "reasoning")
+        system = data.system_prompt or XML_REASONING_SYSTEM_PROMPT
+        return PromptTemplate("xml_reasoning", None, system, "reasoning", data.user_template)
     if name == "chat":
-        return PromptTemplate("chat", None, data.system_prompt or CHAT_SYSTEM_PROMPT, "think")
+        return PromptTemplate("chat", None, data.system_prompt or CHAT_SYSTEM_PROMPT, "think", data.user_template)
     if "{question}" not in name:
         raise UserError(
             f"data.prompt_template {name!r} is neither a template name ({', '.join(NAMED_TEMPLATES)}) nor a text "

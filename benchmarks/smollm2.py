@@ -1,0 +1,159 @@
+"""Generation tokens/s, seconds per GRPO step and peak RSS of the packaged real model (SmolLM2-135M-Instruct,
+`model.name: builtin:smollm2-135m-instruct`) on this machine's CPU.
+
+    OMP_NUM_THREADS=1 uv run python benchmarks/smollm2.py                          # fp32, bf16; GRPO LoRA, full FT
+    UV_PROJECT_ENVIRONMENT=.venv-gpu uv run --extra gpu python benchmarks/smollm2.py --only gen-nf4 grpo-unsloth-4bit
+
+Each measurement runs in a process of its own, so its peak RSS (ru_maxrss) is its own:
+- gen-<dtype>: transformers `generate` of 8 arithmetic prompts (the real-model quickstart's chat prompts), 32 new
+  tokens each (min_new_tokens forces the length), sampling at temperature 1; tokens/s = 8 x 32 / seconds, after a
+  4-token warm-up. nf4 is bitsandbytes 4-bit (its CPU backend; the gpu extra installs bitsandbytes).
+- grpo-<variant>: experiments/run_eval_test.py on the real-model quickstart config for 3 optimizer steps (8
+  completions of at most 48 tokens each, beta 0.04), no evaluation; seconds per step is TRL's `step_time` of steps
+  2 and 3 (step 1 pays for the first call's allocations), generation included. lora: LoRA r 16 on hf fp32; full:
+  every weight trained (lora_rank 0) on hf fp32; unsloth-4bit: FastLanguageModel 4-bit + LoRA r 16 (gpu extra).
+Figures go to the README's real-model section; the machine is shared, so the load average is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "experiment_configs" / "real_model_quickstart.yaml"
+PROMPTS, NEW_TOKENS, STEPS = 8, 32, 3
+MEASUREMENTS = ["gen-float32", "gen-bfloat16", "grpo-lora", "grpo-full", "gen-nf4", "grpo-unsloth-4bit"]
+NEEDS_GPU_EXTRA = {"gen-nf4", "grpo-unsloth-4bit"}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def measure_generation(dtype: str) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from train.config import load_config
+    from train.models.packaged import packaged_model_dir
+    from train.tasks import get_task
+
+    cfg = load_config(CONFIG)
+    directory = packaged_model_dir(cfg.model.name)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.padding_side = "left"
+    if dtype == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
+        model = AutoModelForCausalLM.from_pretrained(directory, quantization_config=quantization)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=getattr(torch, dtype))
+    rows = get_task(cfg.data).load_split("test", PROMPTS)
+    texts = [tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True) for row in rows]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+
+    def generate(tokens: int) -> float:
+        started = time.perf_counter()
+        with torch.no_grad():
+            model.generate(**batch, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=True, temperature=1.0)
+        return time.perf_counter() - started
+
+    generate(4)
+    seconds = generate(NEW_TOKENS)
+    return {
+        "tokens_per_s": round(PROMPTS * NEW_TOKENS / seconds, 1),
+        "seconds": round(seconds, 1),
+        "prompt_tokens": int(batch["input_ids"].shape[1]),
+    }
+
+
+def measure_grpo(variant: str) -> dict:
+    overrides = {
+        "lora": ["model.backend=hf", "model.lora_rank=16"],
+        "full": ["model.backend=hf", "model.lora_rank=0", "train.learning_rate=1e-5"],
+        "unsloth-4bit": ["model.backend=unsloth", "model.load_in_4bit=true", "model.lora_rank=16"],
+    }[variant]
+    if variant == "unsloth-4bit":
+        import unsloth  # noqa: F401 -- before trl, transformers and peft
+
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "experiments" / "run_eval_test.py"), run_name="bench")["main"]
+    with tempfile.TemporaryDirectory() as scratch:
+        run_dir = Path(scratch) / "run"
+        sets = [
+            *overrides,
+            f"train.max_steps={STEPS}",
+            "eval.zero_shot=false",
+            "eval.when=end",
+            "data.test_samples=1",
+            "eval.max_new_tokens=1",
+            "output.save_adapter=false",
+        ]
+        main([str(CONFIG), "--output-dir", str(run_dir), *[arg for s in sets for arg in ("--set", s)]])
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [row for row in rows if row["type"] == "step"]
+    later = [row["step_time"] for row in steps[1:]]
+    return {
+        "seconds_per_step": round(sum(later) / len(later), 1),
+        "first_step_s": round(steps[0]["step_time"], 1),
+        "mean_completion_tokens": round(sum(row["completions/mean_length"] for row in steps) / len(steps), 1),
+    }
+
+
+def child(name: str) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    kind, _, variant = name.partition("-")
+    result = measure_generation(variant) if kind == "gen" else measure_grpo(variant)
+    result.update(measurement=name, threads=torch.get_num_threads(), peak_rss_mib=round(peak_rss_mib()))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=MEASUREMENTS,
+        help="The measurements to run (default: the ones this environment can run).",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    import importlib.util
+
+    have_extra = importlib.util.find_spec("bitsandbytes") is not None
+    chosen = args.only or [m for m in MEASUREMENTS if have_extra or m not in NEEDS_GPU_EXTRA]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "WANDB_MODE": "disabled"}
+    for name in chosen:
+        load = os.getloadavg()[0]
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", name], env=env, capture_output=True, text=True, cwd=ROOT
+        )
+        line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{name}: failed (exit {done.returncode})\n{(done.stdout + done.stderr)[-3000:]}")
+            continue
+        result = json.loads(line.removeprefix("RESULT "))
+        result["load_average_before"] = round(load, 2)
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
