@@ -22,6 +22,7 @@ import random
 import shutil
 import string
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +171,24 @@ def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
         highlight=False,
         soft_wrap=True,
     )
-    staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=target.parent))
-    try:
+
+    def build(staging: Path) -> None:
         build_builtin_model(cfg, examples, staging)
         (staging / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+
+    return build_into_cache(target, build)
+
+
+def build_into_cache(target: Path, build: Callable[[Path], None]) -> Path:
+    """`build(staging)` writes a model directory into a staging dir beside `target`, which is then renamed to
+    `target`: atomic, so a killed build or conversion never leaves a half model in the cache (the built-in model's
+    builds and the packaged models' conversions both go through here)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=target.parent))
+    try:
+        build(staging)
         try:
-            staging.rename(target)  # atomic: a half-built model is never found in the cache
+            staging.rename(target)
         except OSError:
             if not (target / "config.json").exists():  # a concurrent build that won the race is fine too
                 raise

@@ -26,9 +26,7 @@ import copy
 import hashlib
 import importlib.metadata
 import json
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,19 +91,15 @@ def packaged_model_dir(name: str) -> Path:
         highlight=False,
         soft_wrap=True,
     )
-    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=target.parent))
-    try:
+
+    def convert(staging: Path) -> None:
         convert_gguf(gguf_path, staging, model)
         source = {"model": name, "distribution": model.distribution, "version": version, "file": model.file}
         (staging / "packaged_source.json").write_text(json.dumps(source, indent=2) + "\n")
-        try:
-            staging.rename(target)  # atomic: a half-converted model is never found in the cache
-        except OSError:
-            if not (target / "config.json").exists():  # a concurrent conversion that won the race is fine too
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    from train.models.builtin import build_into_cache
+
+    return build_into_cache(target, convert)
 
 
 def packaged_cache_root() -> Path:
