@@ -78,7 +78,7 @@ def test_a_run_killed_anywhere_and_resumed_matches_a_run_never_stopped(tmp_path)
     uninterrupted = prompts_by_step(tmp_path / "whole.jsonl")
     assert sorted(uninterrupted) == list(range(1, STEPS + 1))
 
-    for kill_after in (3, 4, 9):  # mid-epoch, right at an epoch's end, late in the last epoch
+    for kill_after in (3, 4, 9):  # mid-epoch, right at an epoch's end, late in the last epoch (and mid-save)
         run_dir, prompt_log = tmp_path / f"killed-{kill_after}", tmp_path / f"killed-{kill_after}.jsonl"
         process = launch(config_path, run_dir, prompt_log)
         deadline = time.monotonic() + 600
@@ -86,6 +86,10 @@ def test_a_run_killed_anywhere_and_resumed_matches_a_run_never_stopped(tmp_path)
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
+        if kill_after == 9:  # and as if the kill had landed mid-save: the newest trainer_state.json cut off
+            newest = max((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            state = newest / "trainer_state.json"
+            state.write_text(state.read_text()[:100])
         resumed = launch(config_path, run_dir, prompt_log, "--resume")
         assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-2000:]
 

@@ -86,15 +86,8 @@ def test_a_finished_run_is_recognised(tmp_path):
     assert RunDir.choose(cfg, tmp_path / "run", resume=True).finished
 
 
-@pytest.mark.parametrize(
-    ("name", "damage"),
-    [
-        ("trainer_state.json", lambda p: p.write_text(p.read_text()[:9])),
-        ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])),
-        ("optimizer.pt", lambda p: p.write_bytes(b"garbage")),
-    ],
-)
-def test_a_corrupt_checkpoint_names_the_file_and_the_previous_checkpoint(tmp_path, name, damage):
+def run_with_checkpoints(tmp_path, steps):
+    """A run dir holding a finished checkpoint (state, weights, optimizer) at each step."""
     import torch
     from safetensors.torch import save_file
 
@@ -102,13 +95,42 @@ def test_a_corrupt_checkpoint_names_the_file_and_the_previous_checkpoint(tmp_pat
     run = RunDir.choose(cfg, tmp_path / "run", resume=False)
     run.open()
     run.close()
-    for step in (4, 8):
+    for step in steps:
         checkpoint = run.checkpoint_dir / f"checkpoint-{step}"
         checkpoint.mkdir(parents=True)
         (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         save_file({"w": torch.ones(64)}, str(checkpoint / "model.safetensors"))
         torch.save({"state": {}}, checkpoint / "optimizer.pt")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])),
+        ("optimizer.pt", lambda p: p.write_bytes(b"garbage")),
+    ],
+)
+def test_a_corrupt_checkpoint_names_the_file_and_the_previous_checkpoint(tmp_path, name, damage):
+    run = run_with_checkpoints(tmp_path, steps=(4, 8))
     damage(run.checkpoint_dir / "checkpoint-8" / name)
-    resumed = RunDir.choose(cfg, tmp_path / "run", resume=True)
+    resumed = RunDir.choose(run.cfg, tmp_path / "run", resume=True)
     with pytest.raises(UserError, match=rf"checkpoint-8/{name} is corrupt.*continue from checkpoint-4"):
         resumed.open()
+
+
+@pytest.mark.parametrize("state", ["cut off", "missing"])
+def test_a_save_cut_short_by_a_kill_is_set_aside_and_the_resume_goes_back_one_checkpoint(tmp_path, capsys, state):
+    # SIGKILL while the trainer writes checkpoint-12's trainer_state.json (it writes it last), or before it got there.
+    run = run_with_checkpoints(tmp_path, steps=(4, 8, 12))
+    torn = run.checkpoint_dir / "checkpoint-12" / "trainer_state.json"
+    torn.write_text(torn.read_text()[:9]) if state == "cut off" else torn.unlink()
+    resumed = RunDir.choose(run.cfg, tmp_path / "run", resume=True)
+    assert resumed.open().path.name == "checkpoint-8"
+    assert sorted(p.name for p in run.checkpoint_dir.iterdir()) == [
+        "checkpoint-4",
+        "checkpoint-8",
+        "unfinished-checkpoint-12",
+    ]
+    assert "set aside checkpoint-12" in capsys.readouterr().err
+    resumed.close()

@@ -48,8 +48,9 @@ class Checkpoint:
 
 
 def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> None:
-    """Refuse a checkpoint whose files cannot be read (a kill or a full disk mid-save), naming the file and the way
-    back to the previous checkpoint, instead of failing deep inside the trainer with a traceback."""
+    """Refuse a finished checkpoint whose files cannot be read (damaged or cut short since it was saved), naming the
+    file and the way back to the previous checkpoint, instead of failing deep inside the trainer with a traceback.
+    (A save a kill cut short never gets here: `RunDir._set_aside_unfinished_saves`.)"""
     import torch
     from safetensors import safe_open
 
@@ -80,6 +81,14 @@ def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> Non
         f"the checkpoint {checkpoint.path.name} cannot be resumed from: {broken} is corrupt or truncated (the run was "
         f"probably killed, or the disk filled, while saving it). {way_back}; the records after that point are redone."
     )
+
+
+def _parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 class RunDir:
@@ -156,6 +165,7 @@ class RunDir:
             (self.path / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
             return None
         self._take_lock()
+        self._set_aside_unfinished_saves()
         checkpoint = self.last_checkpoint()
         if checkpoint is not None:
             check_checkpoint(checkpoint, previous=self.last_checkpoint(before=checkpoint.step))
@@ -211,14 +221,47 @@ class RunDir:
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
 
-    def last_checkpoint(self, before: int | None = None) -> Checkpoint | None:
-        """The newest complete checkpoint (the trainer writes trainer_state.json last), optionally before a step."""
+    def _checkpoints(self) -> list[tuple[Checkpoint, bool]]:
+        """Every checkpoint-N dir, with whether its save finished: the trainer writes trainer_state.json last
+        (transformers' Trainer._save_checkpoint), so a save that finished has one that parses."""
         found = []
         for path in self.checkpoint_dir.glob("checkpoint-*"):
             match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-            if match and (path / "trainer_state.json").is_file():
-                found.append(Checkpoint(path, int(match.group(1))))
-        return max((c for c in found if before is None or c.step < before), key=lambda c: c.step, default=None)
+            if match and path.is_dir():
+                found.append((Checkpoint(path, int(match.group(1))), _parses(path / "trainer_state.json")))
+        return sorted(found, key=lambda found: found[0].step)
+
+    def last_checkpoint(self, before: int | None = None) -> Checkpoint | None:
+        """The newest checkpoint whose save finished, optionally before a step."""
+        finished = [c for c, done in self._checkpoints() if done and (before is None or c.step < before)]
+        return finished[-1] if finished else None
+
+    def _set_aside_unfinished_saves(self) -> None:
+        """Move the saves a kill cut short (newer than the last finished one) out of the trainer's way.
+
+        A kill while the trainer writes a checkpoint leaves checkpoint-N without a readable trainer_state.json; the
+        resume continues from the checkpoint before it and saves checkpoint-N again. The cut-short dir is renamed,
+        not deleted (unfinished-checkpoint-N, which neither the trainer's checkpoint rotation nor this class reads),
+        and named on stderr.
+        """
+        checkpoints = self._checkpoints()
+        last = self.last_checkpoint()
+        for checkpoint, done in checkpoints:
+            if done or (last is not None and checkpoint.step < last.step):
+                continue  # an older dir without a readable state is check_checkpoint's to judge, never moved
+            aside = checkpoint.path.with_name(f"unfinished-{checkpoint.path.name}")
+            suffix = 1
+            while aside.exists():
+                suffix += 1
+                aside = checkpoint.path.with_name(f"unfinished-{checkpoint.path.name}.{suffix}")
+            checkpoint.path.rename(aside)
+            back_to = f"from {last.path.name}" if last else "from the start of training"
+            print(
+                f"set aside {checkpoint.path.name}: the run was stopped while saving it (its trainer_state.json is "
+                f"missing or cut off), so the resume continues {back_to} and saves it again. The partial save is "
+                f"kept at {aside}; delete it when you like.",
+                file=sys.stderr,
+            )
 
     def invocation(self) -> dict:
         """The config file and overrides the run was started with ({} for a run dir from before they were kept)."""
