@@ -175,7 +175,7 @@ class DataConfig(Section):
         "{question}",
         description="The user message of a chat prompt (chat, xml_reasoning): text with a {question} placeholder. A "
         "small model follows an instruction next to the question more than one in the system prompt, e.g. "
-        "'{question}\\nEnd your reply with the answer in tags, like <answer>7</answer>.'",
+        "'{question}\\nEnd your reply with the answer in tags, like <answer>your number</answer>.'",
     )
     stop_strings: list[str] | None = Field(
         None,
