@@ -248,7 +248,7 @@ class RunDir:
         last = self.last_checkpoint()
         for checkpoint, done in checkpoints:
             if done or (last is not None and checkpoint.step < last.step):
-                continue  # an older dir without a readable state is check_checkpoint's to judge, never moved
+                continue  # an older dir without a readable state is never resumed from, so it is left as it is
             aside = checkpoint.path.with_name(f"unfinished-{checkpoint.path.name}")
             suffix = 1
             while aside.exists():
