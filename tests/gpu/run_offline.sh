@@ -14,7 +14,7 @@
 #
 # --dry-run stands this machine in for the device: a clean venv of this Python with exactly the packages the device
 # is taken to have (torch, transformers, peft, pytest, ...; tests/gpu/wheelhouse.py pins --machine, linked from uv's
-# cache, offline), the wheelhouse built for this Python by the same builder (tests/gpu/build_wheelhouse.sh with
+# cache; uv asks the registry for the index pages, which `uv sync --locked` never fetched), the wheelhouse built for this Python by the same builder (tests/gpu/build_wheelhouse.sh with
 # PYTHON_VERSION set; downloaded once, reused), then every step above; the cases are collected and skip (no GPU).
 #
 # Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (outer limit, default 300), GPU_CHECK_MEMORY_CAP_GIB
@@ -56,9 +56,11 @@ if [ "$dry_run" = 1 ]; then
   mkdir -p .cache/gpu-dry
   "$base_python" tests/gpu/wheelhouse.py pins --machine --python-version "$version" > .cache/gpu-dry/machine.txt
   rm -rf "$venv"
+  # Not --offline: a fresh machine's uv cache holds the locked wheels (from uv sync) but no index pages, and uv pip
+  # needs those to find a pin; the wheels themselves still come from the cache.
   uv venv --quiet --seed --python "$base_python" "$venv" &&
-    uv pip install --quiet --offline --no-deps --python "$venv/bin/python" -r .cache/gpu-dry/machine.txt ||
-    { echo "dry run: could not build the stand-in venv from uv's cache (run uv sync --locked first)"; return 2; }
+    uv pip install --quiet --no-deps --python "$venv/bin/python" -r .cache/gpu-dry/machine.txt ||
+    { echo "dry run: could not build the stand-in venv (the registry or uv's cache; run uv sync --locked first)"; return 2; }
   python=$venv/bin/python
   wheelhouse=${wheelhouse:-.cache/wheelhouse/cp${version/./}}
   PYTHON_VERSION=$version PYTHON=$python tests/gpu/build_wheelhouse.sh "$wheelhouse" 2>&1 | grep -v '^WARNING: Location' ||
