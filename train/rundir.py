@@ -47,6 +47,14 @@ class Checkpoint:
     step: int
 
 
+def _parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> None:
     """Refuse a finished checkpoint whose files cannot be read (damaged or cut short since it was saved), naming the
     file and the way back to the previous checkpoint, instead of failing deep inside the trainer with a traceback.
@@ -57,8 +65,8 @@ def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> Non
     def readable(path: Path) -> bool:
         try:
             if path.name.endswith(".json"):
-                json.loads(path.read_text())
-            elif path.suffix == ".safetensors":
+                return _parses(path)
+            if path.suffix == ".safetensors":
                 with safe_open(str(path), framework="pt") as weights:
                     for name in weights.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
                         weights.get_tensor(name)
@@ -81,14 +89,6 @@ def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> Non
         f"the checkpoint {checkpoint.path.name} cannot be resumed from: {broken} is corrupt or truncated (the run was "
         f"probably killed, or the disk filled, while saving it). {way_back}; the records after that point are redone."
     )
-
-
-def _parses(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 class RunDir:
@@ -245,7 +245,8 @@ class RunDir:
         and named on stderr.
         """
         checkpoints = self._checkpoints()
-        last = self.last_checkpoint()
+        finished = [checkpoint for checkpoint, done in checkpoints if done]
+        last = finished[-1] if finished else None
         for checkpoint, done in checkpoints:
             if done or (last is not None and checkpoint.step < last.step):
                 continue  # an older dir without a readable state is never resumed from, so it is left as it is

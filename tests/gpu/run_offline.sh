@@ -14,8 +14,9 @@
 #
 # --dry-run stands this machine in for the device: a clean venv of this Python with exactly the packages the device
 # is taken to have (torch, transformers, peft, pytest, ...; tests/gpu/wheelhouse.py pins --machine, linked from uv's
-# cache; uv asks the registry for the index pages, which `uv sync --locked` never fetched), the wheelhouse built for this Python by the same builder (tests/gpu/build_wheelhouse.sh with
-# PYTHON_VERSION set; downloaded once, reused), then every step above; the cases are collected and skip (no GPU).
+# cache; uv asks the registry for the index pages, which `uv sync --locked` never fetched), the wheelhouse built
+# for this Python by the same builder (tests/gpu/build_wheelhouse.sh with PYTHON_VERSION set; downloaded once,
+# reused), then every step above; the cases are collected and skip (no GPU).
 #
 # Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (outer limit, default 300), GPU_CHECK_MEMORY_CAP_GIB
 # (default 24), GPU_SITE (where wheels go, default .cache/gpu-site/<python tag>).
