@@ -1,6 +1,6 @@
 """What one evaluation costs: batched greedy + n samples (ours) against one generate call per sample (naive).
 
-Ours (train.evaluation.evaluate): per batch of prompts, one greedy call and one call drawing n = 10 samples per
+Ours (train.evaluation.evaluate.evaluate): per batch of prompts, one greedy call and one call drawing n = 10 samples per
 prompt; the same 10 samples give pass@1, pass@5 and pass@10. Naive: per prompt, a greedy call, then 5 sampling
 calls for pass@5, then 10 more for pass@10, one sample each: 16 calls and 16 samples per prompt, where ours
 generates 11 samples per prompt in 2 calls per batch.
@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.table import Table
 
 from train.config import BuiltinModelConfig, DataConfig, EvalConfig
-from train.evaluation import evaluate
+from train.evaluation.evaluate import evaluate
+from train.evaluation.passk import pass_at_k
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.models.generation import HFGenerator
-from train.passk import pass_at_k
 from train.tasks import build_rewards, get_task
 
 EASY_COUNTDOWN = {"min_numbers": 2, "max_numbers": 2, "max_number": 9, "operations": ["+", "-"]}

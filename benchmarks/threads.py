@@ -6,8 +6,9 @@ waits at a barrier for the others; when another process holds a core, the waits 
 instead of microseconds, and the whole step slows down many times over. On 2 cores shared with other jobs the
 quickstart went from 0.15 s to 4.5-9 s per step with torch's default (one thread per core).
 
-Arms: the same GRPO step (train.trainer.GRPOLabTrainer built by `train.arguments.resolve`; 2 prompts x 8 generations,
-32 new tokens, beta 0.04 so the reference model runs too, as in the quickstart) on random Qwen2 models of the
+Arms: the same GRPO step (train.grpo.trainer.GRPOLabTrainer built by `train.grpo.arguments.resolve`; 2 prompts x 8
+generations, 32 new tokens, beta 0.04 so the reference model runs too, as in the quickstart) on random Qwen2 models of
+the
 built-in model's family in three sizes, each with torch.set_num_threads(1) and with one thread per core, on this
 machine as it is ("idle": no load of ours) and with one busy-loop process per core beside it ("loaded").
 Design choices:
@@ -19,7 +20,7 @@ Design choices:
   are then fewer.
 - Reported: per model and machine state, the median seconds per step with 1 thread and with one per core, their
   ratio, the 1-minute load average when the state began (other jobs share these machines), and the thread count
-  train/threads.py picks for that model at that load.
+  train/models/threads.py picks for that model at that load.
 
     uv run python benchmarks/threads.py                     # 1 round, 3 sizes: about 30 min on 2 busy cores
     uv run python benchmarks/threads.py --steps 4 --sizes 96x3 --budget 60
@@ -49,13 +50,13 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from rewards import get_reward
-from train.arguments import resolve
 from train.config import ExperimentConfig
+from train.grpo.arguments import resolve
+from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
-from train.records import RewardLedger
+from train.models.threads import choose_num_threads, cpu_cores, parameter_count
+from train.records.format import RewardLedger
 from train.testing import tiny_experiment
-from train.threads import choose_num_threads, cpu_cores, parameter_count
-from train.trainer import GRPOLabTrainer
 
 BUSY_LOOP = "while True: pass"
 
@@ -226,7 +227,7 @@ def main() -> None:
     console.print(table)
     console.print(
         f"load avg: the 1-minute load average when the condition started (other jobs share this machine); rule: "
-        f"the threads train/threads.py picks for that model at that load; wall {wall:.0f} s",
+        f"the threads train/models/threads.py picks for that model at that load; wall {wall:.0f} s",
         highlight=False,
     )
 

@@ -2,10 +2,10 @@
 
 Three arms train the same tiny random Qwen2 (train.models.builtin, hidden 64, 2 layers, saved to a temp dir and
 loaded from there by each trainer) on the same prompts with the same rewards (countdown_reward, mark_reward), the same
-GRPOConfig (built by `train.arguments.resolve` from one ExperimentConfig: beta 0.04, loss grpo, 4 generations,
+GRPOConfig (built by `train.grpo.arguments.resolve` from one ExperimentConfig: beta 0.04, loss grpo, 4 generations,
 batch 8, 16 new tokens, logging every step, bf16 off, report_to none) and the same seed:
 - plain: `trl.GRPOTrainer`;
-- ours: `train.trainer.GRPOLabTrainer` with its RewardLedger (baseline "mean", so TRL's advantages are kept);
+- ours: `train.grpo.trainer.GRPOLabTrainer` with its RewardLedger (baseline "mean", so TRL's advantages are kept);
 - ours+callbacks: the same plus MetricsCallback and EpochCallback writing metrics.jsonl (fsync'd every step).
 
 Design choices:
@@ -20,7 +20,7 @@ Design choices:
   work in every arm (checked: each round stops if an arm's per-step reward or completion length differs from plain's).
 - Reported: the median step time of each arm over every round, its ratio to plain, and as the spread the median
   and range of the per-round ratios, plus the median of step-by-step paired ratios (arm step i / plain step i);
-  and the time of ours+callbacks' metrics.jsonl write per step (train.tracking.MetricsLog fsyncs every record).
+  and the time of ours+callbacks' metrics.jsonl write per step (train.records.tracking.MetricsLog fsyncs every record).
 
     uv run python benchmarks/trainer_overhead.py                       # 10 rounds x 60 steps, about 2 min on 2 cores
     uv run python benchmarks/trainer_overhead.py --rounds 4 --steps 30 --interleave run --threads 2
@@ -49,14 +49,14 @@ from transformers.utils import logging as hf_logging
 from trl import GRPOTrainer
 
 from rewards import get_reward
-from train.arguments import resolve
-from train.callbacks import EpochCallback, MetricsCallback
 from train.config import ExperimentConfig
+from train.grpo.arguments import resolve
+from train.grpo.callbacks import EpochCallback, MetricsCallback
+from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
-from train.records import RewardLedger
+from train.records.format import RewardLedger
+from train.records.tracking import MetricsLog
 from train.testing import tiny_experiment
-from train.tracking import MetricsLog
-from train.trainer import GRPOLabTrainer
 
 ARMS = ("plain", "ours", "ours+callbacks")
 TARGET_RATIO = 1.05

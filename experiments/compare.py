@@ -4,7 +4,7 @@ config keys in which they differ (config.yaml flattened to dotted keys; logging.
     uv run python experiments/compare.py runs/quickstart-A runs/quickstart-B
     uv run python experiments/compare.py runs/* --columns final_pass@1,pass@1_by_eval --csv compare.csv
 
-Figures come from each run's summary.json and metrics.jsonl (train/reports/tables.py, the same table a sweep
+Figures come from each run's summary.json and metrics.jsonl (train/lab/reports/tables.py, the same table a sweep
 writes). Columns by id: zero_shot_pass@1, final_pass@1, improvement, pass@k, outcomes, mean_output_tokens,
 budget_utilization, final_epoch_mean_reward, wall_seconds (the default), and pass@1_by_eval, correct, partial,
 failed, truncated_frac, reward_total, final_epoch_accumulated_reward, steps, status, final:<metric>, ...
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args(argv)
 
-    from train.reports import compare_runs, load_run
-    from train.reports.tables import known_column
+    from train.lab.reports import compare_runs, load_run
+    from train.lab.reports.tables import known_column
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     unknown = [c for c in columns or [] if not known_column(c)]

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.console import Console
 
-    from train.console import eval_table
+    from train.records.console import eval_table
     from train.run import evaluate_policy
 
     console = Console()

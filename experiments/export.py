@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 
 from train.errors import UserError, exit_on_user_error
-from train.export import DTYPES, check_output_dir, export_backend, gguf_needs_unsloth, open_run
+from train.lab.export import DTYPES, check_output_dir, export_backend, gguf_needs_unsloth, open_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         from train.models.unsloth import import_unsloth
 
         import_unsloth()
-    from train.export import export_gguf, export_merged
+    from train.lab.export import export_gguf, export_merged
 
     # 3. Export.
     written = {}

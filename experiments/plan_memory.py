@@ -10,7 +10,7 @@ Prints every component (weights, LoRA and optimizer, activations, logits, refere
 reservation, CUDA context), the peak, the headroom on the card and the largest max_completion_length and
 num_generations that fit. The model's shape comes from its config.json: a local directory, the Hugging Face cache, or
 the planner's table of the shipped models; nothing is downloaded. The formulas, their sources and how they compare
-with Unsloth's published figures: train/memory_plan.py and docs/planner.md. With --check, a plan that does not fit
+with Unsloth's published figures: train/lab/memory_plan.py and docs/planner.md. With --check, a plan that does not fit
 exits with code 2 and one paragraph of advice.
 """
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None):
     from rich.console import Console
 
     from train.config import load_config
-    from train.memory_plan import (
+    from train.lab.memory_plan import (
         check_fits,
         largest_completion_length,
         largest_num_generations,

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("dirs", nargs="+", type=Path, help="run dirs and/or sweep dirs")
     args = parser.parse_args(argv)
 
-    from train.reports import build_run_report
-    from train.reports.sweep_report import build_sweep_report, is_sweep_dir
+    from train.lab.reports import build_run_report
+    from train.lab.reports.sweep_report import build_sweep_report, is_sweep_dir
 
     written = []
     for path in args.dirs:

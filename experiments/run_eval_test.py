@@ -13,10 +13,10 @@ rewards, model, a zero-shot baseline, GRPO with an evaluation after every epoch,
 dir (<output.dir>/<name>-<overrides>-<timestamp>): config.yaml, metrics.jsonl (every step, epoch and eval
 record), summary.json, samples/, adapter/. The run is assembled in the library, train/run.py (`build`, `run`;
 `python -m train.run` takes these same arguments, as the sweep's subprocesses do), one numbered step at a time.
-Design choices: the trainer is TRL's GRPOTrainer (train/trainer.py adds the no-baseline arm and the epoch reward
-ledger; train/arguments.py translates the config into its arguments once); every figure goes through
+Design choices: the trainer is TRL's GRPOTrainer (train/grpo/trainer.py adds the no-baseline arm and the epoch reward
+ledger; train/grpo/arguments.py translates the config into its arguments once); every figure goes through
 metrics.jsonl first, and the console shows a live progress line, each evaluation's table with a few samples, and
-nothing of TRL's per-step dicts (train/console.py); bad input stops before a run dir exists (exit code 2); a
+nothing of TRL's per-step dicts (train/records/console.py); bad input stops before a run dir exists (exit code 2); a
 Ctrl-C prints the command that resumes the run and exits 130.
 """
 

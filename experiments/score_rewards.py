@@ -28,7 +28,7 @@ A run's samples file holds greedy and sampled completions (`kind`): each kind ge
 each evaluation's kind is scored as its own batch, since batch-level rewards (len_reward) compare the completions
 of one prompt as training does. Per-prompt spread: completions that share a prompt (a samples file's label, kind
 and index; otherwise the same `prompt` text) form a group; for every group of 2 or more the weighted totals' mean,
-std (unbiased, n - 1, as train/advantages.py scales advantages), min and max are shown, and the share of groups
+std (unbiased, n - 1, as train/grpo/advantages.py scales advantages), min and max are shown, and the share of groups
 whose totals are all equal: GRPO's advantage (r - mean) / (std + eps) is 0 for every completion of such a group, so
 they teach nothing; a reward that gives many of them is too coarse.
 
@@ -52,8 +52,8 @@ from pathlib import Path
 
 from rewards.scoring import columns_in, score, scoring_warnings, split_by_kind
 from train.errors import EXIT_USER_ERROR, user_errors
-from train.reports.reward_scores import Report, print_reward_list
-from train.score_inputs import REWARD_SIGNATURE, Choice, build_rewards, check_columns, choose_rewards, read_input
+from train.lab.reports.reward_scores import Report, print_reward_list
+from train.lab.score_inputs import REWARD_SIGNATURE, Choice, build_rewards, check_columns, choose_rewards, read_input
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ Each run is `python -m train.run BASE --set ... --output-dir SWEEP_DIR/<variant>
 experiments/run_eval_test.py) in a subprocess, its
 output in SWEEP_DIR/logs/<variant>.log. With --resume a finished run is skipped, a killed one continues from its
 last checkpoint, a failed one is tried again (--skip-failed: not); a failing run is recorded with its error in
-SWEEP_DIR/sweep_state.json and the sweep goes on. The sweep YAML format: train/sweep.py. Exit code 0 when every run
+SWEEP_DIR/sweep_state.json and the sweep goes on. The sweep YAML format: train/lab/sweep.py. Exit code 0 when every run
 finished, 1 when one failed, 2 for bad input (nothing is run).
 """
 
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from train.sweep import load_sweep, run_sweep, sweep_dir_for
+    from train.lab.sweep import load_sweep, run_sweep, sweep_dir_for
 
     sweep = load_sweep(args.sweep)  # every run's config is validated before anything runs
     if args.dry_run:

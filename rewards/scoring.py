@@ -1,18 +1,18 @@
 """Scoring completions with reward functions outside training, as TRL scores them inside it.
 
-One runtime for evaluation (train/evaluation.py), the reward ledger's figures and experiments/score_rewards.py:
+One runtime for evaluation (train/evaluation/evaluate.py), the reward ledger's figures and experiments/score_rewards.py:
 - `trl_arguments`, `call_rewards`: every reward called as TRL's GRPOTrainer calls it, `f(prompts=...,
   completions=..., completion_ids=..., **columns)`, one batch per call (a batch-level reward such as len_reward
   compares the completions it is given together);
-- `weighted_total`: the total reward of one completion, sum_f w_f * r_f over the rewards that scored it (None and
-  NaN left out, i.e. counted as 0, as TRL's nansum does). train/records.py's `weighted_rewards` is the same sum on
+- `weighted_total`: the total reward of one completion, sum_f w_f * r_f over the rewards that scored it (None and NaN
+  left out, i.e. counted as 0, as TRL's nansum does). train/records/format.py's `weighted_rewards` is the same sum on
   the trainer's float32 tensors (tests/test_scoring.py checks they agree);
 - `score`: rows (JSON objects: completion, prompt, gold columns) scored in batches, with each reward's cost;
 - `summarize` and `spread`: per reward (mean, std, zeros, not applicable) and per prompt's group (the weighted
   total's mean, std, min, max, and whether all are equal: GRPO's advantage is then 0 for the whole group).
 
 The group statistic is `group_std`: the unbiased (n - 1) standard deviation GRPO divides advantages by, 0 for a
-group of one. It lives here, in pure Python, because rewards/ may not import torch or train/; train/advantages.py
+group of one. It lives here, in pure Python, because rewards/ may not import torch or train/; train/grpo/advantages.py
 computes the same statistic on tensors for training (float32, as TRL does, so a run's figures stay TRL's) and
 tests/test_scoring.py checks the two agree. ADVANTAGE_EPS is the eps both use.
 """
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# TRL's constant in A_i = (r_i - mean) / (std + eps) (trl GRPOTrainer; train/advantages.py).
+# TRL's constant in A_i = (r_i - mean) / (std + eps) (trl GRPOTrainer; train/grpo/advantages.py).
 ADVANTAGE_EPS = 1e-4
 # Row fields that are not gold columns: the text itself, and what a samples file records about it.
 NOT_COLUMNS = {
@@ -245,7 +245,7 @@ def spread(rows: list[dict[str, Any]], indices: list[int], totals: list[float]) 
     """The weighted total's spread within each prompt's group of 2 or more among the rows `indices`, and how many
     groups have all-equal totals (GRPO advantage 0: no learning signal); None when no group has 2 or more.
 
-    std is `group_std`, the s of A_i = (r_i - mean) / (s + eps) in train/advantages.py.
+    std is `group_std`, the s of A_i = (r_i - mean) / (s + eps) in train/grpo/advantages.py.
     """
     per_prompt = []
     for members in prompt_groups(rows, indices):

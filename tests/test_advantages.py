@@ -1,4 +1,4 @@
-"""Group-relative advantages (train/advantages.py) and the reward ledger arithmetic (train/trainer.py).
+"""Group-relative advantages (train/grpo/advantages.py) and the reward ledger arithmetic (train/grpo/trainer.py).
 
 Expected values are worked out by hand in the comments. The unbiased std of n values is
 sqrt(sum (r - mean)^2 / (n - 1)); eps is 1e-4 throughout, TRL's constant.
@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trl.trainer.utils import nanstd
 
-from train.advantages import group_advantages
-from train.records import RewardLedger, RewardTotals, epoch_fields, step_fields, totals_from_step_records
-from train.trainer import GRPOLabTrainer
+from train.grpo.advantages import group_advantages
+from train.grpo.trainer import GRPOLabTrainer
+from train.records.format import RewardLedger, RewardTotals, epoch_fields, step_fields, totals_from_step_records
 
 EPS = 1e-4
 SQRT_HALF = math.sqrt(0.5)  # unbiased std of a group {1, 0}: sqrt((0.5^2 + 0.5^2) / 1)

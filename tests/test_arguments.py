@@ -1,13 +1,14 @@
-"""`train.arguments.resolve`: the one translation of the config into TRL's GRPOConfig and GRPOLabTrainer's arguments,
-pinned for every loss type on both backends (hand-written expected values: what each config key must become)."""
+"""`train.grpo.arguments.resolve`: the one translation of the config into TRL's GRPOConfig and GRPOLabTrainer's
+arguments, pinned for every loss type on both backends (hand-written expected values: what each config key must
+become)."""
 
 from __future__ import annotations
 
 import pytest
 
-from train.arguments import resolve
 from train.config import CurriculumStage, load_config
-from train.memory_plan import settings_from_config
+from train.grpo.arguments import resolve
+from train.lab.memory_plan import settings_from_config
 
 QUICKSTART = "experiment_configs/quickstart.yaml"
 

@@ -396,7 +396,7 @@ def test_a_resume_refuses_a_metrics_line_that_is_not_a_record_naming_it(tmp_path
 
 def test_a_resume_repairs_a_torn_last_line_and_says_so(tmp_path, capsys):
     from train.config import load_config
-    from train.rundir import RunDir
+    from train.records.rundir import RunDir
 
     run = resumable_run(tmp_path, '{"type": "step", "step": 3, "epo')  # a kill mid-write: no newline
     chosen = RunDir.choose(load_config(run / "config.yaml"), run, resume=True)

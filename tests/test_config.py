@@ -112,7 +112,7 @@ def test_seed_study_key_exists_with_its_meaning(tmp_path, key):
 
 
 def test_seed_study_train_keys_reach_trls_grpo_config(tmp_path):
-    from train.arguments import resolve
+    from train.grpo.arguments import resolve
 
     cfg = load(
         tmp_path,

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from rewards import get_reward
 from train.config import DataConfig, EvalConfig
-from train.console import eval_table
-from train.evaluation import evaluate, reward_names
+from train.evaluation.evaluate import evaluate, reward_names
 from train.models.generation import Completion
+from train.records.console import eval_table
 from train.tasks import get_task
 
 GSM8K = str(Path(__file__).parent / "fixtures" / "gsm8k_fixture_{split}.jsonl")  # test golds: 1250, 8, 120, 7

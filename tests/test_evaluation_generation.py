@@ -8,7 +8,7 @@ import pytest
 
 from train.config import DataConfig, EvalConfig
 from train.errors import UserError
-from train.evaluation import evaluate
+from train.evaluation.evaluate import evaluate
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.models.generation import HFGenerator
 from train.tasks import build_rewards, get_task

@@ -23,7 +23,7 @@ from conftest import ROOT, entry_point, write_tiny_config
 
 from train.config import TrainConfig, validate_config
 from train.errors import EXIT_USER_ERROR, UserError
-from train.export import open_run, replace_dir, set_aside
+from train.lab.export import open_run, replace_dir, set_aside
 from train.testing import tiny_experiment
 
 export_main = entry_point("export")
@@ -129,7 +129,7 @@ def test_vllm_server_setting_becomes_trl_server_mode(monkeypatch, tmp_path):
 
     from trl import GRPOConfig
 
-    from train import arguments
+    from train.grpo import arguments
 
     assert TrainConfig(vllm_server="localhost:8000").vllm_server == "http://localhost:8000"
     with pytest.raises(ValueError, match="host:port"):
@@ -152,7 +152,7 @@ def test_vllm_server_setting_becomes_trl_server_mode(monkeypatch, tmp_path):
 def test_vllm_colocate_setting_becomes_trl_colocate_mode(monkeypatch, tmp_path):
     import importlib.util
 
-    from train import arguments
+    from train.grpo import arguments
 
     assert TrainConfig(vllm=False).vllm == "off"  # YAML's bare `off`
     assert TrainConfig(vllm=True).vllm == "colocate"
@@ -178,7 +178,7 @@ def test_vllm_colocate_setting_becomes_trl_colocate_mode(monkeypatch, tmp_path):
 
 
 def test_without_a_server_rollouts_stay_in_the_training_processes(tmp_path):
-    from train.arguments import resolve
+    from train.grpo.arguments import resolve
 
     cfg = validate_config(tiny_experiment())
     args = resolve(cfg, "hf", output_dir=tmp_path, reward_weights=[1.0, 0.5, 1.0]).grpo_config()
@@ -217,7 +217,7 @@ def test_a_multi_process_launch_refuses_to_build_the_builtin_model(tmp_path, mon
 
 
 def test_one_process_decides_alone_and_evaluates_directly(monkeypatch):
-    from train.distributed import MainProcessEvaluator, decided_by_main
+    from train.records.distributed import MainProcessEvaluator, decided_by_main
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert decided_by_main(lambda: 41 + 1) == 42
@@ -233,7 +233,7 @@ def test_one_process_decides_alone_and_evaluates_directly(monkeypatch):
 
 
 def test_an_unsloth_run_launched_as_several_processes_stops_once_with_the_way_to_scale(monkeypatch):
-    from train.distributed import check_backend_scales
+    from train.records.distributed import check_backend_scales
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     check_backend_scales("hf")
@@ -277,7 +277,7 @@ def test_merged_weights_generate_what_the_adapter_generates(lora_run, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from train.export import load_trained_policy
+    from train.lab.export import load_trained_policy
     from train.tasks import get_task
 
     run = open_run(lora_run)
@@ -309,7 +309,7 @@ def test_merged_weights_generate_what_the_adapter_generates(lora_run, tmp_path):
 @pytest.mark.slow
 @pytest.mark.usefixtures("offline")
 def test_a_full_fine_tune_exports_its_weights_as_they_are(tmp_path, monkeypatch):
-    from train.callbacks import EpochCallback
+    from train.grpo.callbacks import EpochCallback
 
     # The tiny experiment trains all weights (rank 0); killed at epoch 2's end before that epoch's adapter save.
     original = EpochCallback.on_epoch_end
@@ -357,7 +357,7 @@ def test_multiprocess_run_counts_rewards_samples_and_evaluations_once(lora_run, 
     config_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
     # `accelerate launch --cpu` starts one process whatever --num_processes says (its simple launcher);
-    # --multi_gpu goes through torchrun, and without a GPU train.distributed has accelerate start a gloo group.
+    # --multi_gpu goes through torchrun, and without a GPU train.records.distributed has accelerate start a gloo group.
     command = [
         str(Path(sys.executable).parent / "accelerate"),
         "launch",

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from train.arguments import vllm_importance_sampling
 from train.config import load_config, validate_config
-from train.memory_plan import choose_precision, plan_config, resolve_precision
+from train.grpo.arguments import vllm_importance_sampling
+from train.lab.memory_plan import choose_precision, plan_config, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "gpu"))
@@ -244,9 +244,9 @@ def test_vllm_importance_sampling_is_off_on_unsloth_unless_asked_for():
 
 
 def test_a_report_that_cannot_import_warns_and_the_run_goes_on(tmp_path, monkeypatch):
-    from train.callbacks import write_report
+    from train.grpo.callbacks import write_report
 
-    monkeypatch.setitem(sys.modules, "train.reports", None)  # import train.reports now raises ImportError
+    monkeypatch.setitem(sys.modules, "train.lab.reports", None)  # import train.lab.reports now raises ImportError
     with pytest.warns(UserWarning, match="cannot be written here"):
         write_report(tmp_path)
 

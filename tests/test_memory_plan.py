@@ -12,7 +12,7 @@ import pytest
 
 from train.config import load_config
 from train.errors import UserError
-from train.memory_plan import (
+from train.lab.memory_plan import (
     GIB,
     SHIPPED_SHAPES,
     PlanSettings,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from train.passk import pass_at_k
+from train.evaluation.passk import pass_at_k
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from conftest import write_tiny_config
 from rich.console import Console
 
 from train.config import load_config
-from train.console import ProgressLine, headline_table, sample_lines
-from train.rundir import RunDir, run_dir_name
-from train.threads import SMALL_MODEL_PARAMETERS, choose_num_threads
+from train.models.threads import SMALL_MODEL_PARAMETERS, choose_num_threads
+from train.records.console import ProgressLine, headline_table, sample_lines
+from train.records.rundir import RunDir, run_dir_name
 
 TRL_LOGS = {
     "loss": 0.01,
@@ -51,7 +51,7 @@ def test_one_thread_for_a_small_model_the_setting_wins_and_a_gpu_is_left_alone(m
     assert choose_num_threads(3, 371_424, on_gpu=False) == (3, "train.num_threads")
     assert choose_num_threads(0, 371_424, on_gpu=False)[0] == 1  # 0 means the rule
     assert choose_num_threads(None, 10**9, on_gpu=True)[0] is None
-    monkeypatch.setattr("train.threads.cpu_cores", lambda: 8)
+    monkeypatch.setattr("train.models.threads.cpu_cores", lambda: 8)
     monkeypatch.setattr("os.getloadavg", lambda: (0.4, 0.0, 0.0))
     assert choose_num_threads(None, SMALL_MODEL_PARAMETERS, on_gpu=False)[0] == 8
     monkeypatch.setattr("os.getloadavg", lambda: (6.2, 0.0, 0.0))  # six cores busy with other jobs

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from train.errors import UserError
-from train.reports import build_run_report, compare_runs, load_run, write_run_report
-from train.reports.plots import RUN_PLOTS, ema
-from train.reports.run_report import pick_samples
-from train.reports.tables import Row, comparison_table
+from train.lab.reports import build_run_report, compare_runs, load_run, write_run_report
+from train.lab.reports.plots import RUN_PLOTS, ema
+from train.lab.reports.run_report import pick_samples
+from train.lab.reports.tables import Row, comparison_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "report_run"

@@ -13,8 +13,8 @@ from conftest import write_tiny_config
 
 from train.config import load_config
 from train.errors import UserError
-from train.rundir import RunDir
-from train.tracking import MetricsLog
+from train.records.rundir import RunDir
+from train.records.tracking import MetricsLog
 
 
 def test_a_kill_inside_the_resume_rewrite_leaves_the_old_file_whole(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_a_second_run_of_a_locked_run_dir_stops_naming_the_holder(tmp_path):
         "import sys\n"
         "from train.errors import exit_on_user_error\n"
         "from train.config import load_config\n"
-        "from train.rundir import RunDir\n"
+        "from train.records.rundir import RunDir\n"
         "@exit_on_user_error\n"
         "def main():\n"
         f"    cfg = load_config({str(tmp_path / 'tiny.yaml')!r})\n"

@@ -1,6 +1,6 @@
-"""summary.json stores each evaluation once (train/records.py), and run dirs written before that still read the same:
-report.py and compare.py on tests/fixtures/report_run (the old layout) give what main gave, and the same run in the
-new layout gives the same report and table."""
+"""summary.json stores each evaluation once (train/records/format.py), and run dirs written before that still read the
+same: report.py and compare.py on tests/fixtures/report_run (the old layout) give what main gave, and the same run in
+the new layout gives the same report and table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from train.records import build_summary, summary_eval
+from train.records.format import build_summary, summary_eval
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "report_run"

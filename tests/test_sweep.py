@@ -23,9 +23,9 @@ from conftest import write_tiny_config
 from experiments import sweep as sweep_script
 from train.config import apply_override
 from train.errors import UserError
-from train.records import summary_eval
-from train.reports.sweep_report import STATE_FILE
-from train.sweep import format_override, load_sweep, run_sweep, sanitize
+from train.lab.reports.sweep_report import STATE_FILE
+from train.lab.sweep import format_override, load_sweep, run_sweep, sanitize
+from train.records.format import summary_eval
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "experiment_configs" / "quickstart.yaml"

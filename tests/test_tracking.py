@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from train import tracking
-from train.tracking import MetricsLog, NullMirror, WandbMirror, start_wandb, wandb_mode
+from train.records import tracking
+from train.records.tracking import MetricsLog, NullMirror, WandbMirror, start_wandb, wandb_mode
 
 
 def test_wandb_mode_in_the_environment_wins_over_auto(monkeypatch):

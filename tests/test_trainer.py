@@ -10,12 +10,12 @@ import torch
 from datasets import Dataset
 from trl import GRPOTrainer
 
-from train.advantages import group_advantages
-from train.arguments import resolve
 from train.config import validate_config
+from train.grpo.advantages import group_advantages
+from train.grpo.arguments import resolve
+from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
-from train.records import RewardLedger
-from train.trainer import GRPOLabTrainer
+from train.records.format import RewardLedger
 
 GENERATIONS = 4
 
@@ -221,7 +221,7 @@ def test_hybrid_is_trls_dr_grpo_loss_with_scaled_advantages(tmp_path):
 
 
 def test_the_curriculum_sets_each_epochs_token_budget(tmp_path):
-    from train.trainer import _BudgetCurriculum
+    from train.grpo.trainer import _BudgetCurriculum
 
     cfg = tiny_train_config(
         max_completion_length=12,

@@ -16,7 +16,7 @@ import torch
 import yaml
 from conftest import entry_point, write_tiny_config
 
-from train.records import summary_eval
+from train.records.format import summary_eval
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline")]
 
@@ -140,7 +140,7 @@ def test_offline_wandb_run_holds_our_epoch_and_eval_keys(run):
 
 
 def test_a_run_killed_after_its_epoch_records_resumes_without_losing_or_repeating_any(tmp_path, monkeypatch):
-    from train.callbacks import EpochCallback
+    from train.grpo.callbacks import EpochCallback
 
     config = tiny_config(tmp_path, num_epochs=3)
     run_dir = tmp_path / "run"
@@ -182,7 +182,7 @@ def test_evaluation_every_n_steps_records_step_labels(tmp_path, monkeypatch):
 
 
 def test_a_record_torn_by_a_kill_is_dropped_on_resume(tmp_path):
-    from train.tracking import MetricsLog
+    from train.records.tracking import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.jsonl")
     log.write({"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0.0})
@@ -218,7 +218,7 @@ def test_training_rollouts_after_an_epoch_evaluation_are_those_of_a_run_without_
 def test_a_run_resumed_mid_epoch_trains_the_prompts_of_an_uninterrupted_run_in_its_order(tmp_path, monkeypatch):
     """TRL's sampler restarts on resume; ours serves each epoch its own permutation, so nothing is skipped or
     reordered: the per-step prompts of a killed-and-resumed run equal those of a run that was never stopped."""
-    from train.trainer import GRPOLabTrainer
+    from train.grpo.trainer import GRPOLabTrainer
 
     original = GRPOLabTrainer._calculate_rewards
     seen: dict[int, list[str]] = {}
@@ -248,7 +248,7 @@ def test_a_run_resumed_mid_epoch_trains_the_prompts_of_an_uninterrupted_run_in_i
 
 def test_a_full_disk_while_checkpointing_is_one_paragraph_and_keeps_the_records(tmp_path, monkeypatch, capsys):
     """torch reports a full disk as "unexpected pos"; the user is told there is no space, where, and to --resume."""
-    from train.trainer import GRPOLabTrainer
+    from train.grpo.trainer import GRPOLabTrainer
 
     def disk_full(self, *args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8530560 vs 8530448")

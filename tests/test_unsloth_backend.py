@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from train.arguments import resolve
 from train.config import ModelConfig, TrainConfig, load_config
 from train.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
+from train.grpo.arguments import resolve
 from train.models import Policy
 from train.models import generation as gen
 from train.models import unsloth as ub
@@ -141,7 +141,7 @@ def test_greedy_gives_one_completion_per_prompt():
 
 
 def test_the_experiment_config_maps_to_a_16bit_lora_run_on_24gb_and_4bit_when_forced():
-    from train.memory_plan import resolve_precision
+    from train.lab.memory_plan import resolve_precision
 
     cfg, _ = resolve_precision(load_config(EXPERIMENT), 24.0, "unsloth")  # model.load_in_4bit: auto
     assert ub.from_pretrained_kwargs(cfg.model)["load_in_4bit"] is False
@@ -483,7 +483,7 @@ pristine = inspect.signature(Config.__mro__[1].__init__).parameters
 result["changed_defaults"] = sorted(
     name for name, p in params.items() if name in pristine and repr(p.default) != repr(pristine[name].default)
 )
-from train.arguments import resolve  # its grpo_config(), called after the patch, builds unsloth's GRPOConfig
+from train.grpo.arguments import resolve  # its grpo_config(), called after the patch, builds unsloth's GRPOConfig
 
 hf_args = resolve(cfg, "hf", on_gpu=False).grpo
 result["unknown_override_keys"] = sorted(set(ub.grpo_config_overrides(hf_args, bf16_supported=True)) - set(params))

@@ -13,7 +13,7 @@ Why a subprocess: unsloth must be imported before trl, transformers and peft, an
 process. On a machine without a GPU driver 2026.10.9 selects its CPU backend at `import unsloth`, which leaves trl's
 trainers alone; importing `unsloth.models.rl` loads unsloth's GPU-side modules, whose import runs `PatchFastRL`
 and rewrites trl's RL trainers (trl.GRPOTrainer becomes UnslothGRPOTrainer). `_patch_trl_rl_trainers("grpo_trainer")`
-is then called by name; it answers "already patched". train.trainer is imported after that, so GRPOLabTrainer
+is then called by name; it answers "already patched". train.grpo.trainer is imported after that, so GRPOLabTrainer
 subclasses the patched class. NOTES-unsloth-cpu.md has the details.
 
 Runs where unsloth is installed (CI's second environment: `uv sync --extra gpu` into .venv-gpu); about 45 s, most
@@ -109,11 +109,11 @@ def _child(work: Path, report: Path) -> None:
     from datasets import Dataset
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from train.arguments import resolve
     from train.config import validate_config
+    from train.grpo.arguments import resolve
+    from train.grpo.trainer import GRPOLabTrainer
     from train.models.builtin import build_tokenizer
-    from train.records import RewardLedger
-    from train.trainer import GRPOLabTrainer
+    from train.records.format import RewardLedger
 
     # A tiny character-level Qwen2 saved as a model directory, as the built-in model is. Width 128: bitsandbytes'
     # CPU 4-bit needs layers at least 64 wide.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from train.records import summary_eval
+from train.records.format import summary_eval
 
 pytestmark = [
     pytest.mark.slow,

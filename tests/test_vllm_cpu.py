@@ -197,8 +197,8 @@ def test_training_rollout_sampling_keys_are_vllms(tmp_path):
     stop strings, kept), against the real class: a renamed or refused argument fails here, not on a GPU."""
     from vllm import SamplingParams
 
-    from train.arguments import resolve
     from train.config import validate_config
+    from train.grpo.arguments import resolve
     from train.testing import tiny_experiment
 
     cfg = validate_config(tiny_experiment(model={"name": MODEL}, train={"vllm": "colocate", "top_p": 0.95}))
@@ -233,7 +233,7 @@ from transformers import AutoTokenizer
 from vllm import SamplingParams
 
 from train.models.packaged import packaged_model_dir
-from train.trainer import GRPOLabTrainer
+from train.grpo.trainer import GRPOLabTrainer
 
 config, run_dir, out = sys.argv[1:4]
 tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir(sys.argv[4]))

@@ -15,11 +15,11 @@ __all__ = ["group_advantages", "pass_at_k"]
 
 def __getattr__(name: str) -> Any:
     if name == "group_advantages":
-        from train.advantages import group_advantages
+        from train.grpo.advantages import group_advantages
 
         return group_advantages
     if name == "pass_at_k":
-        from train.passk import pass_at_k
+        from train.evaluation.passk import pass_at_k
 
         return pass_at_k
     raise AttributeError(f"module 'train' has no attribute {name!r}")

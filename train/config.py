@@ -202,7 +202,7 @@ class CurriculumStage(Section):
 
 
 # The hybrid loss's budget at which it is all Dr. GRPO: alpha = min(1, budget / HYBRID_FULL_BUDGET) (the countdown
-# study's weight; train/trainer.py:GRPOLabTrainer.hybrid_scale).
+# study's weight; train/grpo/trainer.py:GRPOLabTrainer.hybrid_scale).
 HYBRID_FULL_BUDGET = 512
 
 

@@ -1,7 +1,7 @@
 """One run, assembled and run: `build(cfg, backend, run_dir) -> Run`, `run(built) -> summary`, and `main(argv)`.
 
 This is the only place a run is put together. experiments/run_eval_test.py is its command line for people;
-`python -m train.run` is the same command line for subprocesses (train/sweep.py starts one per variant); tests
+`python -m train.run` is the same command line for subprocesses (train/lab/sweep.py starts one per variant); tests
 call `main(argv)` or `build`/`run` directly.
 
     uv run python -m train.run experiment_configs/quickstart.yaml --output-dir runs/q [--resume] [--set k=v ...]
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from train.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
 from train.errors import exit_on_user_error
-from train.rundir import Checkpoint, RunDir
-from train.threads import set_num_threads
+from train.models.threads import set_num_threads
+from train.records.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
+from train.records.rundir import Checkpoint, RunDir
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. Config and run dir: validated and decided before anything is loaded (a resume runs with its own config).
     # Under `accelerate launch` every process runs this; the main process alone decides the run dir (one timestamp),
-    # creates and locks it, and writes to it (train/distributed.py): the others take its decisions.
+    # creates and locks it, and writes to it (train/records/distributed.py): the others take its decisions.
     from train.config import load_config
 
     run_dir = decided_by_main(
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         check_backend_scales(backend)
         # model.load_in_4bit: auto is decided for this card now; config.yaml keeps the decision (a resume reuses it).
         if not isinstance(cfg.model.load_in_4bit, bool):
-            from train.memory_plan import resolve_precision_here
+            from train.lab.memory_plan import resolve_precision_here
 
             cfg, precision = resolve_precision_here(cfg, backend)
             run_dir.cfg = cfg
@@ -155,9 +155,9 @@ def build(
     task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]
 
-    # 4. The CPU thread count before any model work (train/threads.py), and the libraries' noise off the screen.
+    # 4. The CPU thread count before any model work (train/models/threads.py), and the libraries' noise off the screen.
     threads, why_threads = set_num_threads(cfg)
-    from train.console import quiet_third_party
+    from train.records.console import quiet_third_party
 
     if not verbose:
         quiet_third_party()
@@ -165,15 +165,15 @@ def build(
     # 5. The run dir: created (or taken back for a resume, with its last checkpoint) now that the inputs are sound.
     checkpoint = decided_by_main(lambda: run_dir.open(config_file=config_file))
 
-    from train.arguments import resolve
-    from train.callbacks import EpochCallback, MetricsCallback, ReportCallback
-    from train.console import ProgressLine, take_over_progress
-    from train.evaluation import Evaluator
+    from train.evaluation.evaluate import Evaluator
+    from train.grpo.arguments import resolve
+    from train.grpo.callbacks import EpochCallback, MetricsCallback, ReportCallback
+    from train.grpo.trainer import GRPOLabTrainer
     from train.models import load_policy
-    from train.records import RewardLedger
-    from train.run_adapter import EpochAdapterCallback
-    from train.tracking import MetricsLog, NullMirror, start_wandb
-    from train.trainer import GRPOLabTrainer
+    from train.records.adapter import EpochAdapterCallback
+    from train.records.console import ProgressLine, take_over_progress
+    from train.records.format import RewardLedger
+    from train.records.tracking import MetricsLog, NullMirror, start_wandb
 
     # 6. Model: the policy with LoRA (or full weights for the built-in model on hf).
     policy = load_policy(cfg, task, backend)
@@ -186,7 +186,7 @@ def build(
     if checkpoint is not None:
         console.print(f"from {checkpoint.path} (step {checkpoint.step})", highlight=False, soft_wrap=True)
 
-    # 7. Tracking: metrics.jsonl first (train/tracking.py), wandb as its mirror on the main process.
+    # 7. Tracking: metrics.jsonl first (train/records/tracking.py), wandb as its mirror on the main process.
     mirror = (
         start_wandb(
             cfg.logging.wandb,
@@ -267,10 +267,10 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     """Zero-shot evaluation, GRPO (an evaluation after every epoch), final evaluation, adapter, summary, report."""
     started = time.time() if started is None else started
     cfg, trainer, evaluator, console = built.cfg, built.trainer, built.evaluator, built.console
-    from train.callbacks import write_report
+    from train.grpo.callbacks import write_report
     from train.models import gpu_facts
-    from train.records import build_summary
-    from train.tracking import write_summary
+    from train.records.format import build_summary
+    from train.records.tracking import write_summary
 
     # 13. Zero-shot baseline (kept from the first session when resuming).
     if cfg.eval.zero_shot:
@@ -323,9 +323,9 @@ def evaluate_policy(cfg, backend: str, *, adapter: Path | None, output_dir: Path
     """The evaluation a run makes after each epoch, on its own (experiments/evaluate.py): the config's model, or
     `adapter` on top of it, on the test split; eval_samples.jsonl written to `output_dir`. The backend must already
     be prepared (`prepare_backend`)."""
-    from train.console import quiet_third_party
-    from train.evaluation import evaluate
+    from train.evaluation.evaluate import evaluate
     from train.models import load_policy
+    from train.records.console import quiet_third_party
 
     task, (rows,), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("test",))
     set_num_threads(cfg)
@@ -354,7 +354,7 @@ def check_memory(cfg, backend: str, *, force: bool) -> None:
 
     if force or not torch.cuda.is_available():
         return
-    from train.memory_plan import check_fits
+    from train.lab.memory_plan import check_fits
 
     check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend)
 

@@ -5,14 +5,14 @@
 
 `run` caps this process's GPU memory to CAP_GIB (torch.cuda.set_per_process_memory_fraction: a 24 GiB card on a
 larger one, for torch's allocator, which training, transformers generation and vLLM's tensors go through), plans
-the config's peak with train/memory_plan.py for a card of that size, runs the CLI's `main`
+the config's peak with train/lab/memory_plan.py for a card of that size, runs the CLI's `main`
 (train/run.py, behind experiments/run_eval_test.py) and writes RESULT.json: exit code, wall time, the GPU,
 versions, torch's peak allocated and reserved memory, the plan it is held against, and the step records' times
 and completion lengths. A process per case: unsloth must be imported before trl/transformers/peft, and vLLM keeps
 its engine for the life of the process. The JSON is written whatever the exit status (2: a user error, whose
 paragraph is on stderr).
 
-`build-model` writes a Qwen3 directory of the planner's shape (train/memory_plan.py SHIPPED_SHAPES: for
+`build-model` writes a Qwen3 directory of the planner's shape (train/lab/memory_plan.py SHIPPED_SHAPES: for
 Qwen3-1.7B 28 layers, width 2048, MLP 6144, 16 query / 8 key-value heads of 128, vocabulary 151,936, tied
 embeddings) with random bfloat16 weights, and a character-level tokenizer of the same vocabulary (the built-in
 model's characters and answer tags, the other ids fillers that no text encodes to). Random weights almost never
@@ -58,7 +58,7 @@ def build_model(shape_name: str, directory: Path, seed: int = 0) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, Qwen3Config
 
-    from train.memory_plan import SHIPPED_SHAPES, shape_key
+    from train.lab.memory_plan import SHIPPED_SHAPES, shape_key
 
     shape = SHIPPED_SHAPES[shape_key(shape_name)]
     tokenizer = filled_tokenizer(shape.vocab)
@@ -151,8 +151,8 @@ def run(result_path: Path, cap_gib: float, config: str, run_dir: Path, overrides
 def plan_summary(config: str, overrides: list[str], cap_gib: float) -> dict:
     """The memory planner's view of this case on a card of cap_gib GiB (the backend the config names)."""
     from train.config import load_config
-    from train.memory_plan import GIB as PLAN_GIB
-    from train.memory_plan import plan_config
+    from train.lab.memory_plan import GIB as PLAN_GIB
+    from train.lab.memory_plan import plan_config
 
     cfg = load_config(config, overrides)
     backend = cfg.model.backend if cfg.model.backend != "auto" else "unsloth"

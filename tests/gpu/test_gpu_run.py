@@ -87,10 +87,10 @@ def vllm_missing() -> str | None:
 
 
 def vllm_share_of_capped_card() -> float:
-    """Standby's vLLM share of a CAP_GIB card (train.memory_plan), as a fraction of this card's memory."""
+    """Standby's vLLM share of a CAP_GIB card (train.lab.memory_plan), as a fraction of this card's memory."""
     import torch
 
-    from train.memory_plan import standby_gpu_memory_utilization
+    from train.lab.memory_plan import standby_gpu_memory_utilization
 
     total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
     return standby_gpu_memory_utilization(CAP_GIB) * min(1.0, CAP_GIB / total_gib)

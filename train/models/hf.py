@@ -10,7 +10,7 @@ import torch
 
 from train.config import ExperimentConfig
 from train.errors import UserError
-from train.hub import hub_reachable
+from train.models.hub import hub_reachable
 
 
 def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:

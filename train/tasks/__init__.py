@@ -79,7 +79,7 @@ def probe_rewards(reward_funcs: list[Callable[..., list[float | None]]], task: T
 
     The batch: for each of the first PROBE_PROMPTS rows, its reference completion (the task's solved answer, or ''
     where it has none) and an empty completion, with the rows' columns. It is called as an evaluation calls it
-    (train/evaluation.py), without TRL's `trainer_state`, `log_metric` and `log_extra`, so a reward that tells
+    (train/evaluation/evaluate.py), without TRL's `trainer_state`, `log_metric` and `log_extra`, so a reward that tells
     training from evaluation by `trainer_state is None` takes it for an evaluation and records no training step;
     no tokenizer is loaded yet, so `completion_ids` is None, as score_rewards.py calls rewards. A reward that
     raises or exits, returns the wrong type or length, an inf or NaN (with first_call_strict, set by build_rewards),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rewards import has_answer_block
 from train.config import DataConfig, RewardSpec
 from train.errors import UserError
-from train.hub import hub_reachable
+from train.models.hub import hub_reachable
 from train.tasks.templates import PromptTemplate, prompt_template
 
 if TYPE_CHECKING:

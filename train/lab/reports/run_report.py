@@ -6,7 +6,7 @@ The report shows the zero-shot baseline against the final evaluation (or, for a 
 every evaluation, every epoch's accumulated and mean reward, the training curves (reward per step, each reward,
 pass@k, KL, completion length and clipped ratio, time per reward) and, in the HTML only, a few test prompts with
 their zero-shot and final greedy completions side by side, each reward's score and the outcome.
-It reads only the run dir's files (train/reports/rundata.py), so it can be rebuilt at any time
+It reads only the run dir's files (train/lab/reports/rundata.py), so it can be rebuilt at any time
 (`experiments/report.py RUN_DIR`), and costs about a second (most of it drawing the plots).
 """
 
@@ -19,9 +19,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from train.eval_metrics import COUNT_KEYS
-from train.reports import plots
-from train.reports.document import (
+from train.evaluation.metrics import COUNT_KEYS
+from train.lab.reports import plots
+from train.lab.reports.document import (
     Block,
     Heading,
     Html,
@@ -33,8 +33,8 @@ from train.reports.document import (
     render_markdown,
     write_atomic,
 )
-from train.reports.rundata import RunData, load_run
-from train.reports.tables import format_config_value, format_number
+from train.lab.reports.rundata import RunData, load_run
+from train.lab.reports.tables import format_config_value, format_number
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

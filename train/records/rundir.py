@@ -3,8 +3,8 @@
 runs/<name>[-<overrides>]-<timestamp>/     (e.g. quickstart-loss_type=dr_grpo-20261127-101500)
     config.yaml       the resolved config (after --set), what --resume runs again
     invocation.json   the config file and the --set overrides the run was started with
-    metrics.jsonl     every step, epoch and eval record (train/records.py, written by train/tracking.py)
-    summary.json      evals (each evaluation once), zero_shot, final, epochs, wall_seconds (train/records.py)
+    metrics.jsonl     every step, epoch and eval record (train/records/format.py, written by train/records/tracking.py)
+    summary.json      evals (each evaluation once), zero_shot, final, epochs, wall_seconds (train/records/format.py)
     samples/          one JSONL per evaluation (zero_shot.jsonl, epoch_1.jsonl, ..., final.jsonl)
     checkpoints/      the trainer's checkpoints (every epoch end, and every train.save_steps)
     adapter/          the final LoRA adapter (or weights) and tokenizer
@@ -31,7 +31,7 @@ from typing import IO
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable, note_output_dir
-from train.tracking import MetricsLog
+from train.records.tracking import MetricsLog
 
 CONFIG_FILE = "config.yaml"
 INVOCATION_FILE = "invocation.json"
@@ -154,7 +154,7 @@ class RunDir:
         A new run creates the dir and writes config.yaml and invocation.json (`config_file` and the overrides). A
         resume cuts metrics.jsonl back to the checkpoint it resumes from (records after it are redone) and drops the
         final evaluation; a torn last line is dropped with a note on stderr, any other bad line refuses the resume
-        (train.tracking.read_records).
+        (train.records.tracking.read_records).
         """
         note_output_dir(self.path)
         if not self.resuming:

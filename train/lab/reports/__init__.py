@@ -10,9 +10,9 @@ progress, a killed run and a finished one alike, and never touch the trainer:
 Rebuild any of them from the command line: `experiments/report.py RUN_OR_SWEEP_DIR`.
 """
 
-from train.reports.run_report import build_run_report, write_run_report
-from train.reports.rundata import RunData, load_run
-from train.reports.tables import compare_runs, comparison_table
+from train.lab.reports.run_report import build_run_report, write_run_report
+from train.lab.reports.rundata import RunData, load_run
+from train.lab.reports.tables import compare_runs, comparison_table
 
 __all__ = [
     "RunData",

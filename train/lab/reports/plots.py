@@ -19,7 +19,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from train.reports.rundata import RunData
+from train.lab.reports.rundata import RunData
 
 SMOOTHING = 0.9
 DPI = 90
@@ -180,7 +180,7 @@ def kl_plot(run: RunData) -> bytes | None:
 def completions_plot(run: RunData) -> bytes | None:
     length = step_series(run, "completions/mean_length")
     # Our budget_hit_ratio counts the completions that used the whole budget; TRL's clipped_ratio (runs recorded
-    # before it existed) also counts those that stopped on a stop string (train/records.py).
+    # before it existed) also counts those that stopped on a stop string (train/records/format.py).
     clipped = step_series(run, "completions/budget_hit_ratio")
     clipped_title = "completions that used the whole token budget"
     if not clipped[0]:

@@ -1,6 +1,6 @@
 """What experiments/score_rewards.py scores: the rows (a JSONL file or one completion) and the rewards (built-in
 names, a user's reward file, or an experiment config's `rewards:` list), built and checked before anything is
-scored. The scoring itself is rewards/scoring.py's; the tables and JSON train/reports/reward_scores.py's.
+scored. The scoring itself is rewards/scoring.py's; the tables and JSON train/lab/reports/reward_scores.py's.
 
 Bad input raises UserError (one paragraph naming the problem and the fix); score_rewards prints it, exit code 2.
 """

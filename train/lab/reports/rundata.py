@@ -4,7 +4,7 @@ A run dir is read through its files only (metrics.jsonl, samples/, config.yaml, 
 trainer, so a report can be made at any time: after each epoch by the training loop, for a run still in progress
 in another process, or for one that was killed. The last line of metrics.jsonl torn by a kill mid-write is skipped
 (and said in the report); any other line that is not a record, and a summary.json or config.yaml that does not
-parse, is a UserError naming the file and the line (train.tracking.read_records). Both are used when present.
+parse, is a UserError naming the file and the line (train.records.tracking.read_records). Both are used when present.
 
     run = load_run("runs/quickstart-20260101-120000")
     run.zero_shot["pass@1"], run.last_eval["pass@1"], run.epochs[-1]["epoch/mean_reward"]
@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from train.errors import UserError
-from train.records import EPOCH, EVAL, STEP, eval_metrics, summary_eval
-from train.tracking import REPORT_FIX, read_records
+from train.records.format import EPOCH, EVAL, STEP, eval_metrics, summary_eval
+from train.records.tracking import REPORT_FIX, read_records
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -186,7 +186,7 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    """summary.json, or None when the run has not written one. It is written atomically (train.tracking), so one
+    """summary.json, or None when the run has not written one. It is written atomically (train.records.tracking), so one
     that does not parse was damaged afterwards: a UserError naming the line, not a report without its figures."""
     try:
         text = path.read_text(encoding="utf-8")

@@ -8,10 +8,10 @@ rewards as TRL scores them (rewards/scoring.py) and graded by the task, and beco
     metrics = evaluate(generator, task, rows, reward_funcs, reward_weights, cfg.eval, max_new_tokens=256,
                        samples_path=run_dir / "samples" / "final.jsonl")
 
-The evaluation's jobs live apart: the metrics are a pure function of the samples (train/eval_metrics.py, which
-lists every key), the samples file is train/samples.py's and the eval record train/records.py's, and what the
-console shows is train/console.py's. `Evaluator` is a run's evaluator: it evaluates under a label, records the
-result once in metrics.jsonl and prints it beside zero-shot.
+The evaluation's jobs live apart: the metrics are a pure function of the samples (train/evaluation/metrics.py, which
+lists every key), the samples file is train/evaluation/samples.py's and the eval record train/records/format.py's, and
+what the console shows is train/records/console.py's. `Evaluator` is a run's evaluator: it evaluates under a label,
+records the result once in metrics.jsonl and prints it beside zero-shot.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rewards.scoring import call_rewards, trl_arguments, weighted_total
 from train.config import EvalConfig
-from train.console import eval_title, headline_table, run_summary_table, sample_lines
-from train.eval_metrics import metrics_from_samples
+from train.evaluation.metrics import metrics_from_samples
+from train.evaluation.samples import copy_samples, samples_path, samples_writer
 from train.models.generation import Completion, Generator
-from train.records import EVAL, eval_metrics, eval_record
-from train.samples import copy_samples, samples_path, samples_writer
+from train.records.console import eval_title, headline_table, run_summary_table, sample_lines
+from train.records.format import EVAL, eval_metrics, eval_record
+from train.records.tracking import MetricsLog
 from train.tasks.base import Row, Task
-from train.tracking import MetricsLog
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -2,11 +2,11 @@
 
 A record is one JSON object with a `type` and the optimizer `step` it belongs to:
 - `step`: one optimizer step: TRL's logged values (see the clipped-ratio note below), plus `reward_sum`,
-  `num_completions`, `completions/budget` and `completions/budget_hit_ratio` (train/trainer.py) and, per reward,
+  `num_completions`, `completions/budget` and `completions/budget_hit_ratio` (train/grpo/trainer.py) and, per reward,
   `rewards/<f>/sum` and `rewards/<f>/count` (so the steps of an epoch add up to the epoch's figures), and
   `timing/reward/<f>` (seconds spent in each reward that step);
 - `epoch`: `epoch/accumulated_reward`, `epoch/mean_reward`, `epoch/num_samples`, `epoch/rewards/<f>/mean`;
-- `eval`: `label` (zero_shot, epoch_N, step_N, final) and `eval/<metric>` for each metric of train.evaluation;
+- `eval`: `label` (zero_shot, epoch_N, step_N, final) and `eval/<metric>` for each metric of train.evaluation.evaluate;
 - `train`: the trainer's closing `train_runtime` and `train_loss`, once per training session.
 
 TRL's `completions/clipped_ratio` (trl 1.14.2 grpo_trainer.py, `is_truncated = ids[-1] not in eos_and_pad`) counts

@@ -2,8 +2,8 @@
 
     write_sweep_report("runs/sweeps/countdown_mini-20260101-120000")   # never raises; None on a problem
 
-It reads sweep_state.json (written by train/sweep.py: each run's name, variant, table labels, status, error) and
-each run dir's files (train/reports/rundata.py). One table row per variant, its repeats averaged (train/reports/
+It reads sweep_state.json (written by train/lab/sweep.py: each run's name, variant, table labels, status, error) and
+each run dir's files (train/lab/reports/rundata.py). One table row per variant, its repeats averaged (train/lab/reports/
 tables.py, the same table as experiments/compare.py); overlay plots with one line per variant: greedy pass@1 at
 each evaluation, mean reward per epoch and the smoothed mean reward per step (repeats averaged step by step).
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from train.errors import UserError
-from train.reports import plots
-from train.reports.document import (
+from train.lab.reports import plots
+from train.lab.reports.document import (
     Block,
     Heading,
     Html,
@@ -30,9 +30,9 @@ from train.reports.document import (
     render_markdown,
     write_atomic,
 )
-from train.reports.run_report import REPORT_HTML, REPORT_MD, write_run_report
-from train.reports.rundata import RunData, load_run
-from train.reports.tables import ComparisonTable, Row, comparison_table
+from train.lab.reports.run_report import REPORT_HTML, REPORT_MD, write_run_report
+from train.lab.reports.rundata import RunData, load_run
+from train.lab.reports.tables import ComparisonTable, Row, comparison_table
 
 STATE_FILE = "sweep_state.json"
 LOGS_DIR = "logs"

@@ -316,9 +316,9 @@ def settings_from_config(cfg: ExperimentConfig, backend: str = "auto", standby: 
         raise UserError(f"backend must be auto, unsloth or hf, not {backend!r}.")
     if standby is None:
         standby = os.environ.get("UNSLOTH_VLLM_STANDBY", "1") != "0"
-    # The arguments the run will give TRL on a GPU (train/arguments.py), so the plan and the run cannot disagree.
+    # The arguments the run will give TRL on a GPU (train/grpo/arguments.py), so the plan and the run cannot disagree.
     # A vllm_server's rollouts run on GPUs of their own: its mode (and whether vLLM is installed here) plans nothing.
-    from train.arguments import resolve
+    from train.grpo.arguments import resolve
 
     local = cfg.model_copy(update={"train": cfg.train.model_copy(update={"vllm_server": None})})
     args = resolve(local, backend, on_gpu=True, bf16_supported=True).grpo

@@ -3,9 +3,9 @@
 `Resolved.grpo` is every keyword argument of TRL's GRPOConfig, final (the unsloth backend's differences merged in);
 `Resolved.trainer` is what GRPOLabTrainer takes beyond TRL's (the baseline, the hybrid loss, the curriculum's
 budget, the stop strings). Everything derived from a config setting is derived here once: optim "auto", hybrid ->
-TRL's dr_grpo loss, the epsilon_high fallback, beta. train/trainer.py builds its GRPOConfig from it, the unsloth
+TRL's dr_grpo loss, the epsilon_high fallback, beta. train/grpo/trainer.py builds its GRPOConfig from it, the unsloth
 backend adds only its GRPOConfig's quirks to it (train/models/unsloth.py), and the memory planner
-(train/memory_plan.py) plans the run these arguments describe. tests/test_arguments.py pins the result for every
+(train/lab/memory_plan.py) plans the run these arguments describe. tests/test_arguments.py pins the result for every
 loss type and backend.
 
 Pure Python: the device facts (a GPU, bf16 support) are looked up only when the caller does not give them, so the
@@ -93,7 +93,7 @@ def resolve(
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
         save_total_limit=t.save_total_limit,
-        report_to="none",  # metrics go through train.tracking (metrics.jsonl first, then wandb)
+        report_to="none",  # metrics go through train.records.tracking (metrics.jsonl first, then wandb)
         bf16=on_gpu and _bf16_supported(bf16_supported),
         fp16=False,
         disable_tqdm=False,

@@ -1,15 +1,15 @@
 """TRL's GRPOTrainer, built from our config, plus the two things TRL lacks: a no-baseline arm and reward ledgers.
 
 `GRPOLabTrainer` subclasses `trl.GRPOTrainer` and changes nothing about how GRPO learns except when asked (its
-GRPOConfig and its extra arguments come from one place, train/arguments.py's `resolve`):
+GRPOConfig and its extra arguments come from one place, train/grpo/arguments.py's `resolve`):
 - `train.baseline: none` replaces TRL's advantages (which always subtract the group mean) with the raw reward
-  (scaled as `train.scale_rewards` says) through `train.advantages.group_advantages`;
+  (scaled as `train.scale_rewards` says) through `train.grpo.advantages.group_advantages`;
 - every batch of rewards TRL computes for training is also handed to a `RewardLedger`, which the callbacks turn into
   per-step reward sums and the epoch summary (epoch/accumulated_reward, epoch/mean_reward, epoch/num_samples).
 
 Both hooks wrap private TRL methods (`_calculate_rewards`, `_generate_and_score_completions`); trl is pinned below
 1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run.
-The ledger and the records it feeds are train/records.py's.
+The ledger and the records it feeds are train/records/format.py's.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from train.advantages import group_advantages
 from train.config import HYBRID_FULL_BUDGET
-from train.records import RewardLedger, weighted_rewards
+from train.grpo.advantages import group_advantages
+from train.records.format import RewardLedger, weighted_rewards
 
 
 class GRPOLabTrainer(GRPOTrainer):
@@ -49,7 +49,7 @@ class GRPOLabTrainer(GRPOTrainer):
         self.baseline = baseline
         self.ledger = ledger
         self._last_rewards_per_func: torch.Tensor | None = None
-        if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (train.arguments)
+        if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (train.grpo.arguments)
             self._stop_at_single_tokens(stop_strings)
         if self.use_vllm and self.vllm_mode == "colocate" and _vllm_runs_on_cpu():
             self.vllm_generation.sync_weights = self._push_weights_into_cpu_vllm
@@ -115,7 +115,7 @@ class GRPOLabTrainer(GRPOTrainer):
             self._metrics["train"]["completions/budget"].append(float(self.max_completion_length))
             # TRL's completions/clipped_ratio counts a completion as clipped when its last token is not EOS, so
             # every completion that stops after a stop string (</answer>, on vLLM) counts; this one counts only
-            # the completions that used the whole token budget (train/records.py).
+            # the completions that used the whole token budget (train/records/format.py).
             lengths = self.accelerator.gather(output["completion_mask"].sum(-1))
             hit = (lengths >= self.max_completion_length).float().mean().item()
             self._metrics["train"]["completions/budget_hit_ratio"].append(hit)

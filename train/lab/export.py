@@ -1,7 +1,7 @@
 """From a run to deployable weights: the merged or GGUF export of the run's saved adapter.
 
 A run writes its adapter/ (the LoRA adapter, or a full fine-tune's weights, and the tokenizer) at the end of every
-epoch and at the end of training (train/run_adapter.py), each time replacing the previous one whole (`replace_dir`).
+epoch and at the end of training (train/records/adapter.py), each time replacing the previous one whole (`replace_dir`).
 experiments/export.py turns it into weights any runtime loads:
 - merged 16-bit weights (`export_merged`): on the unsloth backend Unsloth's
   `model.save_pretrained_merged(out, tokenizer, save_method="merged_16bit")`; on the hf backend peft's

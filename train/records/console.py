@@ -7,12 +7,12 @@
   (CI, a log file) the same figures are one plain line every `every` steps.
 - After each evaluation: `headline_table` (its figures beside zero-shot) and `sample_lines` (two of its greedy
   completions); at the end `run_summary_table`; `eval_table` (every metric) for experiments/evaluate.py. Every
-  console table of a run is here; the figures are train/eval_metrics.py's.
+  console table of a run is here; the figures are train/evaluation/metrics.py's.
 - `quiet_third_party` filters, once, what libraries print that tells the user of a run nothing: progress bars of
   weight loading and saving and of data set maps, transformers' notes on file mtimes and on a tied lm_head missing
   from a checkpoint, torch's pin_memory warning on a CPU, and wandb's "URL not available in offline run" (TRL's
   model card asks for the URL at every checkpoint).
-A Ctrl-C prints one line instead of a traceback: `train.rundir.RunDir.interrupted_message`.
+A Ctrl-C prints one line instead of a traceback: `train.records.rundir.RunDir.interrupted_message`.
 
 `--verbose` on the entry point keeps the libraries' own output instead of all of this.
 """
@@ -35,9 +35,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-from train.eval_metrics import COUNT_KEYS, OUTCOMES
-from train.records import summary_eval
-from train.samples import read_samples
+from train.evaluation.metrics import COUNT_KEYS, OUTCOMES
+from train.evaluation.samples import read_samples
+from train.records.format import summary_eval
 
 # Plain lines per run when stdout is not a terminal (one every total_steps / LINES_PER_RUN steps).
 LINES_PER_RUN = 10

@@ -1,8 +1,8 @@
 """Trainer callbacks: per-step records, the epoch summary with its evaluation, and evaluations on a schedule.
 
 The callbacks only move figures: rewards are summed by the trainer's `RewardLedger`, records are shaped by
-train/records.py, evaluation is `train.evaluation.Evaluator`, and every figure is written through
-`train.tracking.MetricsLog`.
+train/records/format.py, evaluation is `train.evaluation.evaluate.Evaluator`, and every figure is written through
+`train.records.tracking.MetricsLog`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from train.config import EvalConfig
-from train.records import EPOCH, STEP, TRAIN, RewardLedger, epoch_fields, step_fields
-from train.tracking import MetricsLog
+from train.records.format import EPOCH, STEP, TRAIN, RewardLedger, epoch_fields, step_fields
+from train.records.tracking import MetricsLog
 
 # Evaluate the current policy and record it: (label, step, epoch) -> metrics.
 EvaluateFn = Callable[[str, int, float], dict[str, float]]
@@ -127,11 +127,11 @@ class ReportCallback(TrainerCallback):
 
 
 def write_report(run_dir: Path) -> None:
-    """The run's report, never raising: train.reports' own guard covers building it, and this one its import
+    """The run's report, never raising: train.lab.reports' own guard covers building it, and this one its import
     (matplotlib missing or broken, say on a machine that has only what training needs): one warning, and the run
     goes on. experiments/report.py rebuilds it later."""
     try:
-        from train.reports import write_run_report  # matplotlib, only when a report is written
+        from train.lab.reports import write_run_report  # matplotlib, only when a report is written
     except Exception as error:  # noqa: BLE001 - a report must never stop training
         warnings.warn(
             f"the run report for {run_dir} cannot be written here ({type(error).__name__}: {error}); training goes "

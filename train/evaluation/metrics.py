@@ -1,15 +1,15 @@
 """An evaluation's figures from its samples: pure (sample records in, metrics out), no model, no torch.
 
-An evaluation (train/evaluation.py) generates, for each test prompt, one greedy completion and n sampled ones at
-`eval.eval_temperature`, and records each as one sample (a line of samples/<label>.jsonl: kind, prompt index,
+An evaluation (train/evaluation/evaluate.py) generates, for each test prompt, one greedy completion and n sampled ones
+at `eval.eval_temperature`, and records each as one sample (a line of samples/<label>.jsonl: kind, prompt index,
 rewards, weighted total, outcome, tokens). `metrics_from_samples` turns those samples into the flat metrics:
 
-`pass@1` (greedy), `pass@1_sampled`, `pass@5`, ... (one per k in `eval.pass_k`, from the same n samples: Chen et
-al. 2021's unbiased estimator, `train.passk.pass_at_k`); `correct`, `partial`, `failed` (counts of greedy outcomes:
-correct; an answer block but wrong; no answer block) and their `*_frac`; `mean_output_tokens`, `budget_utilization`
-(mean tokens / max_new_tokens), `truncated_frac` (greedy completions that hit the budget); `reward/<name>` (mean over
-greedy completions, None scores left out) and `reward/total` (mean weighted sum, None counted as 0 as TRL does);
-`num_prompts`, `samples_generated`, `eval_seconds`. All floats.
+`pass@1` (greedy), `pass@1_sampled`, `pass@5`, ... (one per k in `eval.pass_k`, from the same n samples: Chen et al.
+2021's unbiased estimator, `train.evaluation.passk.pass_at_k`); `correct`, `partial`, `failed` (counts of greedy
+outcomes: correct; an answer block but wrong; no answer block) and their `*_frac`; `mean_output_tokens`,
+`budget_utilization` (mean tokens / max_new_tokens), `truncated_frac` (greedy completions that hit the budget);
+`reward/<name>` (mean over greedy completions, None scores left out) and `reward/total` (mean weighted sum, None counted
+as 0 as TRL does); `num_prompts`, `samples_generated`, `eval_seconds`. All floats.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from train.passk import pass_at_k
+from train.evaluation.passk import pass_at_k
 
 OUTCOMES = ("correct", "partial", "failed")
 # Metrics that count things (shown without decimals).

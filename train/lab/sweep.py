@@ -51,9 +51,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from train.config import load_config, load_yaml
 from train.errors import UserError
-from train.records import summary_eval
-from train.reports.sweep_report import LOGS_DIR, STATE_FILE
-from train.reports.tables import COLUMNS, format_config_value, known_column, short_key
+from train.lab.reports.sweep_report import LOGS_DIR, STATE_FILE
+from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key
+from train.records.format import summary_eval
 
 # The library's run entry (train/run.py), the same command line as experiments/run_eval_test.py.
 RUNNER = [sys.executable, "-m", "train.run"]
@@ -70,7 +70,7 @@ class Spec(BaseModel):
 
 class TableSpec(Spec):
     columns: list[str] | None = Field(
-        None, description="Figure columns, by id (train/reports/tables.py); None = the study table."
+        None, description="Figure columns, by id (train/lab/reports/tables.py); None = the study table."
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Header text for an axis or variant key.")
     best_by: str | None = Field("final_pass@1", description="Column marking the best row ('-id': lowest is best).")
@@ -179,7 +179,7 @@ def load_sweep(path: str | Path) -> Sweep:
         )
         raise UserError(
             f"{path} is not a valid sweep: {problems} A sweep has base (the experiment YAML), and optionally name, "
-            "description, set, grid, variants, repeats, seed_key, seeds and table; see train/sweep.py."
+            "description, set, grid, variants, repeats, seed_key, seeds and table; see train/lab/sweep.py."
         ) from None
     base = (path.parent / spec.base).resolve()
     if not base.is_file():
@@ -351,8 +351,8 @@ def run_sweep(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run every run of the sweep that has not finished; returns the state (sweep_state.json)."""
-    from train.reports.run_report import write_run_report
-    from train.reports.sweep_report import write_sweep_report
+    from train.lab.reports.run_report import write_run_report
+    from train.lab.reports.sweep_report import write_sweep_report
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / SWEEP_FILE_COPY).write_text(sweep.path.read_text())

@@ -1,9 +1,9 @@
 """The one metrics path: every record goes into the run's metrics.jsonl first, then to the wandb mirror.
 
-The record format is train/records.py's. Lines are appended and flushed as they happen, so a killed run keeps what
-it logged; `--resume` cuts the file back to the checkpoint it resumes from (`MetricsLog.truncate_after`, an atomic
-rewrite), so no epoch record is lost or duplicated. wandb is a mirror: it can fail without stopping a run, and
-when it is off it is a `NullMirror`, so no caller checks for it.
+The record format is train/records/format.py's. Lines are appended and flushed as they happen, so a killed run keeps
+what it logged; `--resume` cuts the file back to the checkpoint it resumes from (`MetricsLog.truncate_after`, an atomic
+rewrite), so no epoch record is lost or duplicated. wandb is a mirror: it can fail without stopping a run, and when it
+is off it is a `NullMirror`, so no caller checks for it.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ class WandbMirror:
         if self.run is None:
             return
         try:
-            from train.records import summary_eval
+            from train.records.format import summary_eval
 
             for key, value in (summary_eval(summary, "final") or {}).items():
                 if isinstance(value, int | float):

@@ -29,9 +29,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from train.reports.document import Table
-from train.reports.plots import pass_k_keys, pass_k_label
-from train.reports.rundata import RunData, flatten_config
+from train.lab.reports.document import Table
+from train.lab.reports.plots import pass_k_keys, pass_k_label
+from train.lab.reports.rundata import RunData, flatten_config
 
 DEFAULT_COLUMNS = [
     "zero_shot_pass@1",
@@ -137,7 +137,7 @@ class ComparisonTable:
         return Table(headers, rows, highlight=highlight, align_right_from=len(self.key_headers))
 
     def markdown(self) -> str:
-        from train.reports.document import markdown_table
+        from train.lab.reports.document import markdown_table
 
         return markdown_table(self.block()) + "\n"
 

@@ -1,0 +1,13 @@
+"""The run's records and bookkeeping: the run dir, the metrics records and their one path to disk and wandb, the
+summary, the console, and who writes them when several processes run.
+
+- `rundir.py`: naming, creating, locking and resuming a run dir;
+- `format.py`: what a step, epoch, eval and train record of metrics.jsonl holds, and summary.json built from them;
+- `tracking.py`: `MetricsLog` (metrics.jsonl, then the wandb mirror) and summary.json's writer;
+- `console.py`: everything a run prints (the progress line, the tables), and what it keeps off the screen;
+- `distributed.py`: one run in several processes, the main process owning the run dir;
+- `adapter.py`: the run's adapter/, saved at every epoch end and replaced whole.
+
+May import: the standard library, train.config, train.errors, rich, wandb; never torch at import time, never a
+model: reports and the diagnosis read these records with no model.
+"""
