@@ -37,6 +37,34 @@ class UserRewardRaised(RewardResultError):
     after the reward's first call (RewardFunction.error_count) instead of stopping."""
 
 
+# Reward params are a few knobs: far fewer values than this, however nested.
+MAX_PARAM_VALUES = 10_000
+
+
+def check_params_tree(name: str, params: Mapping[str, Any]) -> None:
+    """Refuse params that contain themselves (a YAML alias *x inside its own anchor &x) or hold more than
+    MAX_PARAM_VALUES values once YAML's aliases are expanded (nested anchors multiply: 2 KB of YAML can expand to
+    gigabytes when written out to config.yaml). Both failed only once the run dir existed."""
+    count, stack = 0, [(params, "params", ())]
+    while stack:
+        value, where, ancestors = stack.pop()
+        count += 1
+        if count > MAX_PARAM_VALUES:
+            raise RewardConfigError(
+                f"Reward '{name}': its params hold more than {MAX_PARAM_VALUES} values once YAML's aliases are "
+                "expanded (anchors that repeat anchors multiply). Write them out plainly; a large table belongs in a "
+                "file your reward reads."
+            )
+        if isinstance(value, dict | list):
+            if id(value) in ancestors:
+                raise RewardConfigError(
+                    f"Reward '{name}': its params hold a value that holds itself (at {where}: a YAML alias *x inside "
+                    "its own anchor &x), so it has no end. Write that value out plainly."
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((item, f"{where}.{key}", (*ancestors, id(value))) for key, item in items)
+
+
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs three times as much, paid for every completion
 class Completion:
     """One completion as a reward sees it (read-only by convention).

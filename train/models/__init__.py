@@ -64,16 +64,8 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
     full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
     if full_weights:
         source, adapter = str(adapter), None  # a full-weights save (the built-in model's): it is the model
-    elif cfg.model.is_builtin_tiny:
-        from train.models.builtin import builtin_model_dir
-
-        source = str(builtin_model_dir(cfg, task))
-    elif cfg.model.is_packaged:
-        from train.models.packaged import packaged_model_dir
-
-        source = str(packaged_model_dir(cfg.model.name))
     else:
-        source = cfg.model.name
+        source = model_source(cfg, task)
 
     if backend == "unsloth":
         from train.models.unsloth import load_unsloth_policy
@@ -95,6 +87,20 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
 
     model, tokenizer = load_hf_model(source, cfg)
     return Policy(attach_lora(model, cfg, adapter), tokenizer, "hf", source)
+
+
+def model_source(cfg: ExperimentConfig, task: Any) -> str:
+    """Where `cfg.model` loads from: the built-in model's cache directory (built now if it is not there), the
+    packaged model's converted directory, or model.name itself (a hub id or a local directory)."""
+    if cfg.model.is_builtin_tiny:
+        from train.models.builtin import builtin_model_dir
+
+        return str(builtin_model_dir(cfg, task))
+    if cfg.model.is_packaged:
+        from train.models.packaged import packaged_model_dir
+
+        return str(packaged_model_dir(cfg.model.name))
+    return cfg.model.name
 
 
 def save_policy(policy: Policy, directory: Path) -> None:

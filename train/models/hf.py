@@ -19,7 +19,7 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
     Offline (the hub unreachable) only the local cache is looked in, instead of retrying the network for the better
     part of a minute; a model that is nowhere is a UserError naming the places looked in and the offline quickstart.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if torch.cuda.is_available():
@@ -36,12 +36,10 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=kwargs["dtype"],
             )
-    # AutoTokenizer would pick Qwen2's tokenizer class from the built-in model's config and drop its spaces.
-    tokenizer_class = PreTrainedTokenizerFast if cfg.model.is_builtin_tiny else AutoTokenizer
-    local_only = not Path(source).is_dir() and not hub_reachable()
+    offline = local_only(source)
+    tokenizer = load_tokenizer(source, cfg, local_only=offline)
     try:
-        tokenizer = tokenizer_class.from_pretrained(source, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=offline, **kwargs)
     except OSError as error:
         raise UserError(unreachable_model(source, error)) from None
     if tokenizer.pad_token is None:
@@ -52,6 +50,25 @@ def load_hf_model(source: str, cfg: ExperimentConfig) -> tuple[Any, Any]:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
     return model, tokenizer
+
+
+def load_tokenizer(source: str, cfg: ExperimentConfig, *, local_only: bool) -> Any:
+    """The tokenizer of the model at `source` (a hub id or a local directory; only the local cache with
+    `local_only`)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    # AutoTokenizer would pick Qwen2's tokenizer class from the built-in model's config and drop its spaces.
+    tokenizer_class = PreTrainedTokenizerFast if cfg.model.is_builtin_tiny else AutoTokenizer
+    try:
+        return tokenizer_class.from_pretrained(source, local_files_only=local_only)
+    except OSError as error:
+        raise UserError(unreachable_model(source, error)) from None
+
+
+def local_only(source: str) -> bool:
+    """Look only in the local cache: `source` is not a directory and the hub cannot be reached (offline, instead of
+    retrying the network for the better part of a minute)."""
+    return not Path(source).is_dir() and not hub_reachable()
 
 
 def attach_lora(model: Any, cfg: ExperimentConfig, adapter: Path | None = None) -> Any:

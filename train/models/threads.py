@@ -18,6 +18,8 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
+from train.errors import UserError
+
 if TYPE_CHECKING:
     from train.config import ExperimentConfig
 
@@ -25,9 +27,14 @@ if TYPE_CHECKING:
 SMALL_MODEL_PARAMETERS = 5_000_000
 
 
+def cpu_threads() -> int:
+    """Logical CPUs this process may run on: its CPU affinity, SMT siblings included."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_cores() -> int:
     """Physical cores this process may run on: its CPU affinity, without SMT siblings where that is known."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    available = cpu_threads()
     try:
         import psutil
 
@@ -47,6 +54,12 @@ def choose_num_threads(
     """(threads, why): the thread count for a model of `parameters` (None: not known before loading, so large),
     or None to leave torch's default (on a GPU without a setting). `load`: the 1-minute load average (None: now)."""
     if setting:
+        if setting > cpu_threads():  # torch's thread pool fails to start (or thrashes) with more threads than CPUs
+            raise UserError(
+                f"train.num_threads {setting} is more than the {cpu_threads()} CPU threads this process may run on "
+                f"({cpu_cores()} physical cores). Set it to {cpu_cores()} or fewer, or leave it unset (0) for the rule "
+                "in train/models/threads.py."
+            )
         return setting, "train.num_threads"
     if on_gpu:
         return None, "torch's default on a GPU machine"

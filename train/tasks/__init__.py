@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Collection
+from math import inf, isfinite
 from typing import TYPE_CHECKING
 
 from train.config import DataConfig, RewardSpec
@@ -59,8 +60,9 @@ def build_rewards(
 
     specs = cfg_rewards or task.default_rewards()
     funcs = [get_reward(spec.name, path=spec.path, **spec.params) for spec in specs]
-    for func in funcs:
+    for index, (spec, func) in enumerate(zip(specs, funcs, strict=True)):
         func.first_call_strict = True  # broken from the first batch: stop before training (rewards/registry.py)
+        _check_weight(f"rewards.{index}.weight" if cfg_rewards else f"{spec.name}'s weight", spec.weight, func)
     if columns is not None:
         for func in funcs:
             missing = [column for column in getattr(func, "required_columns", ()) if column not in columns]
@@ -71,6 +73,24 @@ def build_rewards(
                     "or use a task whose rows carry those columns."
                 )
     return funcs, [spec.weight for spec in specs]
+
+
+# The largest float32: TRL sums the weighted rewards in float32 (its reward tensor), so a larger term is inf.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_weight(key: str, weight: float, func: Callable[..., list[float | None]]) -> None:
+    """Refuse a weight whose product with the reward's largest score (its value_range; 1 when unbounded) is past
+    float32: the summed reward would be inf, every advantage NaN, and the run would fail only in its summary."""
+    low, high = getattr(func, "value_range", (-inf, inf))
+    largest = max([1.0] + [abs(v) for v in (low, high) if isfinite(v)])
+    if abs(weight) * largest >= FLOAT32_MAX:
+        raise UserError(
+            f"{key} is {weight:g}: times the largest score of reward {func.__name__} ({largest:g}) it is past "
+            f"float32's largest number ({FLOAT32_MAX:.2g}), and TRL sums the weighted rewards in float32, so every "
+            "reward would be inf and every advantage NaN. Use weights of ordinary size (their ratios set the balance "
+            "between the rewards)."
+        )
 
 
 def probe_rewards(reward_funcs: list[Callable[..., list[float | None]]], task: Task, rows: Dataset) -> None:

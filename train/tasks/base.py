@@ -51,6 +51,11 @@ class Task:
         self.data = data
         self.options = self._validate_options(data.options)
         self.template: PromptTemplate = prompt_template(data)
+        if "" in (data.stop_strings or ()):  # every text contains "": generation would stop after one token
+            raise UserError(
+                f"data.stop_strings {data.stop_strings!r} holds an empty string, which every completion contains: "
+                "generation would stop after its first token. Remove it ([] stops at end-of-sequence only)."
+            )
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
