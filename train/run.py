@@ -168,11 +168,11 @@ def build(
     from train.evaluation.evaluate import Evaluator
     from train.grpo.arguments import resolve
     from train.grpo.callbacks import EpochCallback, MetricsCallback, ReportCallback
+    from train.grpo.ledger import RewardLedger
     from train.grpo.trainer import GRPOLabTrainer
     from train.models import load_policy
     from train.records.adapter import EpochAdapterCallback
     from train.records.console import ProgressLine, take_over_progress
-    from train.records.format import RewardLedger
     from train.records.tracking import MetricsLog, NullMirror, start_wandb
 
     # 6. Model: the policy with LoRA (or full weights for the built-in model on hf).

@@ -4,7 +4,7 @@
 `Resolved.trainer` is what GRPOLabTrainer takes beyond TRL's (the baseline, the hybrid loss, the curriculum's
 budget, the stop strings). Everything derived from a config setting is derived here once: optim "auto", hybrid ->
 TRL's dr_grpo loss, the epsilon_high fallback, beta. train/grpo/trainer.py builds its GRPOConfig from it, the unsloth
-backend adds only its GRPOConfig's quirks to it (train/models/unsloth.py), and the memory planner
+backend adds only its GRPOConfig's quirks to it (train/grpo/workarounds.py), and the memory planner
 (train/lab/memory_plan.py) plans the run these arguments describe. tests/test_arguments.py pins the result for every
 loss type and backend.
 
@@ -107,9 +107,9 @@ def resolve(
 
         grpo["generation_kwargs"] = stop_kwargs(stop_strings)
     if backend == "unsloth":
-        from train.models.unsloth import grpo_config_overrides
+        from train.grpo.workarounds import unsloth_grpo_config
 
-        grpo.update(grpo_config_overrides(grpo, bf16_supported=bf16_supported))
+        grpo.update(unsloth_grpo_config(grpo, bf16_supported=bf16_supported))
     if t.vllm_server:
         grpo.update(vllm_server_mode(t.vllm_server, backend))
     if t.vllm == "colocate":
