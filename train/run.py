@@ -154,6 +154,10 @@ def build(
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]
+    if cfg.train.trl:  # GRPOConfig fields passed through: checked against the installed TRL (trl is safe to import now)
+        from train.grpo.arguments import resolve
+
+        resolve(cfg, backend)
 
     # 4. The CPU thread count before any model work (train/models/threads.py), and the libraries' noise off the screen.
     threads, why_threads = set_num_threads(cfg)
