@@ -154,10 +154,6 @@ def build(
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]
-    if cfg.train.trl:  # GRPOConfig fields passed through: checked against the installed TRL (trl is safe to import now)
-        from train.grpo.arguments import resolve
-
-        resolve(cfg, backend)
 
     # 4. The CPU thread count before any model work (train/models/threads.py), and the libraries' noise off the screen.
     threads, why_threads = set_num_threads(cfg)
@@ -167,7 +163,8 @@ def build(
         quiet_third_party()
 
     # ... and what only the installed libraries and the model can refuse, asked now: the model's name, tokenizer,
-    # LoRA targets and stop strings, and the trainer's arguments (scheduler, optimizer package, batch against data).
+    # LoRA targets and stop strings, and the trainer's arguments (train.trl's fields, the scheduler, the optimizer's
+    # package, the batch against the data).
     from train.grpo.arguments import check_arguments, resolve
     from train.models.checks import check_model
 

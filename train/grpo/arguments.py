@@ -18,7 +18,7 @@ import difflib
 import importlib.util
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,7 @@ def check_arguments(resolved: Resolved, train_prompts: int) -> None:
         working = [
             name
             for name in transformers_names("trainer_utils", "SchedulerType")
-            if not _scheduler_problem(Resolved({**ours, "lr_scheduler_type": name}, resolved.trainer))
+            if not _scheduler_problem(replace(resolved, grpo={**ours, "lr_scheduler_type": name}))
         ]
         raise UserError(
             f"train.lr_scheduler_type {ours['lr_scheduler_type']!r} cannot run in a GRPO run of this config: the "
