@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import entry_point, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures("offline")
@@ -643,3 +644,66 @@ def test_a_user_reward_that_raises_on_every_training_batch_stops_the_run_after_t
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     lost = [row["rewards/errors/training_raising_reward"] for row in steps if row["type"] == "step"]
     assert lost == [8, 8]  # steps 1 and 2 were logged with their 8 lost scores; step 3's call stopped the run
+
+
+# --- data files: every row checked before the run dir exists, naming the file and the line ---
+
+
+def data_file_config(tmp_path, lines: list[str], task: str = "jsonl", **data):
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(line + "\n" for line in lines), encoding="utf-8", errors="surrogatepass")
+    rewards = ["countdown_reward"] if task == "countdown" else ["hard_format_reward"]
+    data = {"task": task, "source": str(source), "options": None, "train_samples": None, "test_samples": 1, **data}
+    config = write_tiny_config(tmp_path, data=data, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["options"] = {"extra_columns": ["level"]} if task == "jsonl" else {}
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
+GOOD = '{"question": "1 + 1", "answer": "2", "level": 1}'
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "expected"),
+    [
+        ('{"question": "2 + 2", "level": 1}', ["rows.jsonl", "line 2 has no column 'answer'"]),
+        ('{"question": null, "answer": "4", "level": 1}', ["line 2: 'question' is null, not text or a number"]),
+        ('{"question": "2 + 2", "answer": null, "level": 1}', ["line 2: 'answer' is null"]),
+        ('{"question": ["2 + 2"], "answer": "4", "level": 1}', ["line 2: 'question' is a list"]),
+        ('{"question": "2 + 2", "answer": "4", "level": "hard"}', ["line 2: 'level' is text, but a number at line 1"]),
+        ('{"question": "2 + 2 \\ud800", "answer": "4", "level": 1}', ["rows.jsonl line 2 holds a lone surrogate"]),
+        ('{"question": "' + "x" * 1_000_001 + '", "answer": "4", "level": 1}', ["line 2 is longer than 1,000,000"]),
+    ],
+)
+def test_a_data_file_row_after_the_first_is_checked_and_named_by_its_line(tmp_path, capsys, bad_line, expected):
+    """Only the first row was checked: a later row missing a column, a null (which became the prompt or gold
+    "None"), a list, mixed types (a pyarrow traceback), a lone surrogate or a 60 MB line failed or hung later."""
+    config = data_file_config(tmp_path, [GOOD, bad_line, GOOD, GOOD])
+    refused_before_run_dir(tmp_path, capsys, [], *expected, config=config)
+
+
+def test_countdown_numbers_past_2_to_the_53_are_refused_before_the_run_dir(tmp_path, capsys):
+    rows = ['{"target": 8, "nums": [3, 5]}', '{"target": 9, "nums": [1e29, 5]}', '{"target": 7, "nums": [2, 5]}']
+    config = data_file_config(tmp_path, rows, task="countdown")
+    refused_before_run_dir(tmp_path, capsys, [], "1e+29", "is past 9,007,199,254,740,992 (2**53)", config=config)
+
+
+def test_a_generated_split_past_a_million_problems_is_refused_before_the_run_dir(tmp_path, capsys):
+    """data.test_samples=100000000 on a generated task hung drawing problems."""
+    refused_before_run_dir(
+        tmp_path, capsys, ["--set", "data.test_samples=100000000"], "would generate 100,000,000 problems"
+    )
+
+
+def test_the_countdown_solver_gives_up_on_seven_numbers_in_bounded_time():
+    """A row of 7 numbers without a solution searched for over 120 s (6 numbers: 25 s on a busy CPU)."""
+    import time
+
+    from train.tasks.countdown import solve
+
+    started = time.monotonic()
+    assert solve([2, 3, 5, 7, 11, 13, 17], 999983) is None
+    assert solve([2, 3, 5, 7, 11, 13], 999983) is None
+    assert time.monotonic() - started < 5
+    assert solve([25, 50, 75, 100], 125) is not None  # a small row is still solved

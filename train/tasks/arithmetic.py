@@ -79,8 +79,8 @@ class ArithmeticTask(Task):
 
     def _size(self, split: Split) -> int:
         if split == "test":
-            return self.options.test_size or self.data.test_samples or DEFAULT_TEST_SIZE
-        return self.options.train_size or self.data.train_samples or DEFAULT_TRAIN_SIZE
+            return self.generated_size(split, self.options.test_size or self.data.test_samples or DEFAULT_TEST_SIZE)
+        return self.generated_size(split, self.options.train_size or self.data.train_samples or DEFAULT_TRAIN_SIZE)
 
     def describe_source(self, split: Split) -> str:
         return f"generated with seed {self.data.seed}"

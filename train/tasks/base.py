@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 Split = Literal["train", "test"]
+# A generated split larger than this is refused: drawing it would take minutes and gigabytes before training starts.
+MAX_GENERATED_ROWS = 1_000_000
 Outcome = Literal["correct", "partial", "failed"]
 Row = dict[str, Any]
 
@@ -112,6 +114,17 @@ class Task:
     def describe_source(self, split: Split) -> str:
         return self.data.source or "generated"
 
+    def generated_size(self, split: Split, size: int) -> int:
+        """`size` rows to generate for `split`, refused past MAX_GENERATED_ROWS (10^8 asked hung the run)."""
+        if size > MAX_GENERATED_ROWS:
+            key = "train_samples" if split == "train" else "test_samples"
+            raise UserError(
+                f"the {split} split of task {self.name} would generate {size:,} problems (data.{key} or "
+                f"data.options.{split}_size), more than {MAX_GENERATED_ROWS:,}: that takes minutes and gigabytes "
+                "before anything trains. Ask for fewer."
+            )
+        return size
+
     # -- rows from a file or a hub data set (GSM8K, MATH) ---------------------------------------------------------
 
     def rows_from_source(
@@ -171,22 +184,66 @@ def is_local_path(source: str) -> bool:
     return source.endswith((".jsonl", ".json")) or Path(source).exists()
 
 
-def read_jsonl(path: str | Path) -> list[Row]:
+# A data line longer than this is refused before it is parsed: a row is a question and its answer (a GSM8K or MATH
+# row is a few KB), and a 60 MB line hung the run in the tokenizer.
+MAX_LINE_BYTES = 1_000_000
+
+
+class FileRows(list):
+    """Rows read from a data file, with the file line of each (`line_numbers`), so that a check names the line."""
+
+    line_numbers: list[int]
+
+
+def read_jsonl(path: str | Path) -> FileRows:
     """The rows of a data file, read by the one JSONL reader (rewards.read_jsonl); a missing file or any bad line
-    (not UTF-8, not JSON, not an object, NaN or Infinity) is a UserError naming the file, the lines and the fix."""
+    (not UTF-8, not JSON, not an object, NaN or Infinity, longer than MAX_LINE_BYTES, a lone surrogate) is a
+    UserError naming the file, the lines and the fix."""
     from rewards import JsonlError
     from rewards import read_jsonl as read_rows
 
     if not Path(path).is_file():
         raise UserError(f"data file not found: {path}. Set data.source to an existing .jsonl file.")
     try:
-        return read_rows(path).rows
+        _refuse_long_lines(Path(path))
+        read = read_rows(path)
     except JsonlError as error:
         raise UserError(f"data.source: {error}") from None
     except OSError as error:
         raise UserError(
             f"cannot read the data file {path}: {error.strerror or error}. Check its permissions."
         ) from None
+    rows = FileRows(read.rows)
+    rows.line_numbers = read.line_numbers
+    for row, line in zip(rows, rows.line_numbers, strict=True):
+        if any(_has_surrogate(value) for value in (*row, *row.values())):
+            raise UserError(
+                f"data.source: {path} line {line} holds a lone surrogate (a JSON escape such as \\ud800, half of "
+                "a UTF-16 pair): it is not text a tokenizer or a UTF-8 file can hold. Fix that line (write the whole "
+                "pair, or the character itself)."
+            )
+    return rows
+
+
+def _refuse_long_lines(path: Path) -> None:
+    """Read `path` in bounded pieces; a line longer than MAX_LINE_BYTES is a UserError naming it."""
+    with path.open("rb") as file:
+        number = 0
+        while piece := file.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(piece) > MAX_LINE_BYTES:
+                raise UserError(
+                    f"data.source: {path} line {number} is longer than {MAX_LINE_BYTES:,} bytes: a data row is a "
+                    "question and its answer, not a document. Fix or remove that line."
+                )
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(v) for v in (*value, *value.values()))
+    return isinstance(value, list) and any(_has_surrogate(v) for v in value)
 
 
 def load_source(source: str, split: Split, *, hub_split: str | None = None, hub_config: str | None = None) -> list[Row]:
@@ -223,8 +280,19 @@ def load_hub_split(repo_id: str, split: str, config_name: str | None = None) -> 
     return loaded.to_list()
 
 
-def require_columns(rows: list[Row], columns: list[str], *, source: str, fix: str) -> None:
-    """A UserError naming the columns the first row lacks, the columns it has, and how to map them."""
+def require_columns(
+    rows: list[Row],
+    columns: list[str],
+    *,
+    source: str,
+    fix: str,
+    text: list[str] | None = None,
+    typed: bool = True,
+) -> None:
+    """Every row has every one of `columns`, each holding one kind of value in every row (without `typed`, only
+    presence is checked); a column of `text` (default: all of `columns`) holds text or a number, never null, a list
+    or an object (str() would make the gold or the prompt "None" or "['...']"). A UserError names each bad row's
+    line (or row number), the columns the first row has, and ends in `fix`."""
     if not rows:
         return  # an empty split is reported by Task.subset
     missing = [column for column in columns if column not in rows[0]]
@@ -233,3 +301,40 @@ def require_columns(rows: list[Row], columns: list[str], *, source: str, fix: st
             f"the data from {source} has no column {', '.join(repr(c) for c in missing)} (its columns: "
             f"{', '.join(rows[0]) or 'none'}). {fix}"
         )
+    lines = getattr(rows, "line_numbers", None)
+    text = columns if text is None else text
+    problems: list[str] = []
+    first_kind: dict[str, tuple[str, str]] = {}
+    for index, row in enumerate(rows):
+        where = f"line {lines[index]}" if lines else f"row {index + 1}"
+        for column in columns:
+            if column not in row:
+                problems.append(f"{where} has no column {column!r}")
+                continue
+            kind = _kind(row[column])
+            if column in text and kind not in ("text", "a number"):
+                problems.append(f"{where}: {column!r} is {kind}, not text or a number")
+            elif typed and kind != "null" and first_kind.setdefault(column, (kind, where))[0] != kind:
+                problems.append(
+                    f"{where}: {column!r} is {kind}, but {first_kind[column][0]} at {first_kind[column][1]}"
+                )
+        if len(problems) > 10:
+            break
+    if problems:
+        raise UserError(
+            f"the data from {source} has rows that do not fit: {'; '.join(problems[:10])}. Every row needs "
+            f"{', '.join(repr(c) for c in columns)}, with one kind of value per column. Fix those rows. {fix}"
+        )
+
+
+def _kind(value: Any) -> str:
+    """The kind of a JSON value, in words (a column must hold one kind: the data set's columns are typed)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"

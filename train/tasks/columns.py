@@ -66,6 +66,7 @@ class JsonlTask(Task):
         require_columns(
             raw,
             [options.question_column, options.answer_column, *options.extra_columns],
+            text=[options.question_column, options.answer_column],
             source=self.describe_source(split),
             fix="Name your columns in data.options: question_column, answer_column and extra_columns.",
         )

@@ -33,7 +33,11 @@ from train.tasks.base import Row, Split, Task, TaskOptions, load_source, require
 Operation = Literal["+", "-", "*", "/"]
 # Consecutive draws that add nothing new before the generator decides the options allow no more problems.
 MAX_FRUITLESS_DRAWS = 5_000
+# solve()'s search steps before it gives up: a whole 4-number search takes about 4,000 (0.1 s), a 5-number one
+# 100,000, a 6-number one 25 s and 7 numbers over 120 s.
+MAX_SOLVE_STEPS = 20_000
 DEFAULT_TEST_SIZE = 500
+MAX_EXACT = 2**53  # the largest whole number every JSON reader and float holds exactly
 DEFAULT_TRAIN_SIZE = 10_000
 
 
@@ -86,8 +90,8 @@ class CountdownTask(Task):
 
     def _size(self, split: Split) -> int:
         if split == "test":
-            return self.options.test_size or self.data.test_samples or DEFAULT_TEST_SIZE
-        return self.options.train_size or self.data.train_samples or DEFAULT_TRAIN_SIZE
+            return self.generated_size(split, self.options.test_size or self.data.test_samples or DEFAULT_TEST_SIZE)
+        return self.generated_size(split, self.options.train_size or self.data.train_samples or DEFAULT_TRAIN_SIZE)
 
     def _source_rows(self, split: Split) -> list[Row]:
         source = self.data.source
@@ -95,6 +99,8 @@ class CountdownTask(Task):
         require_columns(
             raw,
             ["target", "nums"],
+            text=[],
+            typed=False,  # _whole_numbers says what each row needs
             source=source,
             fix="Countdown rows need target (a number) and nums (a list of numbers), as in "
             "Jiayi-Pan/Countdown-Tasks-3to4.",
@@ -139,10 +145,16 @@ def _whole_numbers(row: Row, source: str) -> tuple[list[int], int]:
     """(nums, target) of a source row as whole numbers; a UserError naming the row when they are not."""
 
     def whole(value: object) -> int:
-        number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else math.nan
+        past = f"is past {MAX_EXACT:,} (2**53), beyond which a JSON number is not exact"
+        try:
+            number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError(value, past) from None
         if not math.isfinite(number) or number != int(number):
             raise ValueError(value)
-        return int(number)
+        if abs(number) > MAX_EXACT:  # 1e29 read as a float is 99999999999999991433150857216: not the number written
+            raise ValueError(value, past)
+        return int(value) if isinstance(value, int) else int(number)
 
     try:
         nums = row["nums"]
@@ -150,8 +162,9 @@ def _whole_numbers(row: Row, source: str) -> tuple[list[int], int]:
             raise ValueError(nums)
         return [whole(n) for n in nums], whole(row["target"])
     except ValueError as error:
+        why = error.args[1] if len(error.args) > 1 else "where a whole number is needed"
         raise UserError(
-            f"{source}: a Countdown row has {error.args[0]!r} where a whole number is needed (row: "
+            f"{source}: a Countdown row has {error.args[0]!r} {why} (row: "
             f"{str(row)[:120]}). Countdown rows need target (a whole number) and nums (a list of whole numbers); fix "
             "or drop that row."
         ) from None
@@ -243,11 +256,18 @@ def solve(numbers: list[int], target: int) -> str | None:
     """An expression using each number once with + - * / that equals target (exact fractions), or None.
 
     Exhaustive search over pairs, fine for the 3-4 numbers of the hub data set; used when a row has no solution.
+    Bounded: after MAX_SOLVE_STEPS steps it gives up (None), so a row of 6 or 7 numbers costs a fraction of a
+    second, not minutes (7 numbers searched for over 120 s).
     """
     goal = Fraction(target)
     failed: set[tuple[Fraction, ...]] = set()
+    steps = 0
 
     def search(pool: list[tuple[Fraction, str]]) -> str | None:
+        nonlocal steps
+        steps += 1
+        if steps > MAX_SOLVE_STEPS:
+            raise _GaveUp
         if len(pool) == 1:
             return pool[0][1] if pool[0][0] == goal else None
         key = tuple(sorted(value for value, _ in pool))
@@ -267,4 +287,11 @@ def solve(numbers: list[int], target: int) -> str | None:
         failed.add(key)
         return None
 
-    return search([(Fraction(number), str(number)) for number in numbers])
+    try:
+        return search([(Fraction(number), str(number)) for number in numbers])
+    except _GaveUp:
+        return None
+
+
+class _GaveUp(Exception):
+    """solve() took MAX_SOLVE_STEPS steps without an answer."""
