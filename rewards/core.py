@@ -37,6 +37,11 @@ class UserRewardRaised(RewardResultError):
     after the reward's first call (RewardFunction.error_count) instead of stopping."""
 
 
+class UnusableScores(UserRewardRaised):
+    """A reward returned something that is not one number (or None) per completion: counted as a failure of the
+    reward, exactly as if it had raised (a training run goes on after its first call, and stops after three)."""
+
+
 # Reward params are a few knobs: far fewer values than this, however nested.
 MAX_PARAM_VALUES = 10_000
 

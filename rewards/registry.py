@@ -28,6 +28,7 @@ from rewards.core import (
     Reward,
     RewardConfigError,
     RewardResultError,
+    UnusableScores,
     UserRewardRaised,
     approximate_tokens,
     check_params_tree,
@@ -303,7 +304,7 @@ class RewardFunction:
         where = f"reward '{self.__name__}' ({self.source})"
         if not isinstance(scores, Sequence) or isinstance(scores, str | bytes) or len(scores) != count:
             got = type(scores).__name__ + (f" of length {len(scores)}" if isinstance(scores, Sequence) else "")
-            raise RewardResultError(
+            raise UnusableScores(
                 f"{where} must return a list with one float (or None) per completion: got {got} for {count} "
                 f"completions."
             )
@@ -313,21 +314,34 @@ class RewardFunction:
                 checked.append(None)
                 continue
             if type(score) is not float and not isinstance(score, numbers.Real):
-                raise RewardResultError(
-                    f"{where} returned {score!r} ({type(score).__name__}), which is not a number or None."
+                raise UnusableScores(
+                    f"{where} returned {_short(score)} ({type(score).__name__}), which is not a number or None."
                 )
-            value = float(score)
+            try:
+                value = float(score)
+            except OverflowError:  # an int or a Fraction past float's range (10**400): not a finite score
+                value = math.inf
+            except Exception as error:  # a Real whose float() fails: not a usable score either
+                raise UnusableScores(
+                    f"{where} returned {_short(score)} ({type(score).__name__}), which float() cannot read: {error}."
+                ) from None
             if math.isfinite(value):
                 checked.append(value)
             elif self.first_call_strict and self.calls == 0:
                 raise RewardResultError(
-                    f"{where} returned {value} on its first batch of completions: a non-finite reward cannot be summed "
-                    "or normalized. Fix the reward to return a finite number (or None for 'not applicable')."
+                    f"{where} returned {_short(score)} on its first batch of completions: a non-finite reward cannot "
+                    "be summed or normalized. Fix the reward to return a finite number (or None for 'not applicable')."
                 )
             else:
                 self.non_finite_count += 1
                 checked.append(None)
         return checked
+
+
+def _short(value: Any) -> str:
+    """repr(value), cut to 60 characters (10**400 has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 class _HeadOfOutput(io.TextIOBase):

@@ -36,6 +36,7 @@ for the duration of a call in the main thread and restored after it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
@@ -45,7 +46,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -75,9 +76,9 @@ class UserFunction:
 
 def user_reward(name: str, path: str, params: dict[str, Any], timeout_seconds: float | None) -> Reward:
     """The `Reward` of the function at `path` ("file.py:function"), called with `params` under the time limit."""
-    function = load_user_function(path)
+    function = load_user_function(path, timeout_seconds)
     _check_params(name, function, params)
-    low, high = getattr(function, "value_range", (-math.inf, math.inf))
+    low, high = _value_range(name, path, function)
     user = UserFunction(name, path, function, params, timeout_seconds)
     explain = getattr(function, "explain", None)
     if explain is not None and not callable(explain):
@@ -111,7 +112,15 @@ def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
         arguments = {key: value for key, value in arguments.items() if key in accepted}
     where = f"reward '{user.name}' ({user.source})"
     try:
-        return call_with_time_limit(user.function, arguments, user.timeout_seconds)
+        with _ctrl_c_watched() as ctrl_c:
+            return call_with_time_limit(user.function, arguments, user.timeout_seconds)
+    except KeyboardInterrupt as error:
+        if ctrl_c.pressed:  # a real Ctrl-C: the run's to handle (exit 130 and the resume command)
+            raise
+        raise UserRewardRaised(
+            f"{where} raised KeyboardInterrupt{_user_line(error, user.function)}, with no Ctrl-C pressed. A reward "
+            "must return its scores (None for 'not applicable'), never interrupt the run."
+        ) from None
     except TimeLimitExceeded:
         raise RewardResultError(
             f"{where} did not return within {user.timeout_seconds:g} s (its {TIMEOUT_PARAM}), on a batch of "
@@ -126,6 +135,56 @@ def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
         raise UserRewardRaised(
             f"{where} raised {type(error).__name__}: {error}{_user_line(error, user.function)}."
         ) from None
+    except BaseException as error:  # GeneratorExit or a BaseException of its own: still the reward's
+        if isinstance(error, _TimeUp):
+            raise
+        raise UserRewardRaised(
+            f"{where} raised {type(error).__name__}: {error}{_user_line(error, user.function)}."
+        ) from None
+
+
+class _CtrlC:
+    pressed = False
+
+
+@contextlib.contextmanager
+def _ctrl_c_watched() -> Iterator[_CtrlC]:
+    """Tell a Ctrl-C (SIGINT, which Python turns into KeyboardInterrupt) from a KeyboardInterrupt that user code
+    raises itself: in the main thread, SIGINT's handler is wrapped for the duration to note that it came. In any
+    other thread no signal arrives, so a KeyboardInterrupt there is always the code's own."""
+    state = _CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def noted(signum: int, frame: Any) -> None:
+        state.pressed = True
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, noted)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _value_range(name: str, path: str, function: Callable[..., Any]) -> tuple[float, float]:
+    """The function's `value_range` attribute: two numbers, low <= high (inf allowed), or (-inf, inf) without one."""
+    declared = getattr(function, "value_range", (-math.inf, math.inf))
+    try:
+        low, high = (float(bound) for bound in declared)
+        if not low <= high:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise RewardConfigError(
+            f"Reward '{name}' ({path}): its value_range attribute must be two numbers (low, high) with low <= high, "
+            f"as in {function.__name__}.value_range = (0.0, 1.0); got {declared!r}."
+        ) from None
+    return low, high
 
 
 def _user_line(error: BaseException, function: Callable[..., Any]) -> str:
@@ -143,10 +202,14 @@ def check_timeout(name: str, timeout_seconds: Any) -> float | None:
     """`call_timeout_seconds` as given: a positive number of seconds, or None for no limit."""
     if timeout_seconds is None:
         return None
-    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int | float) or not timeout_seconds > 0:
+    if (
+        isinstance(timeout_seconds, bool)
+        or not isinstance(timeout_seconds, int | float)
+        or not 0 < timeout_seconds < math.inf  # .inf: the watchdog could not wait that long, and the call ran unbounded
+    ):
         raise RewardConfigError(
-            f"Reward '{name}': {TIMEOUT_PARAM} must be a positive number of seconds (or null for no limit), got "
-            f"{timeout_seconds!r}."
+            f"Reward '{name}': {TIMEOUT_PARAM} must be a positive number of seconds, and finite (null for no "
+            f"limit), got {timeout_seconds!r}."
         )
     return float(timeout_seconds)
 
@@ -257,8 +320,9 @@ def _set_async_exception(thread_id: int | None, exception: type[BaseException] |
 # --- loading the function and reading its signature ---
 
 
-def load_user_function(path: str) -> Callable[..., Any]:
-    """The function named by "file.py:function"; a relative file resolves against the current directory."""
+def load_user_function(path: str, timeout_seconds: float | None = USER_REWARD_TIMEOUT_SECONDS) -> Callable[..., Any]:
+    """The function named by "file.py:function"; a relative file resolves against the current directory. Importing
+    the file may take `timeout_seconds` (None: no limit)."""
     file_part, colon, function_name = path.rpartition(":")
     if not colon or not file_part or not function_name:
         raise RewardConfigError(
@@ -270,7 +334,7 @@ def load_user_function(path: str) -> Callable[..., Any]:
             f"Reward file '{file_part}' not found (looked for {file}; relative paths resolve against the current "
             f"directory). Fix the path before the ':' in '{path}'."
         )
-    module = load_user_module(file)
+    module = load_user_module(file, timeout_seconds)
     function = getattr(module, function_name, None)
     if not callable(function):
         raise RewardConfigError(
@@ -296,8 +360,9 @@ def defined_functions(module: ModuleType) -> dict[str, Callable[..., Any]]:
     return defined
 
 
-def load_user_module(file: Path) -> ModuleType:
-    """The user's file, an existing path, imported (run) as a module; RewardConfigError if importing it fails."""
+def load_user_module(file: Path, timeout_seconds: float | None = USER_REWARD_TIMEOUT_SECONDS) -> ModuleType:
+    """The user's file, an existing path, imported (run) as a module within `timeout_seconds` (None: no limit);
+    RewardConfigError if importing it fails, runs past the limit, calls sys.exit or raises KeyboardInterrupt."""
     # One module per file path, registered in sys.modules so dataclasses and pickling in the user's file work.
     module_name = "user_reward_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(module_name, file)
@@ -305,16 +370,27 @@ def load_user_module(file: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with _ctrl_c_watched() as ctrl_c:
+            call_with_time_limit(spec.loader.exec_module, {"module": module}, timeout_seconds)
     except SyntaxError as error:
         raise RewardConfigError(
             f"Reward file {file} has a syntax error at line {error.lineno}: {error.msg}."
         ) from error
-    except Exception as error:
-        line = traceback.extract_tb(error.__traceback__)[-1]
+    except TimeLimitExceeded:
         raise RewardConfigError(
-            f"Importing reward file {file} failed ({type(error).__name__}: {error}) at {line.filename}:{line.lineno}."
-        ) from error
+            f"Importing reward file {file} did not finish within {timeout_seconds:g} s (the reward's "
+            f"{TIMEOUT_PARAM}): a reward file should define functions, not do its work at import. Move slow "
+            f"set-up into the function (cached), or raise {TIMEOUT_PARAM}."
+        ) from None
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt) and ctrl_c.pressed:
+            raise
+        line = traceback.extract_tb(error.__traceback__)[-1]
+        what = f"called sys.exit({error.code!r})" if isinstance(error, SystemExit) else type(error).__name__
+        raise RewardConfigError(
+            f"Importing reward file {file} failed ({what}{'' if isinstance(error, SystemExit) else f': {error}'}) "
+            f"at {line.filename}:{line.lineno}. A reward file must define its functions, never exit or stop."
+        ) from None
     return module
 
 
@@ -342,6 +418,15 @@ def _check_params(name: str, function: Callable[..., Any], params: dict[str, Any
 def _required_columns(function: Callable[..., Any], params: dict[str, Any]) -> tuple[str, ...]:
     declared = getattr(function, "required_columns", None)
     if declared is not None:
+        if (
+            isinstance(declared, str)
+            or not isinstance(declared, list | tuple)
+            or not all(isinstance(column, str) for column in declared)
+        ):
+            raise RewardConfigError(
+                f"Reward {function.__name__}: its required_columns attribute must be a list of column names, as in "
+                f"{function.__name__}.required_columns = ['answer']; got {declared!r}."
+            )
         return tuple(declared)
     named = (*CALL_ARGUMENTS, *TRL_EXTRAS, *params)
     return tuple(

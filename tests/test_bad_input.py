@@ -707,3 +707,96 @@ def test_the_countdown_solver_gives_up_on_seven_numbers_in_bounded_time():
     assert solve([2, 3, 5, 7, 11, 13], 999983) is None
     assert time.monotonic() - started < 5
     assert solve([25, 50, 75, 100], 125) is not None  # a small row is still solved
+
+
+# --- user rewards: whatever they return or raise, at import or call, is named as theirs ---
+
+HOSTILE_REWARDS = """
+import fractions, sys
+
+def huge_reward(completions, **kwargs):
+    return [10**400 for _ in completions]
+
+def fraction_reward(completions, **kwargs):
+    return [fractions.Fraction(10**400, 3) for _ in completions]
+
+def interrupting_reward(completions, **kwargs):
+    raise KeyboardInterrupt
+
+def ranged_reward(completions, **kwargs):
+    return [0.5 for _ in completions]
+
+ranged_reward.value_range = "0..1"
+
+def columned_reward(completions, **kwargs):
+    return [0.5 for _ in completions]
+
+columned_reward.required_columns = 5
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "code", "expected"),
+    [
+        ("huge_reward", 0, ["huge_reward: 1 score(s) were inf or NaN, left out"]),
+        ("fraction_reward", 0, ["fraction_reward: 1 score(s) were inf or NaN, left out"]),
+        ("interrupting_reward", 2, ["reward 'interrupting_reward'", "raised KeyboardInterrupt", "no Ctrl-C pressed"]),
+        ("ranged_reward", 2, ["value_range attribute must be two numbers", "'0..1'"]),
+        ("columned_reward", 2, ["required_columns attribute must be a list of column names", "got 5"]),
+    ],
+)
+def test_score_rewards_names_what_a_hostile_user_reward_returns_or_raises(tmp_path, capsys, function, code, expected):
+    """10**400 and a Fraction past float's range, a KeyboardInterrupt raised by the reward, a value_range or
+    required_columns that is not what it should be: each was a traceback."""
+    (tmp_path / "hostile.py").write_text(HOSTILE_REWARDS)
+    argv = ["--completion", "<answer>1</answer>", "--rewards", f"{tmp_path / 'hostile.py'}:{function}"]
+    assert entry_point("score_rewards")(argv) == code
+    out, err = capsys.readouterr()
+    message = " ".join((out + err).split())
+    assert "Traceback" not in message
+    for text in expected:
+        assert text in message, message
+
+
+def test_a_reward_that_returns_a_non_number_or_interrupts_in_training_counts_as_its_failure(tmp_path, capsys):
+    """After its first call a training run counts these and goes on (they were tracebacks that ended the run)."""
+    from rewards import get_reward
+    from rewards.core import RewardResultError
+
+    (tmp_path / "hostile.py").write_text(HOSTILE_REWARDS)
+    huge = get_reward("huge", path=f"{tmp_path / 'hostile.py'}:huge_reward")
+    huge.first_call_strict = True
+    with pytest.raises(RewardResultError, match="returned 1000000.* on its first batch"):
+        huge(completions=["a"])
+    assert huge(completions=["a", "b"]) == [None, None] and huge.non_finite_count == 2
+    interrupting = get_reward("interrupting", path=f"{tmp_path / 'hostile.py'}:interrupting_reward")
+    interrupting.first_call_strict = True
+    interrupting.calls = 1  # past its first call
+    assert interrupting(completions=["a"]) == [None] and interrupting.error_count == 1
+    assert "raised KeyboardInterrupt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("source", "params", "expected"),
+    [
+        ("import sys\nsys.exit(0)\n", {}, ["Importing reward file", "called sys.exit(0)", "mine.py:2"]),
+        ("raise KeyboardInterrupt\n", {}, ["Importing reward file", "KeyboardInterrupt", "mine.py:1"]),
+        ("import time\ntime.sleep(30)\n", {"call_timeout_seconds": 1}, ["did not finish within 1 s"]),
+        (
+            "",
+            {"call_timeout_seconds": float("inf")},
+            ["call_timeout_seconds must be a positive number of seconds, and finite"],
+        ),
+    ],
+)
+def test_a_reward_file_that_exits_interrupts_or_sleeps_at_import_is_refused_before_the_run_dir(
+    tmp_path, capsys, source, params, expected
+):
+    """sys.exit(0) at import ended the run with exit code 0 and no word; a KeyboardInterrupt was a traceback; a
+    file that sleeps at import held the run; call_timeout_seconds .inf crashed the watchdog and ran unbounded."""
+    (tmp_path / "mine.py").write_text(
+        source + "def mine(completions, **kwargs):\n    return [0.5 for _ in completions]\n"
+    )
+    rewards = [{"name": "mine", "path": f"{tmp_path / 'mine.py'}:mine", "params": params}]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(tmp_path, capsys, [], *expected, config=config)

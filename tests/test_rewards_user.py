@@ -162,7 +162,7 @@ def test_a_reward_under_its_limit_returns_normally_and_none_means_no_limit(tmp_p
     assert score(user_reward(tmp_path, source, call_timeout_seconds=None), ["a"]) == [1.0]
 
 
-@pytest.mark.parametrize("bad", [0, -1, "60", True, math.inf * 0])
+@pytest.mark.parametrize("bad", [0, -1, "60", True, math.inf * 0, math.inf])
 def test_the_time_limit_must_be_a_positive_number_of_seconds(tmp_path, bad):
     with pytest.raises(RewardConfigError, match="call_timeout_seconds must be a positive number of seconds"):
         user_reward(tmp_path, "def mine(completions): return []\n", call_timeout_seconds=bad)
