@@ -15,7 +15,7 @@ import pytest
 
 from train.config import load_config, validate_config
 from train.grpo.arguments import vllm_importance_sampling
-from train.lab.memory_plan import choose_precision, plan_config, resolve_precision
+from train.lab.memory_check import choose_precision, plan_config, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "gpu"))

@@ -312,8 +312,8 @@ def run(result_path: Path, cap_gib: float, config: str, run_dir: Path, overrides
 def plan_summary(config: str, overrides: list[str], cap_gib: float) -> dict:
     """The memory planner's view of this case on a card of cap_gib GiB (the backend the config names)."""
     from train.config import load_config
+    from train.lab.memory_check import plan_config
     from train.lab.memory_plan import GIB as PLAN_GIB
-    from train.lab.memory_plan import plan_config
 
     cfg = load_config(config, overrides)
     backend = cfg.model.backend if cfg.model.backend != "auto" else "unsloth"

@@ -58,7 +58,7 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
     fresh ones, so a trained policy can be evaluated again.
     """
     if not isinstance(cfg.model.load_in_4bit, bool):  # auto: decided for this card (run_eval_test does it earlier)
-        from train.lab.memory_plan import resolve_precision_here
+        from train.lab.memory_check import resolve_precision_here
 
         cfg, _ = resolve_precision_here(cfg, backend)
     full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
