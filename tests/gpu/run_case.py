@@ -51,11 +51,11 @@ GIB = 1024**3
 # 25 s, quantized on load), trainer set-up 10 s, step 1's torch.compile of unsloth's GRPO loss about 60 s (the
 # 4-bit case, second, reuses the inductor cache: about 30 s), 2 steps of 8 x 512-token rollouts from random weights
 # (every rollout runs to the full budget) at 13-22 s a step, the 2-prompt evaluation and exit 10 s: about 165 s for
-# the 16-bit case and 160 s for the 4-bit one. 5 + 45 + 30 + 165 + 160 = 405 s expected; with each case allowed
-# 200 s the worst case is 5 + 45 + 30 + 2 x 200 = 480 s, the budget. A device call of timeout_s 510 (the budget
-# plus the summary and slack) stays under the 600 s a command may run, and with a cold start (60-120 s) uses
-# about 10 of the 15 minutes a session has, leaving about 5 for a second, narrower call (one case:
-# GRPO_LAB_GPU_CASES=... GRPO_LAB_GPU_BUDGET_SECONDS=270).
+# the 16-bit case and 160 s for the 4-bit one. 5 + 45 + 30 + 165 + 160 = 405 s expected; at worst the 16-bit case
+# takes its 200 s and the 4-bit one gets what is left less END_RESERVE_S: 480 - 280 - 20 = 180 s, above its 160.
+# A device call of timeout_s 510 (the budget, the summary, slack) stays under the 600 s a command may run and, with
+# a cold start (60-120 s), leaves 4.5-6 of a session's 15 minutes for a second, narrower call made while the machine
+# is still warm (one case: GRPO_LAB_GPU_CASES=... GRPO_LAB_GPU_BUDGET_SECONDS=270, timeout_s 290).
 CASE_SECONDS_ENV = "GRPO_LAB_GPU_CASE_SECONDS"
 BUDGET_SECONDS_ENV = "GRPO_LAB_GPU_BUDGET_SECONDS"
 DEFAULT_CASE_SECONDS = 200
