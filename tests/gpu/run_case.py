@@ -310,25 +310,20 @@ def run(result_path: Path, cap_gib: float, config: str, run_dir: Path, overrides
 
 
 def plan_summary(config: str, overrides: list[str], cap_gib: float) -> dict:
-    """The memory planner's view of this case on a card of cap_gib GiB (the backend the config names)."""
+    """The memory planner's view of this case on a card of cap_gib GiB (the backend the config names): what a run's
+    summary.json keeps (memory_check.plan_facts), with the phases and components."""
     from train.config import load_config
-    from train.lab.memory_check import plan_config
+    from train.lab.memory_check import plan_config, plan_facts
     from train.lab.memory_plan import GIB as PLAN_GIB
 
     cfg = load_config(config, overrides)
     backend = cfg.model.backend if cfg.model.backend != "auto" else "unsloth"
     plan = plan_config(cfg, cap_gib, backend)
-    context = plan.component("CUDA context and kernels")
     return {
         "backend": backend,
-        "precision": plan.precision_note,
-        "needed_gib": round(plan.needed_bytes / PLAN_GIB, 3),
-        "allocator_gib": round((plan.needed_bytes - context) / PLAN_GIB, 3),
-        "peak_gib": round(plan.peak_bytes / PLAN_GIB, 3),
-        "peak_phase": plan.peak_phase,
+        **plan_facts(plan),
         "phases_gib": {name: round(value / PLAN_GIB, 3) for name, value in plan.phases.items()},
         "components_gib": {c.name: round(c.bytes / PLAN_GIB, 3) for c in plan.components},
-        "fits": plan.fits,
     }
 
 
