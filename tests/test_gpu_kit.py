@@ -389,7 +389,8 @@ def test_gpu_facts_record_vllms_model_share_standby_and_the_peak(monkeypatch):
     engine = SimpleNamespace(
         llm_engine=SimpleNamespace(model_config=model_config, vllm_config=SimpleNamespace(cache_config=cache_config))
     )
-    facts = gpu_facts(Policy(SimpleNamespace(vllm_engine=engine), None, "unsloth", "x"))
+    plan = {"card_gib": 24.0, "allocator_gib": 4.548, "peak_gib": 19.9, "fits": True, "margin": 0.25}
+    facts = gpu_facts(Policy(SimpleNamespace(vllm_engine=engine), None, "unsloth", "x"), plan=plan)
     assert facts == {
         "device": "NVIDIA GeForce RTX 4090",
         "total_gib": 24.0,
@@ -400,4 +401,5 @@ def test_gpu_facts_record_vllms_model_share_standby_and_the_peak(monkeypatch):
         "vllm_quantization": None,
         "vllm_gpu_memory_utilization": 0.784,
         "standby": True,
+        "plan": plan,  # the plan beside the measured peak: summary.json's first calibration of the planner
     }

@@ -305,9 +305,8 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     summary = build_summary(built.log.records(), wall_seconds=time.time() - started)
     summary["backend"] = built.backend
     summary["overrides"] = built.run_dir.overrides
-    summary["gpu"] = gpu_facts(built.policy)  # vLLM's model and share, Standby, peak memory (None on a CPU)
-    if summary["gpu"] is not None and built.memory_plan is not None:  # the plan beside the measured peak
-        summary["gpu"]["plan"] = built.memory_plan
+    # vLLM's model and share, Standby, the peak memory beside the plan checked before the run (None on a CPU).
+    summary["gpu"] = gpu_facts(built.policy, plan=built.memory_plan)
     write_summary(built.run_dir.path, summary)
     write_report(built.run_dir.path)  # never raises, its import included: a report cannot fail a finished run
     built.mirror.finish(summary)
