@@ -195,7 +195,10 @@ def mismatch_lines(findings: list[dict[str, Any]]) -> list[str]:
 def pip_check(text: str, status: int) -> dict[str, Any]:
     """pip check's exit status and lines, and which lines only name a package the wheelhouse leaves out on purpose
     (wheelhouse.NOT_IMPORTED: "unsloth 2026.10.9 requires xformers, which is not installed.")."""
-    from wheelhouse import NOT_IMPORTED, normalize  # beside this file; imported late: it needs `packaging`
+    try:  # beside this file: run as a script (the device), imported late since it needs `packaging`
+        from wheelhouse import NOT_IMPORTED, normalize
+    except ImportError:  # imported as the tests' package `gpu`
+        from gpu.wheelhouse import NOT_IMPORTED, normalize
 
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     left_out = []

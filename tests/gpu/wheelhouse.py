@@ -460,7 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(findings, indent=1) + "\n")
     if mismatches:
         print(f"preflight: {len(mismatches)} requirement(s) of the carried wheels that this machine does not meet:")
-        from results import mismatch_lines  # tests/gpu, beside this file
+        try:  # beside this file: run as a script (the device)
+            from results import mismatch_lines
+        except ImportError:  # imported as the tests' package `gpu`
+            from gpu.results import mismatch_lines
 
         for line in mismatch_lines(mismatches):
             print(f"  {line}")
