@@ -202,7 +202,7 @@ def test_pip_checks_output_is_kept_in_the_results_and_summary(tmp_path):
     kept = results.load(path)["pip_check"]
     assert kept == {"status": 1, "lines": [xformers, peft], "left_out": [xformers]}
     summary = results.summary_markdown(results.load(path))
-    assert "pip check: exit 1, 2 line(s); 1 name packages left out by design" in summary
+    assert "pip check: exit 1, 2 line(s), 1 of them naming packages left out by design" in summary
     assert f"  - {peft}" in summary and f"  - {xformers}" not in summary
 
 

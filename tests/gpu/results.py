@@ -157,7 +157,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         if pip_check.get("status") == 0:
             lines.append("- pip check: no broken requirements")
         else:
-            known = f"; {len(expected)} name packages left out by design" if expected else ""
+            known = f", {len(expected)} of them naming packages left out by design" if expected else ""
             lines.append(f"- pip check: exit {pip_check.get('status')}, {len(found)} line(s){known} (results.json):")
             lines += [f"  - {line}" for line in other[:8]]
     cases = results.get("cases") or {}
