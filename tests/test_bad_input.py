@@ -800,3 +800,26 @@ def test_a_reward_file_that_exits_interrupts_or_sleeps_at_import_is_refused_befo
     rewards = [{"name": "mine", "path": f"{tmp_path / 'mine.py'}:mine", "params": params}]
     config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
     refused_before_run_dir(tmp_path, capsys, [], *expected, config=config)
+
+
+AXES = [f"train.{key}" for key in ("seed", "num_epochs", "max_steps", "num_iterations", "logging_steps")] + [
+    f"eval.{key}" for key in ("seed", "batch_size", "every_steps", "num_samples", "max_new_tokens")
+]
+
+
+@pytest.mark.parametrize(
+    ("sweep_body", "expected"),
+    [
+        ("grid:\n  train.beta: [0.0, 0.1]\nrepeats: 100000000\n", ["asks for 200,000,000 runs", "more than 1,000"]),
+        (
+            "grid:\n" + "".join(f"  {key}: [{', '.join(str(v) for v in range(1, 11))}]\n" for key in AXES),
+            ["asks for 10,000,000,000 runs", "10 x 10 x 10"],
+        ),
+    ],
+)
+def test_a_sweep_past_a_thousand_runs_is_refused_before_it_is_expanded(tmp_path, capsys, sweep_body, expected):
+    """repeats: 10^8, or a grid of 10 axes of 10 values, hung sweep.py (even --dry-run) expanding every run."""
+    base = write_tiny_config(tmp_path)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {base}\n{sweep_body}")
+    fails_cleanly(capsys, entry_point("sweep"), [str(sweep), "--dry-run"], *expected)

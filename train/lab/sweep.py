@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -188,8 +189,28 @@ def load_sweep(path: str | Path) -> Sweep:
             "sweep file). Point base at an experiment YAML."
         )
     sweep = Sweep(spec, path, base)
+    _refuse_too_many_runs(sweep)
     sweep.runs = expand_runs(sweep)
     return sweep
+
+
+# A sweep of more runs than this is refused before it is expanded: a grid of 10 axes of 10 values (10^10 runs) or
+# repeats: 100000000 hung even --dry-run, which lists every run.
+MAX_SWEEP_RUNS = 1000
+
+
+def _refuse_too_many_runs(sweep: Sweep) -> None:
+    spec = sweep.spec
+    sizes = [len(options) for options in spec.grid.values()]
+    variants = (math.prod(sizes) if sizes else 0) + len(spec.variants)
+    runs = max(variants, 1) * spec.repeats
+    if runs > MAX_SWEEP_RUNS:
+        grid = " x ".join(map(str, sizes)) or "no"
+        raise UserError(
+            f"{sweep.path} asks for {runs:,} runs ({grid} grid value(s), {len(spec.variants)} variant(s), "
+            f"{spec.repeats:,} repeat(s) each), more than {MAX_SWEEP_RUNS:,}: a sweep that size would not finish, "
+            "and listing it (--dry-run) would not either. Split it into smaller sweeps, or fewer values per axis."
+        )
 
 
 def expand_runs(sweep: Sweep) -> list[SweepRun]:
