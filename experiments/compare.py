@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> str:
     from train.lab.reports import compare_runs, load_run
     from train.lab.reports.tables import known_column
 
+    for flag, destination in (("--csv", args.csv), ("--markdown", args.markdown)):
+        if destination is not None and destination.is_dir():
+            raise UserError(
+                f"{flag} {destination} is a directory: give the path of the file to write, e.g. {flag} "
+                f"{destination / ('compare.csv' if flag == '--csv' else 'compare.md')}."
+            )
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     unknown = [c for c in columns or [] if not known_column(c)]
     if unknown:

@@ -823,3 +823,26 @@ def test_a_sweep_past_a_thousand_runs_is_refused_before_it_is_expanded(tmp_path,
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"base: {base}\n{sweep_body}")
     fails_cleanly(capsys, entry_point("sweep"), [str(sweep), "--dry-run"], *expected)
+
+
+@pytest.mark.parametrize("script", ["report", "compare"])
+def test_a_record_whose_epoch_is_null_is_named_not_a_traceback(tmp_path, capsys, script):
+    """report.py drew its epoch plot with int(None) (a traceback); compare.py tabled it silently."""
+    run = report_run(tmp_path)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if '"type": "epoch"' in line)
+    record = json.loads(lines[number])
+    garble_line(run / "metrics.jsonl", number + 1, json.dumps({**record, "epoch": None}))
+    fails_cleanly(capsys, entry_point(script), [str(run)], "the epoch record of step 3 has epoch None, not a number")
+
+
+def test_a_report_of_a_run_whose_samples_file_is_binary_names_it(tmp_path, capsys):
+    run = report_run(tmp_path)
+    (run / "samples" / "zero_shot.jsonl").write_bytes(bytes(range(256)) * 4)
+    fails_cleanly(capsys, entry_point("report"), [str(run)], "zero_shot.jsonl is not UTF-8 text", "delete it")
+
+
+def test_a_comparison_table_into_a_directory_is_refused_before_it_writes(tmp_path, capsys):
+    run = report_run(tmp_path)
+    (tmp_path / "tables").mkdir()
+    fails_cleanly(capsys, entry_point("compare"), [str(run), "--csv", str(tmp_path / "tables")], "is a directory")

@@ -133,6 +133,12 @@ def load_run(run_dir: str | Path) -> RunData:
     read = read_records(path / METRICS_FILE, fix=REPORT_FIX)
     for record in read.rows:
         kind = record.get("type")
+        epoch = record.get("epoch", 0)
+        if kind in (STEP, EPOCH, EVAL) and (isinstance(epoch, bool) or not isinstance(epoch, int | float)):
+            raise UserError(
+                f"{path / METRICS_FILE}: the {kind} record of step {record['step']} has epoch {epoch!r}, not a number: "
+                f"the file was edited or damaged after the run wrote it. {REPORT_FIX}."
+            )
         if kind == STEP:
             run.steps.append(record)
         elif kind == EPOCH:
@@ -162,7 +168,14 @@ def read_jsonl(path: Path, must_contain: str | None = None) -> Iterator[dict[str
     except OSError:
         return
     with handle:
-        for line in handle:
+        try:
+            lines = list(handle)
+        except UnicodeDecodeError as error:
+            raise UserError(
+                f"{path} is not UTF-8 text (byte {error.start} of a line): a samples file holds one JSON object a "
+                "line. It was damaged after the run wrote it; delete it (the report then goes without its samples)."
+            ) from None
+        for line in lines:
             if not line.strip() or (must_contain is not None and must_contain not in line):
                 continue
             try:
