@@ -846,3 +846,23 @@ def test_a_comparison_table_into_a_directory_is_refused_before_it_writes(tmp_pat
     run = report_run(tmp_path)
     (tmp_path / "tables").mkdir()
     fails_cleanly(capsys, entry_point("compare"), [str(run), "--csv", str(tmp_path / "tables")], "is a directory")
+
+
+@pytest.mark.parametrize(
+    ("config_json", "expected"),
+    [
+        ("{not json", ["cannot read the model config", "config.json", "Expecting property name"]),
+        ("[1, 2]", ["lacks what the memory planner needs"]),
+        (
+            json.dumps({"hidden_size": 0, "num_hidden_layers": 0, "num_attention_heads": 0, "vocab_size": 0}),
+            ["gives a model of no size (layers 0, hidden 0"],
+        ),
+    ],
+)
+def test_plan_memory_names_a_model_config_that_is_not_json_or_of_no_size(tmp_path, capsys, config_json, expected):
+    """A config.json that is not JSON was a JSONDecodeError traceback, one of zeros a ZeroDivisionError."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(config_json)
+    config = write_tiny_config(tmp_path, model={"name": str(model), "builtin": None})
+    fails_cleanly(capsys, entry_point("plan_memory"), [str(config)], *expected)

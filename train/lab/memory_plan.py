@@ -191,26 +191,46 @@ def shape_key(model_name: str) -> str:
 
 def shape_from_config(config: dict[str, Any], name: str) -> ModelShape:
     """A ModelShape from a config.json mapping (the text part of a multimodal config)."""
-    config = config.get("text_config") or config
+    config = (config.get("text_config") or config) if isinstance(config, dict) else config
     try:
         hidden = int(config["hidden_size"])
         heads = int(config["num_attention_heads"])
-        return ModelShape(
+        shape = ModelShape(
             name=name,
             layers=int(config["num_hidden_layers"]),
             hidden=hidden,
             intermediate=int(config.get("intermediate_size") or 4 * hidden),
             heads=heads,
             kv_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_dim") or hidden // heads),
+            head_dim=int(config.get("head_dim") or (hidden // heads if heads else 0)),
             vocab=int(config["vocab_size"]),
             tied=bool(config.get("tie_word_embeddings", False)),
             qk_norm=str(config.get("model_type", "")).startswith("qwen3"),
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(
-            f"the config.json of {name} lacks what the memory planner needs ({error}): it reads num_hidden_layers, "
-            "hidden_size, num_attention_heads and vocab_size. Point model.name at a decoder-only language model."
+            f"the config.json of {name} lacks what the memory planner needs ({type(error).__name__}: {error}): it "
+            "reads num_hidden_layers, hidden_size, num_attention_heads and vocab_size. Point model.name at a "
+            "decoder-only language model."
+        ) from None
+    sizes = {k: v for k, v in vars(shape).items() if isinstance(v, int) and not isinstance(v, bool)}
+    if not all(size > 0 for size in sizes.values()):
+        zero = ", ".join(f"{key} {value}" for key, value in sizes.items() if value <= 0)
+        raise UserError(
+            f"the config.json of {name} gives a model of no size ({zero}): every layer count, width and the "
+            "vocabulary must be at least 1. Fix that config.json, or point model.name at another model."
+        )
+    return shape
+
+
+def _config_json(path: Path, name: str) -> Any:
+    """The parsed config.json at `path`; a UserError naming it when it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(
+            f"cannot read the model config {path} of {name}: {getattr(error, 'strerror', None) or error}. It must be "
+            "the model's config.json (a JSON object); restore it from the model's source."
         ) from None
 
 
@@ -236,10 +256,10 @@ def resolve_shape(model_name: str) -> ModelShape:
     table of shipped models."""
     local = Path(model_name)
     if (local / "config.json").is_file():
-        return shape_from_config(json.loads((local / "config.json").read_text()), model_name)
+        return shape_from_config(_config_json(local / "config.json", model_name), model_name)
     cached = _cached_config(model_name)
     if cached is not None:
-        return shape_from_config(json.loads(cached.read_text()), model_name)
+        return shape_from_config(_config_json(cached, model_name), model_name)
     shape = SHIPPED_SHAPES.get(shape_key(model_name))
     if shape is not None:
         return replace(shape, name=model_name)
