@@ -866,3 +866,15 @@ def test_plan_memory_names_a_model_config_that_is_not_json_or_of_no_size(tmp_pat
     (model / "config.json").write_text(config_json)
     config = write_tiny_config(tmp_path, model={"name": str(model), "builtin": None})
     fails_cleanly(capsys, entry_point("plan_memory"), [str(config)], *expected)
+
+
+def test_a_sweep_report_of_a_state_file_with_a_run_without_a_name_names_it(tmp_path, capsys):
+    """report.py on a sweep dir whose state lists a run with no name was a KeyError traceback."""
+    from train.lab.reports.sweep_report import STATE_FILE
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / STATE_FILE).write_text(json.dumps({"name": "s", "runs": [{"group": "beta=0", "status": "done"}]}))
+    fails_cleanly(
+        capsys, entry_point("report"), [str(sweep_dir)], f"{STATE_FILE}: run 1 of its list has no usable name"
+    )

@@ -49,10 +49,18 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
     path = Path(sweep_dir) / STATE_FILE
     try:
         state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{sweep_dir} is not a sweep dir: {STATE_FILE} is missing or unreadable ({error}).") from None
     if not isinstance(state, dict) or not isinstance(state.get("runs"), list):
         raise UserError(f"{path} is not a sweep state file (it has no list of runs).")
+    for number, entry in enumerate(state["runs"], start=1):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            raise UserError(
+                f"{path}: run {number} of its list has no usable name ({str(entry)[:80]}): each run is an object "
+                "whose name is its directory in the sweep dir. The file was edited or damaged after the sweep wrote "
+                "it; restore that entry's name (experiments/sweep.py SWEEP.yaml --dry-run lists the runs' names)."
+            )
     return state
 
 
