@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from train.config import load_config
-from train.errors import UserError, exit_on_user_error
+from train.errors import UserError, check_writable, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,12 +47,18 @@ def main(argv: list[str] | None = None) -> None:
             f"--adapter {args.adapter} is not a saved adapter: it holds neither adapter_config.json (a LoRA adapter) "
             "nor config.json (full weights). Pass a run's adapter/ directory, e.g. runs/<run>/adapter."
         )
+    output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(output_dir, "--output-dir", "Choose a directory that can be written (not a file), and run again.")
     baseline = _read_metrics(args.compare) if args.compare else None
 
     # The backend first: unsloth must be imported before trl, transformers and peft.
     from train.models.unsloth import prepare_backend
 
     backend = prepare_backend(cfg.model)
+    if args.adapter is not None:
+        from train.lab.export import check_saved_weights
+
+        check_saved_weights(args.adapter)  # a truncated or edited adapter is named before anything loads
 
     from rich.console import Console
 
@@ -60,7 +66,6 @@ def main(argv: list[str] | None = None) -> None:
     from train.run import evaluate_policy
 
     console = Console()
-    output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = evaluate_policy(cfg, backend, adapter=args.adapter, output_dir=output_dir, console=console)
     what = f"adapter {args.adapter}" if args.adapter else f"base model {cfg.model.name}"
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         from train.models.unsloth import import_unsloth
 
         import_unsloth()
-    from train.lab.export import export_gguf, export_merged
+    from train.lab.export import check_saved_weights, export_gguf, export_merged
+
+    check_saved_weights(run.adapter)  # a truncated or edited adapter is named, never exported
 
     # 3. Export.
     written = {}

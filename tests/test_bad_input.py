@@ -878,3 +878,67 @@ def test_a_sweep_report_of_a_state_file_with_a_run_without_a_name_names_it(tmp_p
     fails_cleanly(
         capsys, entry_point("report"), [str(sweep_dir)], f"{STATE_FILE}: run 1 of its list has no usable name"
     )
+
+
+def saved_lora_run(tmp_path) -> Path:
+    """A run dir with config.yaml and a real LoRA adapter (rank 8 on q_proj) of the tiny built-in model's shape."""
+    from peft import LoraConfig, get_peft_model
+
+    from train.config import load_config
+    from train.models.builtin import build_tokenizer, random_tiny_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lora = {"lora_rank": 8, "target_modules": ["q_proj"]}
+    (run / "config.yaml").write_text(load_config(write_tiny_config(tmp_path, model=lora)).to_yaml())
+    base = random_tiny_model(build_tokenizer(), hidden_size=32, num_layers=1, num_heads=2)
+    get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj"])).save_pretrained(run / "adapter")
+    return run
+
+
+@pytest.mark.parametrize("script", ["export", "evaluate"])
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("truncated", ["adapter_model.safetensors is damaged", "incomplete metadata"]),
+        ("peft_type", ["names peft_type 'BOGUS', which the installed peft does not know"]),
+        ("full weights truncated", ["model.safetensors is damaged"]),
+    ],
+)
+def test_a_damaged_saved_adapter_is_named_never_exported_or_loaded(tmp_path, capsys, script, damage, expected):
+    """A truncated adapter or an unknown peft_type was a traceback; a truncated full-weights save was exported as
+    "merged weights" with exit 0."""
+    run = saved_lora_run(tmp_path)
+    adapter = run / "adapter"
+    if damage == "truncated":
+        weights = adapter / "adapter_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-16])  # cut inside the last tensor
+    elif damage == "peft_type":
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        (adapter / "adapter_config.json").write_text(json.dumps({**config, "peft_type": "BOGUS"}))
+    else:
+        from train.models.builtin import build_tokenizer, random_tiny_model
+
+        shutil.rmtree(adapter)
+        random_tiny_model(build_tokenizer(), hidden_size=32, num_layers=1, num_heads=2).save_pretrained(adapter)
+        weights = adapter / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    out = tmp_path / "out"
+    if script == "export":
+        argv = [str(run), "--merged", str(out)]
+    else:
+        argv = [str(run / "config.yaml"), "--adapter", str(adapter), "--output-dir", str(out)]
+    fails_cleanly(capsys, entry_point(script), argv, *expected)
+    assert not out.exists()
+
+
+def test_evaluate_names_an_output_dir_that_is_a_file_and_an_adapter_of_another_shape(tmp_path, capsys):
+    run = saved_lora_run(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    argv = [str(run / "config.yaml"), "--adapter", str(run / "adapter"), "--output-dir", str(tmp_path / "a_file")]
+    fails_cleanly(capsys, entry_point("evaluate"), argv, f"cannot write --output-dir {tmp_path / 'a_file'}")
+    wider = write_tiny_config(
+        tmp_path, model={"lora_rank": 8, "target_modules": ["q_proj"], "builtin": {"hidden_size": 64}}
+    )
+    argv = [str(wider), "--adapter", str(run / "adapter"), "--output-dir", str(tmp_path / "out")]
+    fails_cleanly(capsys, entry_point("evaluate"), argv, "was trained on a model of another shape", "size mismatch")

@@ -16,6 +16,7 @@ experiments/export.py turns it into weights any runtime loads:
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,43 @@ def open_run(run_dir: Path) -> SavedRun:
             "--resume it; output.save_adapter: false runs save none."
         )
     return SavedRun(run_dir, cfg, adapter)
+
+
+def check_saved_weights(adapter: Path) -> None:
+    """Refuse a saved adapter (or full weights) that cannot be loaded whole, before anything loads or is written:
+    an adapter_config.json that is not a JSON object or names a peft_type the installed peft does not know, and a
+    .safetensors file whose header does not cover its data (cut short by a kill, a full disk or a copy). Exporting
+    one wrote "merged weights" from the corrupt file (exit 0); loading one was a traceback. It imports peft: call
+    it once the backend is prepared (unsloth first)."""
+    config = adapter / "adapter_config.json"
+    if config.is_file():
+        from peft import PeftType
+
+        try:
+            peft_type = json.loads(config.read_text(encoding="utf-8")).get("peft_type")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+            raise UserError(
+                f"{config} is not a readable adapter config ({getattr(error, 'strerror', None) or error}). It was "
+                "damaged after the run saved it: restore it (or --resume an unfinished run, which saves it again)."
+            ) from None
+        if peft_type not in {member.value for member in PeftType}:
+            raise UserError(
+                f"{config} names peft_type {peft_type!r}, which the installed peft does not know (this project saves "
+                "LORA adapters). It was edited or damaged after the run saved it: restore it (or --resume an "
+                "unfinished run, which saves the adapter again)."
+            )
+    from safetensors import safe_open
+
+    for weights in sorted(adapter.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="numpy") as handle:
+                handle.keys()
+        except Exception as error:  # noqa: BLE001 - safetensors' own error type is not public; any failure is this
+            raise UserError(
+                f"{weights} is damaged ({error}): it was cut short or changed after the run saved it, and loading it "
+                "would fail or load garbage. Restore the file, or save the adapter again (a run saves it at every "
+                "epoch end: --resume an unfinished run)."
+            ) from None
 
 
 def check_output_dir(out: Path, flag: str) -> None:

@@ -76,7 +76,16 @@ def attach_lora(model: Any, cfg: ExperimentConfig, adapter: Path | None = None) 
     if adapter is not None:
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        try:
+            return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        except RuntimeError as error:
+            if "size mismatch" not in str(error):
+                raise
+            raise UserError(
+                f"the adapter {adapter} was trained on a model of another shape than {cfg.model.name} (peft: "
+                f"{str(error).splitlines()[-1].strip()[:200]}). Evaluate it with the config of the run that trained "
+                "it (that run's config.yaml), or pass the adapter of a run of this model."
+            ) from None
     rank = cfg.model.effective_lora_rank
     if rank == 0:
         return model
