@@ -1,7 +1,8 @@
 """From a run to deployable weights: the merged or GGUF export of the run's saved adapter.
 
 A run writes its adapter/ (the LoRA adapter, or a full fine-tune's weights, and the tokenizer) at the end of every
-epoch and at the end of training (train/records/adapter.py), each time replacing the previous one whole (`replace_dir`).
+epoch and at the end of training (train/records/adapter.py), each time replacing the previous one whole
+(`train.records.files.replace_dir`).
 experiments/export.py turns it into weights any runtime loads:
 - merged 16-bit weights (`export_merged`): on the unsloth backend Unsloth's
   `model.save_pretrained_merged(out, tokenizer, save_method="merged_16bit")`; on the hf backend peft's
@@ -23,27 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable
+from train.records.files import set_aside
 
 if TYPE_CHECKING:
     from train.models import Policy
 
 ADAPTER_DIR = "adapter"
 DTYPES = ("bfloat16", "float16", "float32")
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Put `new` at `target`: the old one is moved aside first, so a reader finds one complete adapter or the other."""
-    old = set_aside(target)
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def set_aside(target: Path) -> Path:
-    """Where `replace_dir` keeps the previous directory while it renames the new one into place."""
-    return target.with_name(f".{target.name}.old")
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from train.config import load_config, load_yaml
 from train.errors import UserError
 from train.lab.reports.sweep_report import LOGS_DIR, STATE_FILE
 from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key
+from train.records.files import write_atomic
 from train.records.format import summary_eval
 
 # The library's run entry (train/run.py), the same command line as experiments/run_eval_test.py.
@@ -448,10 +449,7 @@ def _initial_state(sweep: Sweep, sweep_dir: Path) -> dict[str, Any]:
 
 
 def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
-    path = sweep_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a kill never leaves half a state file
+    write_atomic(sweep_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")  # a kill never leaves half a state file
 
 
 def _run_logged(args: list[str], log: Path, attempt: int) -> tuple[int, str | None]:

@@ -8,7 +8,6 @@ is off it is a `NullMirror`, so no caller checks for it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import netrc
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from train.errors import UserError
+from train.records.files import write_atomic
 
 
 class MetricsLog:
@@ -53,7 +53,7 @@ class MetricsLog:
         read = read_records(self.path, fix=RESUME_FIX)
         self.torn_line = read.torn_line
         kept = [row for row in read.rows if row["step"] <= step and row.get("label") not in drop_labels]
-        write_atomically(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+        write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         return len(read.rows) - len(kept)
 
 
@@ -118,30 +118,13 @@ def _record_problem(row: Any) -> str | None:
     return None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader (or a kill) sees the old content or the new, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    with contextlib.suppress(OSError):  # the rename itself survives a machine crash once the directory is synced
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
     # JSON has no NaN: write null, so every reader (jq, pandas, wandb) agrees on "no value".
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    write_atomically(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------

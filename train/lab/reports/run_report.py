@@ -31,10 +31,10 @@ from train.lab.reports.document import (
     esc,
     render_html,
     render_markdown,
-    write_atomic,
 )
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import format_config_value, format_number
+from train.records.files import write_atomic
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

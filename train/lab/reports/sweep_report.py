@@ -28,11 +28,11 @@ from train.lab.reports.document import (
     esc,
     render_html,
     render_markdown,
-    write_atomic,
 )
 from train.lab.reports.run_report import REPORT_HTML, REPORT_MD, write_run_report
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import ComparisonTable, Row, comparison_table
+from train.records.files import write_atomic
 
 STATE_FILE = "sweep_state.json"
 LOGS_DIR = "logs"
