@@ -14,7 +14,10 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,6 +36,26 @@ def user_errors() -> tuple[type[Exception], ...]:
     from rewards.core import RewardConfigError, RewardResultError
 
     return (UserError, RewardConfigError, RewardResultError)
+
+
+def validation_problems(error: ValidationError, unknown_key: Callable[[tuple], str] | None = None) -> str:
+    """A pydantic ValidationError as sentences, one a problem, each naming its dotted key: an unknown key as
+    `unknown_key(location)` says it (the valid keys, a did-you-mean), a choice that is not allowed, a validator's own
+    message, or the value and why it is invalid. The config, a task's options and a sweep file all say it so."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden" and unknown_key is not None:
+            problems.append(unknown_key(item["loc"]))
+        elif item["type"] in ("literal_error", "enum"):
+            problems.append(f"{location} = {item['input']!r} is not allowed: {item['msg'].lower()}.")
+        elif location == "(top level)" or item["type"] in ("value_error", "extra_forbidden"):
+            message = item["msg"].removeprefix("Value error, ")
+            where = "" if location == "(top level)" else f"{location}: "
+            problems.append(f"{where}{message}.")
+        else:
+            problems.append(f"{location} = {item['input']!r} is invalid: {item['msg'].lower()}.")
+    return " ".join(problems)
 
 
 # Where the running entry point writes (its run dir), for the message when that disk fills up.

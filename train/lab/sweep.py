@@ -49,7 +49,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from train.config import load_config, load_yaml
-from train.errors import UserError
+from train.errors import UserError, validation_problems
 from train.lab.reports.sweep_report import LOGS_DIR, STATE_FILE
 from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key
 from train.records.files import write_atomic
@@ -173,13 +173,10 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
-        problems = " ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg'].removeprefix('Value error, ')}."
-            for item in error.errors()
-        )
         raise UserError(
-            f"{path} is not a valid sweep: {problems} A sweep has base (the experiment YAML), and optionally name, "
-            "description, set, grid, variants, repeats, seed_key, seeds and table; see train/lab/sweep.py."
+            f"{path} is not a valid sweep: {validation_problems(error)} A sweep has base (the experiment YAML), and "
+            "optionally name, description, set, grid, variants, repeats, seed_key, seeds and table; see "
+            "train/lab/sweep.py."
         ) from None
     base = (path.parent / spec.base).resolve()
     if not base.is_file():

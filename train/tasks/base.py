@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rewards import has_answer_block
 from train.config import DataConfig, RewardSpec
-from train.errors import UserError
+from train.errors import UserError, validation_problems
 from train.models.hub import hub_reachable
 from train.tasks.templates import PromptTemplate, prompt_template
 
@@ -144,15 +144,9 @@ class Task:
             return self.Options.model_validate(options)
         except ValidationError as error:
             valid = ", ".join(self.Options.model_fields) or "none"
-            problems = []
-            for item in error.errors():
-                key = ".".join(str(part) for part in item["loc"]) or "(options)"
-                if item["type"] == "extra_forbidden":
-                    problems.append(f"unknown option {key!r}")
-                else:
-                    problems.append(f"{key}: {item['msg'].removeprefix('Value error, ').lower()}")
+            problems = validation_problems(error, lambda location: f"unknown option {'.'.join(map(str, location))!r}.")
             raise UserError(
-                f"data.options for task {self.name} do not validate: {'; '.join(problems)}. "
+                f"data.options for task {self.name} do not validate: {problems} "
                 f"Valid options of {self.name}: {valid}. Fix or remove the option in the YAML or with --set."
             ) from None
 
