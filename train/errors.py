@@ -30,12 +30,14 @@ class UserError(Exception):
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The exception types that are the user's to fix: ours, the rewards module's configuration error, and a user
+    """The exception types that are the user's to fix: ours, the rewards module's configuration error, a user
     reward that returned something unusable, ran past its time limit, raised or called sys.exit (the message names
-    the reward, its file and, for an exception, the line of that file it came from)."""
+    the reward, its file and, for an exception, the line of that file it came from), and a JSONL file with a bad line
+    (the message names the file and the line)."""
     from rewards.core import RewardConfigError, RewardResultError
+    from rewards.jsonl import JsonlError
 
-    return (UserError, RewardConfigError, RewardResultError)
+    return (UserError, RewardConfigError, RewardResultError, JsonlError)
 
 
 def validation_problems(error: ValidationError, unknown_key: Callable[[tuple], str] | None = None) -> str:

@@ -8,6 +8,6 @@ summary, the console, and who writes them when several processes run.
 - `distributed.py`: one run in several processes, the main process owning the run dir;
 - `adapter.py`: the run's adapter/, saved at every epoch end and replaced whole.
 
-May import: the standard library, train.config, train.errors, rich, wandb; never torch at import time, never a
-model: reports and the diagnosis read these records with no model.
+May import: the standard library, train.config, train.errors, rewards.jsonl (the one JSONL reader), rich, wandb;
+never torch at import time, never a model: reports and the diagnosis read these records with no model.
 """

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from rewards.jsonl import JsonlError, read_jsonl
 from train.errors import UserError
 from train.records.files import write_atomic
 
@@ -72,7 +73,8 @@ class RecordsRead:
 
 
 def read_records(path: Path, *, fix: str) -> RecordsRead:
-    """The records of a metrics.jsonl (none when it does not exist).
+    """The records of a metrics.jsonl (none when it does not exist), read by the one JSONL reader
+    (rewards.jsonl.read_jsonl).
 
     Every line must be a JSON object with a "type" and a numeric "step", as MetricsLog writes them. The one
     exception is a last line that lacks its newline and does not parse: a write cut off by a kill (each record is
@@ -81,40 +83,23 @@ def read_records(path: Path, *, fix: str) -> RecordsRead:
     guessing which records to keep would lose or duplicate some silently.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return RecordsRead([])
-    except (OSError, UnicodeDecodeError) as error:
-        raise CorruptRecords(f"cannot read {path}: {getattr(error, 'strerror', None) or error}. {fix}.") from None
-    lines = text.split("\n")
-    rows: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        last = number == len(lines)  # no newline after it
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if last:
-                return RecordsRead(rows, torn_line=number)
-            problem = f"is not JSON ({error.msg} at column {error.colno})"
-        else:
-            problem = _record_problem(row)
-            if problem is None:
-                rows.append(row)
-                continue
-        shown = line if len(line) <= 60 else line[:57] + "..."
-        raise CorruptRecords(f"{path} line {number} {problem}: {shown!r}. {fix}.")
-    return RecordsRead(rows)
+    try:
+        read = read_jsonl(path, check=_record_problem, torn_last_line=True)
+    except OSError as error:
+        raise CorruptRecords(f"cannot read {path}: {error.strerror or error}. {fix}.") from None
+    except JsonlError as error:
+        line = error.bad[0]
+        said = f"is {line.problem}" if line.problem.startswith("not ") else f"is bad ({line.problem})"
+        raise CorruptRecords(f"{path} line {line.number} {said}: {line.text!r}. {fix}.") from None
+    return RecordsRead(read.rows, read.torn_line)
 
 
-def _record_problem(row: Any) -> str | None:
-    if not isinstance(row, dict):
-        return f"is a JSON {type(row).__name__}, not a record (an object)"
+def _record_problem(row: dict[str, Any]) -> str | None:
     step = row.get("step")
     if not isinstance(row.get("type"), str) or isinstance(step, bool) or not isinstance(step, int | float):
-        return 'is not a record of this run (every record has a "type" and a numeric "step")'
+        return 'not a record of this run (every record has a "type" and a numeric "step")'
     return None
 
 
