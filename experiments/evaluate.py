@@ -20,6 +20,7 @@ from pathlib import Path
 
 from train.config import load_config
 from train.errors import UserError, exit_on_user_error
+from train.models import adapter_kind
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,9 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.set)
-    if args.adapter is not None and not (
-        (args.adapter / "adapter_config.json").is_file() or (args.adapter / "config.json").is_file()
-    ):
+    if args.adapter is not None and adapter_kind(args.adapter) is None:
         raise UserError(
             f"--adapter {args.adapter} is not a saved adapter: it holds neither adapter_config.json (a LoRA adapter) "
             "nor config.json (full weights). Pass a run's adapter/ directory, e.g. runs/<run>/adapter."

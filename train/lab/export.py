@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable
+from train.models import adapter_kind
 from train.records.files import set_aside
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class SavedRun:
     @property
     def full_weights(self) -> bool:
         """A full fine-tune's save (the built-in model on hf): the adapter directory is the whole model."""
-        return not (self.adapter / "adapter_config.json").exists()
+        return adapter_kind(self.adapter) != "lora"
 
 
 def open_run(run_dir: Path) -> SavedRun:
@@ -59,8 +60,7 @@ def open_run(run_dir: Path) -> SavedRun:
         aside = set_aside(adapter)  # a run killed between the two renames of replace_dir
         adapter = aside if aside.is_dir() else adapter
     weights = [*adapter.glob("*.safetensors"), *adapter.glob("*model*.bin")] if adapter.is_dir() else []
-    markers = ("adapter_config.json", "config.json")
-    if not any((adapter / name).is_file() for name in markers) or not weights:
+    if adapter_kind(adapter) is None or not weights:
         raise UserError(
             f"the run {run_dir} has no saved adapter in {run_dir / ADAPTER_DIR} (no adapter_config.json or config.json "
             "with weights). A run saves it at the end of every epoch: let the run finish its first epoch, or "
