@@ -53,12 +53,11 @@ def main(argv: list[str] | None = None) -> None:
 
     backend = prepare_backend(cfg.model)
 
-    from rich.console import Console
-
+    from train.records import voice
     from train.records.console import eval_table
     from train.run import evaluate_policy
 
-    console = Console()
+    console = voice.console()
     output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = evaluate_policy(cfg, backend, adapter=args.adapter, output_dir=output_dir, console=console)
     what = f"adapter {args.adapter}" if args.adapter else f"base model {cfg.model.name}"

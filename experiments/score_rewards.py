@@ -54,6 +54,7 @@ from rewards.scoring import columns_in, score, scoring_warnings, split_by_kind
 from train.errors import EXIT_USER_ERROR, user_errors
 from train.lab.reports.reward_scores import Report, print_reward_list
 from train.lab.score_inputs import REWARD_SIGNATURE, Choice, build_rewards, check_columns, choose_rewards, read_input
+from train.records import voice
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = split_by_kind(rows)
         scored = score(rows, functions, parts, explain=args.explain)
     except user_errors() as error:  # a user's reward that raised included: its paragraph names the line
-        print(f"error: {error}", file=sys.stderr)
+        voice.error(str(error))
         return EXIT_USER_ERROR
     report = Report(rows, items, functions, parts, scored, warnings + scoring_warnings(functions), args.explain)
     if args.json:

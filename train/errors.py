@@ -165,7 +165,7 @@ def exit_on_user_error(main: Callable[P, R]) -> Callable[P, R]:
 
 
 def _report(message: str) -> None:
-    from rich.console import Console
+    from train.records.voice import error
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error(message)
     sys.exit(EXIT_USER_ERROR)

@@ -20,10 +20,11 @@ unsloth.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from train.records.voice import warn
 
 if TYPE_CHECKING:
     from train.config import ExperimentConfig
@@ -95,10 +96,9 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
 
         # Without a GPU, load_unsloth_policy has already said that vLLM cannot run.
         if cfg.model.fast_inference and not policy.has_vllm and torch.cuda.is_available():
-            warnings.warn(
+            warn(
                 "model.fast_inference is on but the model has no vLLM engine (unsloth turned it off, or vLLM cannot "
-                "run here): rollouts and evaluation generate with transformers, which is slower.",
-                stacklevel=2,
+                "run here): rollouts and evaluation generate with transformers, which is slower."
             )
         return policy
 

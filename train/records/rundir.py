@@ -32,6 +32,7 @@ from typing import IO
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable, note_output_dir
 from train.records.tracking import MetricsLog
+from train.records.voice import say
 
 CONFIG_FILE = "config.yaml"
 INVOCATION_FILE = "invocation.json"
@@ -163,10 +164,9 @@ class RunDir:
         log = MetricsLog(self.metrics_path)
         log.truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
         if log.torn_line is not None:
-            print(
+            say(
                 f"repaired {self.metrics_path}: its last line (line {log.torn_line}) was cut off mid-write when the "
-                "run was stopped; it is dropped, and the step it belonged to is redone.",
-                file=sys.stderr,
+                "run was stopped; it is dropped, and the step it belonged to is redone."
             )
         return checkpoint
 
@@ -248,11 +248,10 @@ class RunDir:
                 aside = checkpoint.path.with_name(f"unfinished-{checkpoint.path.name}.{suffix}")
             checkpoint.path.rename(aside)
             back_to = f"from {last.path.name}" if last else "from the start of training"
-            print(
+            say(
                 f"set aside {checkpoint.path.name}: the run was stopped while saving it (its trainer_state.json is "
                 f"missing or cut off), so the resume continues {back_to} and saves it again. The partial save is "
-                f"kept at {aside}; delete it when you like.",
-                file=sys.stderr,
+                f"kept at {aside}; delete it when you like."
             )
 
     def invocation(self) -> dict:

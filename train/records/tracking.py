@@ -12,7 +12,6 @@ import json
 import math
 import netrc
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from rewards.jsonl import JsonlError, read_jsonl
 from train.errors import UserError
 from train.records.files import write_atomic
+from train.records.voice import warn
 
 
 class MetricsLog:
@@ -174,15 +174,13 @@ def start_wandb(setting: str, *, project: str, name: str, run_dir: Path, config:
         return WandbMirror.init(mode=mode, **init)
     except Exception as error:  # noqa: BLE001 - any wandb problem must not stop training
         if mode != "online":
-            warnings.warn(
-                f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl", stacklevel=2
-            )
+            warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl")
             return NullMirror()
-        warnings.warn(f"wandb could not reach its server ({error}); logging offline instead", stacklevel=2)
+        warn(f"wandb could not reach its server ({error}); logging offline instead")
     try:
         return WandbMirror.init(mode="offline", **init)
     except Exception as error:  # noqa: BLE001
-        warnings.warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl", stacklevel=2)
+        warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl")
         return NullMirror()
 
 
@@ -225,7 +223,7 @@ class WandbMirror:
         try:
             self.run.log(payload)
         except Exception as error:  # noqa: BLE001
-            warnings.warn(f"wandb logging failed ({error}); continuing without wandb", stacklevel=2)
+            warn(f"wandb logging failed ({error}); continuing without wandb")
             self.run = None
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
@@ -239,5 +237,5 @@ class WandbMirror:
                     self.run.summary[f"final/{key}"] = value
             self.run.finish()
         except Exception as error:  # noqa: BLE001
-            warnings.warn(f"wandb finish failed ({error})", stacklevel=2)
+            warn(f"wandb finish failed ({error})")
         self.run = None
