@@ -21,6 +21,7 @@ from pathlib import Path
 from train.config import load_config
 from train.errors import UserError, exit_on_user_error
 from train.models import adapter_kind
+from train.records.files import write_atomic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"
     console.print(eval_table(baseline, metrics, title=f"{cfg.name}: {what}", baseline_label=label))
     record = {"config": str(args.config), "overrides": args.set, "adapter": str(args.adapter or ""), "metrics": metrics}
-    (output_dir / "eval_metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(output_dir / "eval_metrics.json", json.dumps(record, indent=2) + "\n")
     console.print(f"wrote {output_dir / 'eval_metrics.json'} and {output_dir / 'eval_samples.jsonl'}")
 
 

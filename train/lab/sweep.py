@@ -346,7 +346,7 @@ def run_sweep(
     from train.lab.reports.sweep_report import write_sweep_report
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / SWEEP_FILE_COPY).write_text(sweep.path.read_text())
+    write_atomic(sweep_dir / SWEEP_FILE_COPY, sweep.path.read_text())
     state = _initial_state(sweep, sweep_dir)
     _save_state(sweep_dir, state)
     command = runner or RUNNER

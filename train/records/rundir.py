@@ -31,6 +31,7 @@ from typing import IO
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable, note_output_dir
+from train.records.files import write_atomic
 from train.records.tracking import MetricsLog
 from train.records.voice import say
 
@@ -152,9 +153,9 @@ class RunDir:
         if not self.resuming:
             self._create()
             self._take_lock()
-            (self.path / CONFIG_FILE).write_text(self.cfg.to_yaml())
+            write_atomic(self.path / CONFIG_FILE, self.cfg.to_yaml())  # its presence marks a run a resume finds
             invocation = {"config": str(config_file), "overrides": self.overrides}
-            (self.path / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
+            write_atomic(self.path / INVOCATION_FILE, json.dumps(invocation, indent=2) + "\n")
             return None
         self._take_lock()
         self._set_aside_unfinished_saves()
@@ -284,7 +285,7 @@ class RunDir:
         """A stable wandb run id, so a resumed run continues the same wandb run."""
         path = self.path / "wandb_id"
         if not path.exists():
-            path.write_text(secrets.token_hex(4))
+            write_atomic(path, secrets.token_hex(4))
         return path.read_text().strip()
 
 
