@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from train.config import load_config
 from train.errors import UserError, exit_on_user_error
 from train.models import adapter_kind
 from train.records.files import write_atomic
+from train.records.rundir import run_dir_name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     from train.run import evaluate_policy
 
     console = voice.console()
-    output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    output_dir = args.output_dir or Path(cfg.output.dir) / run_dir_name(f"{cfg.name}-eval")
     metrics = evaluate_policy(cfg, backend, adapter=args.adapter, output_dir=output_dir, console=console)
     what = f"adapter {args.adapter}" if args.adapter else f"base model {cfg.model.name}"
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"
