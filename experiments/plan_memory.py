@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None):
         raise UserError(f"--gpu-gb {args.gpu_gb:g} is not a card size: give the GPU's memory in GiB, e.g. --gpu-gb 24.")
 
     from train.config import load_config
-    from train.lab.memory_plan import (
+    from train.lab.memory_check import (
         check_fits,
         largest_completion_length,
         largest_num_generations,
