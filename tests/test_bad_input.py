@@ -839,7 +839,7 @@ def test_a_record_whose_epoch_is_null_is_named_not_a_traceback(tmp_path, capsys,
 def test_a_report_of_a_run_whose_samples_file_is_binary_names_it(tmp_path, capsys):
     run = report_run(tmp_path)
     (run / "samples" / "zero_shot.jsonl").write_bytes(bytes(range(256)) * 4)
-    fails_cleanly(capsys, entry_point("report"), [str(run)], "zero_shot.jsonl is not UTF-8 text", "delete it")
+    fails_cleanly(capsys, entry_point("report"), [str(run)], "zero_shot.jsonl has 4 bad line(s)", "not UTF-8")
 
 
 def test_a_comparison_table_into_a_directory_is_refused_before_it_writes(tmp_path, capsys):
