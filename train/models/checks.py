@@ -1,6 +1,6 @@
 """What only the model and its tokenizer can say against a config, asked before the run dir exists.
 
-    source = check_model(cfg, task)     # train/run.py's pre-flight, after the backend is prepared
+    check_model(cfg, task)     # train/run.py's pre-flight, after the backend is prepared
 
 The model's name (a built-in that does not exist, or no name at all), its tokenizer (a model directory saved
 without one loads an empty tokenizer that encodes every prompt to nothing), the stop strings against that tokenizer
@@ -21,8 +21,8 @@ from train.errors import UserError
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
-def check_model(cfg: ExperimentConfig, task: Any) -> str:
-    """Check `cfg.model` against the model it names; returns where it loads from (built-in models are built now)."""
+def check_model(cfg: ExperimentConfig, task: Any) -> None:
+    """Check `cfg.model` against the model it names (a built-in model is built now, as its load would)."""
     from train.models import model_source
     from train.models.hf import load_tokenizer, local_only
 
@@ -43,7 +43,6 @@ def check_model(cfg: ExperimentConfig, task: Any) -> str:
     check_stop_strings(tokenizer, task.stop_strings, source)
     if cfg.model.effective_lora_rank > 0:
         check_lora_targets(cfg, source, local_only=offline)
-    return source
 
 
 def check_stop_strings(tokenizer: Any, stop_strings: tuple[str, ...], source: str) -> None:
@@ -79,8 +78,11 @@ def check_lora_targets(cfg: ExperimentConfig, source: str, *, local_only: bool) 
         config = AutoConfig.from_pretrained(source, local_files_only=local_only)
     except OSError as error:
         raise UserError(unreachable_model(source, error)) from None
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, TypeError, ImportError):
+        return  # no causal-LM skeleton from the config alone (a multimodal model the backend loads its own way)
     linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     targets = cfg.model.target_modules
     if not targets:
