@@ -942,3 +942,12 @@ def test_evaluate_names_an_output_dir_that_is_a_file_and_an_adapter_of_another_s
     )
     argv = [str(wider), "--adapter", str(run / "adapter"), "--output-dir", str(tmp_path / "out")]
     fails_cleanly(capsys, entry_point("evaluate"), argv, "was trained on a model of another shape", "size mismatch")
+
+
+def test_a_reward_listed_twice_is_refused_before_the_run_dir(tmp_path, capsys):
+    """Both were logged under one name: their metrics collided (negative timings)."""
+    rewards = ["hard_format_reward", "countdown_reward", {"name": "hard_format_reward", "weight": 0.5}]
+    config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
+    refused_before_run_dir(
+        tmp_path, capsys, [], "reward 'hard_format_reward' is listed twice (rewards.0 and rewards.2)", config=config
+    )

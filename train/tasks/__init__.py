@@ -61,6 +61,14 @@ def build_rewards(
     from rewards import get_reward
 
     specs = cfg_rewards or task.default_rewards()
+    first = {}
+    for index, spec in enumerate(specs):
+        if first.setdefault(spec.name, index) != index:
+            raise UserError(
+                f"reward {spec.name!r} is listed twice (rewards.{first[spec.name]} and rewards.{index}): TRL logs each "
+                f"reward under its name, so the two would write over each other's metrics and timings. List it once "
+                "(with the two weights summed), or give your own reward another name."
+            )
     funcs = [get_reward(spec.name, path=spec.path, **spec.params) for spec in specs]
     for index, (spec, func) in enumerate(zip(specs, funcs, strict=True)):
         func.first_call_strict = True  # broken from the first batch: stop before training (rewards/registry.py)
