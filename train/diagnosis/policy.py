@@ -1,0 +1,161 @@
+"""Findings about how far the policy moves: not at all (KL near 0 and rewards flat), too far (KL growing while
+accuracy falls), and its sampling entropy collapsing early.
+
+TRL logs `kl` (the mean per-token k3 estimate of KL(policy || reference), Schulman 2020; only when beta > 0) and
+`entropy` (the mean per-token entropy of the completions, in nats) at every logged step.
+"""
+
+from __future__ import annotations
+
+from train.diagnosis.base import (
+    PROBLEM,
+    WATCH,
+    Finding,
+    Plot,
+    RunRecords,
+    Series,
+    mean,
+    num,
+    window_means,
+)
+from train.diagnosis.outcomes import pass1_difference
+
+# Steps a trend needs before "not moving" or "collapsed early" means anything (ten optimizer updates).
+POLICY_MIN_STEPS = 10
+# Per-token KL to the reference below this at the end: the policy has not moved (1e-4 nats a token is a change of
+# about 1% in the probability of one token in a hundred; runs that learn reach 1e-3 to 1e-1 within 100 steps, e.g.
+# our quickstart 0.05 by step 60).
+KL_STILL = 1e-4
+# ... while the mean reward changed by less than this share of its spread between completions (reward_std): flat.
+REWARD_FLAT_SHARE = 0.1
+# KL at the end at least this many times its value at the start, and above KL_HIGH: the policy runs away.
+KL_RUNAWAY_GROWTH = 10.0
+KL_HIGH = 0.1
+# Entropy at a third of training at most this share of its start: collapsing early. DAPO (Yu et al. 2025,
+# arXiv:2503.14476, section 3.1) and Cui et al. 2025 (arXiv:2505.22617) show entropy falling fastest in the first
+# steps and the accuracy the run can still reach falling with it.
+ENTROPY_COLLAPSE_SHARE = 0.2
+ENTROPY_EARLY_SHARE = 1 / 3
+
+
+def policy_not_moving(run: RunRecords) -> list[Finding]:
+    """KL near 0 and the reward flat for many steps."""
+    steps, kls = run.series("kl")
+    if len(kls) < POLICY_MIN_STEPS:
+        return []
+    kl = window_means(steps, kls)
+    reward = window_means(*run.series("reward"))
+    spread = mean(run.series("reward_std")[1])
+    if kl is None or reward is None or kl.late >= KL_STILL:
+        return []
+    if abs(reward.change) >= REWARD_FLAT_SHARE * (spread if spread == spread and spread > 0 else 1.0):
+        return []
+    rate = run.config_value("train.learning_rate")
+    return [
+        Finding(
+            name="policy_not_moving",
+            severity=PROBLEM,
+            title="the policy is not moving",
+            evidence=(
+                f"KL to the reference {kl.late:.2g} per token at the end ({kl.where()}), and the mean reward "
+                f"{num(reward.early)} -> {num(reward.late)}, less than {pct_of(REWARD_FLAT_SHARE)} of its spread "
+                f"between completions ({num(spread)})" + (f"; train.learning_rate {rate}" if rate is not None else "")
+            ),
+            meaning=(
+                "The updates are too small to change what the model samples: the reward cannot rise when the "
+                "policy stays where it started."
+            ),
+            to_try=(
+                "a higher train.learning_rate (TRL's default 1e-6 is for full fine-tuning; LoRA usually needs 1e-5 to "
+                "1e-4), a larger LoRA (model.lora_rank, model.lora_alpha, model.target_modules), and groups that "
+                "carry signal (see groups without signal)"
+            ),
+            plot=Plot("KL to the reference per step", "KL (nats/token)", (Series("kl", tuple(steps), tuple(kls)),)),
+        )
+    ]
+
+
+def policy_running_away(run: RunRecords) -> list[Finding]:
+    """KL growing many times over while held-out accuracy falls (or, with no evaluation, just growing)."""
+    steps, kls = run.series("kl")
+    kl = window_means(steps, kls)
+    if kl is None or len(kls) < POLICY_MIN_STEPS:
+        return []
+    if kl.late < KL_HIGH or kl.late < KL_RUNAWAY_GROWTH * max(kl.early, KL_STILL):
+        return []
+    zero, last = run.zero_shot, run.last_eval
+    fall = pass1_difference(zero, last) if zero is not None and last is not None else None
+    falling = fall is not None and fall.beyond_noise and fall.delta < 0
+    if fall is not None and not falling:
+        return []  # the policy moved a lot and accuracy did not fall: it learned
+    accuracy = (
+        f"; greedy pass@1 {fall.before:.3f} -> {fall.after:.3f} ({last['label']})"
+        if falling and last is not None
+        else "; no held-out evaluation to tell whether accuracy fell"
+    )
+    return [
+        Finding(
+            name="policy_running_away",
+            severity=PROBLEM if falling else WATCH,
+            title="the policy is running away",
+            evidence=f"KL to the reference {num(kl.early)} -> {num(kl.late)} per token ({kl.where()}){accuracy}",
+            meaning=(
+                "The policy moved far from where it started"
+                + (" and got worse on held-out prompts: " if falling else ": ")
+                + "large steps can trade what the model could do for whatever the reward pays."
+            ),
+            to_try=(
+                "a lower train.learning_rate, a larger KL penalty (train.beta), a tighter clip (train.clip_eps), "
+                "fewer passes per batch (train.num_iterations 1), or train.max_grad_norm lower"
+            ),
+            plot=Plot("KL to the reference per step", "KL (nats/token)", (Series("kl", tuple(steps), tuple(kls)),)),
+        )
+    ]
+
+
+def entropy_collapse(run: RunRecords) -> list[Finding]:
+    """The completions' entropy falls below ENTROPY_COLLAPSE_SHARE of its start within the first third of steps."""
+    steps, entropy = run.series("entropy")
+    if len(entropy) < POLICY_MIN_STEPS:
+        return []
+    start_size = max(1, round(len(entropy) * 0.05))
+    start = mean(entropy[:start_size])
+    early_end = max(start_size + 1, round(len(entropy) * ENTROPY_EARLY_SHARE))
+    early = entropy[start_size:early_end]
+    if start <= 0 or not early:
+        return []
+    lowest = min(early)
+    if lowest > ENTROPY_COLLAPSE_SHARE * start:
+        return []
+    at = steps[start_size + early.index(lowest)]
+    temperature = run.config_value("train.temperature")
+    return [
+        Finding(
+            name="entropy_collapse",
+            severity=WATCH,
+            title="entropy collapsing early",
+            evidence=(
+                f"mean token entropy {num(start)} nats at the start -> {num(lowest)} by step {at:g} (within the first "
+                f"third of {len(entropy)} logged steps), {num(entropy[-1])} at the end"
+                + (f"; train.temperature {temperature}" if temperature is not None else "")
+            ),
+            meaning=(
+                "The model became nearly certain of each token early: its samples look alike, groups score alike, "
+                "and exploration, hence learning, slows down."
+            ),
+            to_try=(
+                "a higher train.temperature, clip-higher (train.clip_eps_high 0.28, DAPO), a lower "
+                "train.learning_rate, or train.beta > 0 to stay near the start"
+            ),
+            plot=Plot(
+                "Mean token entropy per step",
+                "nats",
+                (Series("entropy", tuple(steps), tuple(entropy)),),
+                threshold=ENTROPY_COLLAPSE_SHARE * start,
+            ),
+        )
+    ]
+
+
+def pct_of(share: float) -> str:
+    return f"{100 * share:.0f}%"
