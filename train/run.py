@@ -165,6 +165,7 @@ def build(
     # 5. The run dir: created (or taken back for a resume, with its last checkpoint) now that the inputs are sound.
     checkpoint = decided_by_main(lambda: run_dir.open(config_file=config_file))
 
+    from train.diagnosis import NewFindings
     from train.evaluation.evaluate import Evaluator
     from train.grpo.arguments import resolve
     from train.grpo.callbacks import EpochCallback, MetricsCallback, ReportCallback
@@ -258,6 +259,8 @@ def build(
     # 12. What works on the whole model needs the trainer: under ZeRO-3 it gathers the sharded weights for
     # evaluation and saving. One progress line replaces TRL's per-step dicts.
     evaluator.trainer = adapter.trainer = trainer
+    # 13. The diagnosis reads the records as they are after each evaluation: at most three new findings printed.
+    evaluator.evaluator.new_findings = NewFindings(lambda: run_records(cfg, run_dir, log, reward_funcs))
     if not verbose:
         take_over_progress(trainer, progress)
     return Run(cfg, backend, run_dir, console, checkpoint, policy, log, mirror, evaluator, trainer, adapter, progress)
@@ -267,23 +270,25 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     """Zero-shot evaluation, GRPO (an evaluation after every epoch), final evaluation, adapter, summary, report."""
     started = time.time() if started is None else started
     cfg, trainer, evaluator, console = built.cfg, built.trainer, built.evaluator, built.console
+    from train.diagnosis import diagnose
     from train.grpo.callbacks import write_report
     from train.models import gpu_facts
+    from train.records.console import verdict_lines
     from train.records.format import build_summary
     from train.records.tracking import write_summary
 
-    # 13. Zero-shot baseline (kept from the first session when resuming).
+    # 14. Zero-shot baseline (kept from the first session when resuming).
     if cfg.eval.zero_shot:
         evaluator.zero_shot()
 
-    # 14. GRPO, with the callbacks above at every step and epoch end.
+    # 15. GRPO, with the callbacks above at every step and epoch end.
     checkpoint = built.checkpoint
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
     finally:
         built.progress.stop()
 
-    # 15. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary, report.
+    # 16. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary, report.
     evaluator.final(trainer.state.global_step, trainer.state.epoch)
     if cfg.output.save_adapter:
         built.adapter.save_final(trainer.state.global_step)
@@ -293,10 +298,14 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     summary["backend"] = built.backend
     summary["overrides"] = built.run_dir.overrides
     summary["gpu"] = gpu_facts(built.policy)  # vLLM's model and share, Standby, peak memory (None on a CPU)
+    diagnosis = diagnose(run_records(cfg, built.run_dir, built.log, evaluator.evaluator.reward_funcs))
+    summary["diagnosis"] = diagnosis.as_dict()  # the verdict and every finding, as the report shows them
     write_summary(built.run_dir.path, summary)
     write_report(built.run_dir.path)  # never raises, its import included: a report cannot fail a finished run
     built.mirror.finish(summary)
     evaluator.print_summary(summary)
+    for line in verdict_lines(diagnosis, built.run_dir.path, width=console.width):
+        console.print(line, highlight=False, soft_wrap=True)
     offline = getattr(built.mirror, "offline_dir", None)
     if offline is not None:
         console.print(
@@ -304,6 +313,21 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
         )
     console.print(f"run dir: {built.run_dir.path}", highlight=False)
     return summary
+
+
+def run_records(cfg, run_dir: RunDir, log, reward_funcs: list[Any]):
+    """The run's records as the diagnosis reads them: metrics.jsonl so far, the samples of every evaluation, the
+    config, and the rewards' reasons for a score (train.diagnosis)."""
+    from train.diagnosis import from_records, read_samples_dir
+    from train.evaluation.samples import sample_explainer
+
+    return from_records(
+        log.records(),
+        config=cfg.model_dump(mode="json"),
+        samples=read_samples_dir(run_dir.path / "samples"),
+        explain=sample_explainer(reward_funcs),
+        source=f"run dir {run_dir.path}",
+    )
 
 
 def task_and_rewards(cfg, splits: tuple[str, ...]) -> tuple[Any, list[Any], tuple[list[Any], list[float]]]:
