@@ -7,8 +7,10 @@
   (CI, a log file) the same figures are one plain line every `every` steps.
 - After each evaluation: `headline_table` (its figures beside zero-shot), `sample_lines` (two of its greedy
   completions) and `finding_lines` (at most three new findings of the diagnosis); at the end `run_summary_table`
-  and `verdict_lines`; `print_diagnosis` for experiments/diagnose.py; `eval_table` (every metric) for
-  experiments/evaluate.py. Every console table of a run is here; the figures are train/evaluation/metrics.py's.
+  and `verdict_lines`; `eval_table` (every metric) for experiments/evaluate.py. The diagnosis' lines (and
+  `print_diagnosis` for experiments/diagnose.py) are train/records/diagnosis_console.py's, re-exported here: it
+  imports rich only, so that command starts in a second. Every console table of a run is here; the figures are
+  train/evaluation/metrics.py's.
 - `quiet_third_party` filters, once, what libraries print that tells the user of a run nothing: progress bars of
   weight loading and saving and of data set maps, transformers' notes on file mtimes and on a tied lm_head missing
   from a checkpoint, torch's pin_memory warning on a CPU, and wandb's "URL not available in offline run" (TRL's
@@ -32,13 +34,13 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from train.evaluation.metrics import COUNT_KEYS, OUTCOMES
 from train.evaluation.samples import read_samples
+from train.records.diagnosis_console import finding_lines, print_diagnosis, verdict_lines  # noqa: F401 - re-exported
 from train.records.format import summary_eval
 
 # Plain lines per run when stdout is not a terminal (one every total_steps / LINES_PER_RUN steps).
@@ -400,51 +402,3 @@ def _delta(key: str, delta: float, spec: str | None = None) -> str:
     good = key.startswith(_HIGHER_IS_BETTER) and delta > 0 or key == "failed_frac" and delta < 0
     bad = key.startswith(_HIGHER_IS_BETTER) and delta < 0 or key == "failed_frac" and delta > 0
     return f"[green]{text}[/]" if good else f"[red]{text}[/]" if bad else text
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The diagnosis (train/diagnosis): new findings after each evaluation, the verdict at the end, the whole of it for
-# experiments/diagnose.py
-
-SEVERITY_STYLE = {"problem": "bold red", "watch": "yellow", "note": "cyan"}
-
-
-def finding_lines(findings: list[Any], width: int = 120) -> list[str]:
-    """One line per finding (rich markup): its severity in colour, its title and evidence, cut to `width`."""
-    lines = []
-    for finding in findings:
-        text = f"{finding.title}: {finding.evidence}"
-        room = max(width - len(finding.severity) - 3, 40)
-        text = text if len(text) <= room else text[: room - 1] + "…"
-        lines.append(f"  [{SEVERITY_STYLE.get(finding.severity, 'bold')}]{finding.severity}[/] {escape(text)}")
-    return lines
-
-
-def verdict_lines(diagnosis: Any, run_dir: Path | None = None, width: int = 120) -> list[str]:
-    """The end of a run: the verdict, then its problems (one line each) and where the rest is."""
-    style = {True: "bold green", False: "bold red"}.get(diagnosis.verdict.learning, "bold")
-    lines = [f"[{style}]verdict[/] {escape(diagnosis.verdict.line)}"]
-    lines += finding_lines([f for f in diagnosis.findings if f.severity == "problem"][:3], width)
-    if diagnosis.findings:
-        where = (
-            f'report.html\'s "What happened in this run", or experiments/diagnose.py {run_dir}'
-            if run_dir
-            else "experiments/diagnose.py"
-        )
-        lines.append(f"  {diagnosis.counts()}: {escape(where)}")
-    return lines
-
-
-def print_diagnosis(console: Console, diagnosis: Any) -> None:
-    """experiments/diagnose.py: the verdict, then every finding with its evidence, meaning and what to try."""
-    console.print(f"[bold]{escape(diagnosis.source)}[/]", highlight=False, soft_wrap=True)
-    console.print(verdict_lines(diagnosis)[0], highlight=False, soft_wrap=True)
-    for finding in diagnosis.findings:
-        style = SEVERITY_STYLE.get(finding.severity, "bold")
-        console.print(f"\n[{style}]{finding.severity}[/] [bold]{escape(finding.title)}[/]", highlight=False)
-        for label, text in (("evidence", finding.evidence), ("meaning", finding.meaning), ("try", finding.to_try)):
-            console.print(f"  [dim]{label:<9}[/]{escape(text)}", highlight=False, soft_wrap=True)
-    if not diagnosis.findings:
-        console.print("no findings: nothing in these records crossed a threshold", highlight=False)
-    for reason in diagnosis.skipped:
-        console.print(f"[dim]skipped: {escape(reason)}[/]", highlight=False, soft_wrap=True)
