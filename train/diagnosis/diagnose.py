@@ -106,6 +106,12 @@ def verdict(run: RunRecords, findings: list[Finding]) -> Verdict:
     why = f"; main why: {problems[0].title}" if problems else ""
     zero, last = run.zero_shot, run.last_eval
     difference = pass1_difference(zero, last) if zero is not None and last is not None else None
+    windows = window_means(*run.series("reward"))
+    trend = (
+        f"the mean training reward went {num(windows.early)} -> {num(windows.late)} ({windows.where()})"
+        if windows is not None
+        else ""
+    )
     if difference is not None:
         change = difference.describe(f"greedy pass@1 (zero-shot -> {last['label']})")
         if difference.beyond_noise and difference.delta > 0:
@@ -113,14 +119,11 @@ def verdict(run: RunRecords, findings: list[Finding]) -> Verdict:
             return Verdict(True, f"learning: {change}{but}")
         if difference.beyond_noise:
             return Verdict(False, f"not learning: {change}{why}")
-        return Verdict(False, f"not learning measurably: {change}{why}")
-    steps, rewards = run.series("reward")
-    windows = window_means(steps, rewards)
+        return Verdict(False, f"not learning measurably: {change}{'; ' + trend if trend else ''}{why}")
     if windows is None:
         return Verdict(None, "no verdict yet: no evaluation after training and fewer than 2 reward records")
     spread = mean(run.series("reward_std")[1])
     needed = REWARD_RISE_SHARE * spread if spread == spread and spread > 0 else 0.0
-    trend = f"the mean training reward went {num(windows.early)} -> {num(windows.late)} ({windows.where()})"
     no_eval = " (no held-out evaluation in these records: the training reward is all there is to judge by)"
     if windows.change > needed:
         but = f"; but {problems[0].title}" if problems else ""

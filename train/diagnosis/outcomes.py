@@ -247,8 +247,10 @@ def no_diversity(run: RunRecords) -> list[Finding]:
             continue
         k = ks[-1]
         top = metrics[f"pass@{k}"]
-        ones = [value for value in (metrics.get("pass@1"), metrics.get("pass@1_sampled")) if is_number(value)]
-        if not ones or not is_number(top) or top <= 0 or top >= 1 or top > max(ones) + DIVERSITY_MIN_GAIN:
+        # pass@1 of the same n samples: pass@k equals it exactly when every prompt's samples are all right or all
+        # wrong (Chen et al. 2021's estimator); greedy stands in where an evaluation drew no samples for pass@1.
+        one = metrics.get("pass@1_sampled", metrics.get("pass@1"))
+        if not is_number(top) or not is_number(one) or top <= 0 or top >= 1 or top > one + DIVERSITY_MIN_GAIN:
             continue
         temperature = run.config_value("eval.eval_temperature")
         findings.append(
@@ -258,8 +260,8 @@ def no_diversity(run: RunRecords) -> list[Finding]:
                 title="no diversity: sampling k times finds nothing new",
                 subject=row["label"],
                 evidence=(
-                    f"{row['label']}: sampled pass@{k} {top:.3f} against pass@1 {max(ones):.3f} (greedy "
-                    f"{_text(metrics.get('pass@1'))}, sampled {_text(metrics.get('pass@1_sampled'))}"
+                    f"{row['label']}: sampled pass@{k} {top:.3f} against pass@1 {one:.3f} of the same samples (greedy "
+                    f"{_text(metrics.get('pass@1'))}"
                     + (f", eval.eval_temperature {temperature}" if temperature is not None else "")
                     + ")"
                 ),

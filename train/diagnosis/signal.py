@@ -47,8 +47,8 @@ CONSTANT_MIN_SAMPLES = 10
 # fifth of the steps (our format rewards pay 0 to 0.5 or 0 to 1, open-r1's 0 to 1: 0.1 is a fifth or a tenth of
 # their range, more than batch-to-batch noise on 16+ completions).
 FORMAT_RISE = 0.1
-# Without held-out evaluations, a correctness reward that grew by less than this is flat (a twentieth of a 0-1
-# reward: one more right answer in 20).
+# Correctness that grew by less than this is flat: greedy pass@1 from zero-shot to the last evaluation, or without
+# evaluations a correctness reward's mean per step (a twentieth of a 0-1 scale: one more right answer in 20).
 CORRECTNESS_RISE = 0.05
 
 # |loss| at the first logged step below this is "zero" (the policy term's value is exactly 0 on-policy; beta * KL
@@ -240,7 +240,7 @@ def layout_without_content(run: RunRecords) -> list[Finding]:
 
 def _correctness_flat(run: RunRecords) -> str | None:
     """How correctness stayed flat ("greedy pass@1 0.000 -> 0.000 on 20 prompts, within its noise"), or None when
-    it rose (or nothing measures it)."""
+    it rose by CORRECTNESS_RISE or more (noise or not: a rise that size is no "layout only") or nothing measures it."""
     zero, last = run.zero_shot, run.last_eval
     if zero is not None and last is not None and "pass@1" in zero["metrics"] and "pass@1" in last["metrics"]:
         difference = compare_rates(
@@ -249,9 +249,9 @@ def _correctness_flat(run: RunRecords) -> str | None:
             last["metrics"]["pass@1"],
             int(last["metrics"].get("num_prompts") or 1),
         )
-        if difference.beyond_noise and difference.delta > 0:
+        if difference.delta >= CORRECTNESS_RISE:
             return None
-        return difference.describe(f"greedy pass@1 ({last['label']})")
+        return difference.describe(f"greedy pass@1 (zero-shot -> {last['label']})")
     flat = []
     for name in run.reward_names:
         if reward_kind(name) != "correctness":

@@ -84,7 +84,8 @@ def build_sweep_report(sweep_dir: str | Path, run_reports: bool = False) -> list
                     written.append(path)
     groups = sweep_groups(sweep_dir, state)
     table = sweep_table(state, groups)
-    write_atomic(sweep_dir / TABLE_MD, table.markdown())
+    note = table.noise_note()
+    write_atomic(sweep_dir / TABLE_MD, table.markdown() + (f"\n{note}\n" if note else ""))
     write_atomic(sweep_dir / TABLE_CSV, table.csv())
     images = sweep_plots(groups, table)
     for name, png in images.items():
@@ -191,6 +192,8 @@ def sweep_blocks(
     if state.get("description"):
         blocks.append(Paragraph(str(state["description"])))
     blocks += [Paragraph(" ".join(lines)), Heading("Results"), table.block()]
+    if table.noise_note():
+        blocks.append(Paragraph(table.noise_note()))
     blocks.append(Paragraph(f"The same table as CSV: {TABLE_CSV}; as Markdown: {TABLE_MD}."))
     if images:
         blocks.append(Heading("Curves"))
