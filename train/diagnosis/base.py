@@ -114,7 +114,8 @@ class RunRecords:
 
     @property
     def reward_names(self) -> list[str]:
-        """Each reward's name, as the step records (rewards/<f>/mean) or the evaluations (reward/<f>) name it."""
+        """Each reward's name, as the step records (rewards/<f>/mean), the evaluations (reward/<f>) or the samples
+        (their `rewards`) name it."""
         names: list[str] = []
         for row in self.steps:
             for key in row:
@@ -126,6 +127,10 @@ class RunRecords:
             for key in row["metrics"]:
                 if key.startswith("reward/") and key != "reward/total" and key.removeprefix("reward/") not in names:
                     names.append(key.removeprefix("reward/"))
+        for rows in (self.samples or {}).values():
+            for name in (rows[0].get("rewards") or {}) if rows else ():
+                if name not in names:
+                    names.append(name)
         return names
 
     def series(self, key: str) -> tuple[list[float], list[float]]:

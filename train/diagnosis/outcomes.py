@@ -83,7 +83,8 @@ def reward_hacking_or_collapse(run: RunRecords) -> list[Finding]:
     assert start is not None
     evidence = [
         f"greedy pass@1 {pct(fall.before)} ({start['label']}) -> {pct(fall.after)} ({last['label']}) on "
-        f"{fall.n_after:,} prompts, {pct(-fall.delta)} points down, beyond its noise (+-{pct(fall.margin)})"
+        f"{fall.n_after:,} prompts, {pct(-fall.delta).removesuffix('%')} points down, beyond its noise "
+        f"(+-{pct(fall.margin).removesuffix('%')} points at 95%)"
     ]
     before_outcomes, after_outcomes = _outcomes(start), _outcomes(last)
     if after_outcomes:
