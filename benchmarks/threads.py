@@ -52,10 +52,10 @@ from transformers.utils import logging as hf_logging
 from rewards import get_reward
 from train.config import ExperimentConfig
 from train.grpo.arguments import resolve
+from train.grpo.ledger import RewardLedger
 from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.models.threads import choose_num_threads, cpu_cores, parameter_count
-from train.records.format import RewardLedger
 from train.testing import tiny_experiment
 
 BUSY_LOOP = "while True: pass"

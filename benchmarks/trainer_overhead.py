@@ -52,9 +52,9 @@ from rewards import get_reward
 from train.config import ExperimentConfig
 from train.grpo.arguments import resolve
 from train.grpo.callbacks import EpochCallback, MetricsCallback
+from train.grpo.ledger import RewardLedger
 from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
-from train.records.format import RewardLedger
 from train.records.tracking import MetricsLog
 from train.testing import tiny_experiment
 

@@ -233,13 +233,13 @@ from transformers import AutoTokenizer
 from vllm import SamplingParams
 
 from train.models.packaged import packaged_model_dir
-from train.grpo.trainer import GRPOLabTrainer
+from train.grpo import workarounds
 
 config, run_dir, out = sys.argv[1:4]
 tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir(sys.argv[4]))
 probe_ids = tokenizer("12 + 7 = 19, and 23 + 48 = 71.")["input_ids"]
 pushes = []
-push_weights = GRPOLabTrainer._push_weights_into_cpu_vllm
+push_weights = workarounds.push_weights_into_cpu_vllm
 
 
 def push_weights_and_probe(self):
@@ -263,7 +263,7 @@ def push_weights_and_probe(self):
     })
 
 
-GRPOLabTrainer._push_weights_into_cpu_vllm = push_weights_and_probe
+workarounds.push_weights_into_cpu_vllm = push_weights_and_probe
 from train.run import main
 
 main([config, "--output-dir", run_dir])

@@ -16,7 +16,8 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from train.config import EvalConfig
-from train.records.format import EPOCH, STEP, TRAIN, RewardLedger, epoch_fields, step_fields
+from train.grpo.ledger import RewardLedger, epoch_fields, step_fields
+from train.records.format import EPOCH, STEP, TRAIN
 from train.records.tracking import MetricsLog
 
 # Evaluate the current policy and record it: (label, step, epoch) -> metrics.
