@@ -277,7 +277,7 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     from train.diagnosis import diagnose
     from train.grpo.callbacks import write_report
     from train.models import gpu_facts
-    from train.records.console import verdict_lines
+    from train.records.console import finding_width, verdict_lines
     from train.records.format import build_summary
     from train.records.tracking import write_summary
 
@@ -308,7 +308,7 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     write_report(built.run_dir.path)  # never raises, its import included: a report cannot fail a finished run
     built.mirror.finish(summary)
     evaluator.print_summary(summary)
-    for line in verdict_lines(diagnosis, built.run_dir.path, width=console.width):
+    for line in verdict_lines(diagnosis, built.run_dir.path, width=finding_width(console)):
         console.print(line, highlight=False, soft_wrap=True)
     offline = getattr(built.mirror, "offline_dir", None)
     if offline is not None:

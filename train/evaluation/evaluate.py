@@ -31,7 +31,14 @@ from train.config import EvalConfig
 from train.evaluation.metrics import metrics_from_samples
 from train.evaluation.samples import copy_samples, reward_names, samples_path, samples_writer
 from train.models.generation import Completion, Generator
-from train.records.console import eval_title, finding_lines, headline_table, run_summary_table, sample_lines
+from train.records.console import (
+    eval_title,
+    finding_lines,
+    finding_width,
+    headline_table,
+    run_summary_table,
+    sample_lines,
+)
 from train.records.format import EVAL, eval_metrics, eval_record
 from train.records.tracking import MetricsLog
 from train.tasks.base import Row, Task
@@ -257,7 +264,7 @@ class Evaluator:
         except Exception as error:  # noqa: BLE001 - a diagnosis must never stop training (summary.json has it later)
             self.console.print(f"(the diagnosis could not run: {type(error).__name__}: {error})", markup=False)
             return
-        for line in finding_lines(findings, width=self.console.width):
+        for line in finding_lines(findings, width=finding_width(self.console)):
             self.console.print(line, highlight=False, soft_wrap=True)
 
     def _record(self, label: str, step: int, epoch: float, metrics: dict[str, float], **extra: Any) -> None:

@@ -40,7 +40,12 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from train.evaluation.metrics import COUNT_KEYS, OUTCOMES
 from train.evaluation.samples import read_samples
-from train.records.diagnosis_console import finding_lines, print_diagnosis, verdict_lines  # noqa: F401 - re-exported
+from train.records.diagnosis_console import (  # noqa: F401 - re-exported: the run's console helpers in one place
+    finding_lines,
+    finding_width,
+    print_diagnosis,
+    verdict_lines,
+)
 from train.records.format import summary_eval
 
 # Plain lines per run when stdout is not a terminal (one every total_steps / LINES_PER_RUN steps).

@@ -12,6 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 
 SEVERITY_STYLE = {"problem": "bold red", "watch": "yellow", "note": "cyan"}
+# A finding's line is cut at two rows of the terminal (a number that ends a row is no use cut off), and at this many
+# characters in a log file, where rich's width is 80 and lines do not wrap.
+LOG_LINE_CHARS = 240
+
+
+def finding_width(console: Console) -> int:
+    return 2 * console.width if console.is_terminal else LOG_LINE_CHARS
 
 
 def finding_lines(findings: list[Any], width: int = 120) -> list[str]:
