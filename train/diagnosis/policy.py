@@ -114,20 +114,23 @@ def policy_running_away(run: RunRecords) -> list[Finding]:
 
 
 def entropy_collapse(run: RunRecords) -> list[Finding]:
-    """The completions' entropy falls below ENTROPY_COLLAPSE_SHARE of its start within the first third of steps."""
+    """The completions' entropy, averaged over a twentieth of the steps, falls below ENTROPY_COLLAPSE_SHARE of its
+    start within the first third of the steps."""
     steps, entropy = run.series("entropy")
     if len(entropy) < POLICY_MIN_STEPS:
         return []
-    start_size = max(1, round(len(entropy) * 0.05))
-    start = mean(entropy[:start_size])
-    early_end = max(start_size + 1, round(len(entropy) * ENTROPY_EARLY_SHARE))
-    early = entropy[start_size:early_end]
-    if start <= 0 or not early:
+    # Means over a twentieth of the steps (at least one): the start, and each stretch of the first third, so one
+    # step's dip (entropy is a noisy per-batch mean) is no collapse.
+    size = max(1, round(len(entropy) * 0.05))
+    start = mean(entropy[:size])
+    early_end = max(2 * size, round(len(entropy) * ENTROPY_EARLY_SHARE))
+    stretches = [(mean(entropy[i : i + size]), i + size - 1) for i in range(size, early_end - size + 1)]
+    if start <= 0 or not stretches:
         return []
-    lowest = min(early)
+    lowest, last_index = min(stretches)
     if lowest > ENTROPY_COLLAPSE_SHARE * start:
         return []
-    at = steps[start_size + early.index(lowest)]
+    at = steps[last_index]
     temperature = run.config_value("train.temperature")
     return [
         Finding(
@@ -135,8 +138,9 @@ def entropy_collapse(run: RunRecords) -> list[Finding]:
             severity=WATCH,
             title="entropy collapsing early",
             evidence=(
-                f"mean token entropy {num(start)} nats at the start -> {num(lowest)} by step {at:g} (within the first "
-                f"third of {len(entropy)} logged steps), {num(entropy[-1])} at the end"
+                f"mean token entropy {num(start)} nats at the start -> {num(lowest)} by step {at:g} (mean of {size} "
+                f"steps, within the first third of {len(entropy)} logged steps), "
+                f"{num(mean(entropy[-size:]))} at the end"
                 + (f"; train.temperature {temperature}" if temperature is not None else "")
             ),
             meaning=(
