@@ -187,6 +187,10 @@ class Windows:
         """steps 1-20 vs 81-100"""
         return f"steps {_span(self.early_steps)} vs {_span(self.late_steps)}"
 
+    def late_where(self) -> str:
+        """steps 81-100"""
+        return f"steps {_span(self.late_steps)}"
+
 
 def window_means(steps: list[float], values: list[float], share: float = TREND_WINDOW_SHARE) -> Windows | None:
     """Mean of the first and last `share` of the points (at least one each); None with fewer than 2 points."""

@@ -198,7 +198,7 @@ def _budget_hits(run: RunRecords) -> list[Finding]:
     late = windows.late if windows is not None else (hits[0] if hits else None)
     evidence, worst = [], 0.0
     if late is not None and late >= BUDGET_HIT_WATCH:
-        where = windows.where().split(" vs ")[1] if windows is not None else f"step {steps[0]:g}"
+        where = windows.late_where() if windows is not None else f"step {steps[0]:g}"
         evidence.append(f"{pct(late)} of training completions hit the budget ({key}, {where})")
         worst = late
     for row in [run.zero_shot, run.last_eval]:

@@ -57,8 +57,8 @@ def policy_not_moving(run: RunRecords) -> list[Finding]:
             severity=PROBLEM,
             title="the policy is not moving",
             evidence=(
-                f"KL to the reference {kl.late:.2g} per token at the end ({kl.where()}), and the mean reward "
-                f"{num(reward.early)} -> {num(reward.late)}, less than {pct_of(REWARD_FLAT_SHARE)} of its spread "
+                f"KL to the reference {kl.late:.2g} per token at {kl.late_where()}, and the mean reward "
+                f"{num(reward.early)} -> {num(reward.late)} ({reward.where()}), less than {pct_of(REWARD_FLAT_SHARE)} of its spread "
                 f"between completions ({num(spread)})" + (f"; train.learning_rate {rate}" if rate is not None else "")
             ),
             meaning=(
