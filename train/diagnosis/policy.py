@@ -59,7 +59,8 @@ def policy_not_moving(run: RunRecords) -> list[Finding]:
             evidence=(
                 f"KL to the reference {kl.late:.2g} per token at {kl.late_where()}, and the mean reward "
                 f"{num(reward.early)} -> {num(reward.late)} ({reward.where()}), less than "
-                f"{pct_of(REWARD_FLAT_SHARE)} of its spread between completions ({num(spread)})" + (f"; train.learning_rate {rate}" if rate is not None else "")
+                f"{pct_of(REWARD_FLAT_SHARE)} of its spread between completions ({num(spread)})"
+                + (f"; train.learning_rate {rate}" if rate is not None else "")
             ),
             meaning=(
                 "The updates are too small to change what the model samples: the reward cannot rise when the "
