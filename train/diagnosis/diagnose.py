@@ -3,7 +3,8 @@
 The verdict is one line: "learning" when held-out greedy pass@1 rose beyond its sampling noise
 (train/diagnosis/noise.py); "not learning" when it fell beyond it, or stayed within it; for a run with no
 evaluation (a plain TRL run) the training reward decides, rising by at least REWARD_RISE_SHARE of its spread
-between completions. The main why is the first problem found, in the order of CHECKS (the most specific first).
+between completions. The main why is the first problem found, in the order of CHECKS: the most specific first, and a cause before what
+it causes (answers cut off at the budget before the layout learned without content).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ CONSOLE_LINES = 3
 # A check whose input the records lack is skipped and said in `Diagnosis.skipped`.
 CHECKS: list[tuple[Callable[[RunRecords], list[Finding]], tuple[str, ...], str]] = [
     (outcomes.reward_hacking_or_collapse, ("evals",), "reward up / held-out accuracy down"),
+    (outcomes.length_and_budget, ("steps", "evals"), "length collapse / budget hits"),
     (signal.layout_without_content, ("steps",), "layout without content"),
     (signal.groups_without_signal, ("steps",), "groups without signal"),
     (policy.policy_not_moving, ("steps",), "the policy not moving"),
     (policy.policy_running_away, ("steps",), "the policy running away"),
-    (outcomes.length_and_budget, ("steps", "evals"), "length collapse / budget hits"),
     (signal.constant_rewards, ("steps", "samples"), "a reward that never varies"),
     (policy.entropy_collapse, ("steps",), "entropy collapsing early"),
     (outcomes.no_diversity, ("evals",), "no diversity (pass@k against pass@1)"),
