@@ -18,6 +18,10 @@ SEVERITIES = (PROBLEM, WATCH, NOTE)
 # The first and the last fifth of the steps stand for "the start" and "the end" of training: long enough that one
 # step's sampling noise averages out (a fifth of 300 steps is 60 batches), short enough to show where it ended.
 TREND_WINDOW_SHARE = 0.2
+# Without a held-out evaluation, a mean training reward that rose by a quarter of its spread between completions
+# (reward_std) from the first to the last fifth of the steps is learning: a shift the size of a quarter of the
+# within-batch spread is well outside the noise of a mean over a fifth of the steps' batches.
+REWARD_RISE_SHARE = 0.25
 
 # Rewards named like these check the layout of a completion (tags, marks), like these its correctness. Names are
 # what a TRL or Unsloth run has (rewards/<function name>/mean); ours and open-r1's follow these words.

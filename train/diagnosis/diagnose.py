@@ -3,8 +3,8 @@
 The verdict is one line: "learning" when held-out greedy pass@1 rose beyond its sampling noise
 (train/diagnosis/noise.py); "not learning" when it fell beyond it, or stayed within it; for a run with no
 evaluation (a plain TRL run) the training reward decides, rising by at least REWARD_RISE_SHARE of its spread
-between completions. The main why is the first problem found, in the order of CHECKS: the most specific first, and a cause before what
-it causes (answers cut off at the budget before the layout learned without content).
+between completions. The main why is the first problem found, in the order of CHECKS: the most specific first,
+and a cause before what it causes (answers cut off at the budget before the layout learned without content).
 """
 
 from __future__ import annotations
@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from train.diagnosis import outcomes, policy, signal
-from train.diagnosis.base import NOTE, PROBLEM, SEVERITIES, WATCH, Finding, RunRecords, mean, num, window_means
+from train.diagnosis.base import (
+    NOTE,
+    PROBLEM,
+    REWARD_RISE_SHARE,
+    SEVERITIES,
+    WATCH,
+    Finding,
+    RunRecords,
+    mean,
+    num,
+    window_means,
+)
 from train.diagnosis.outcomes import pass1_difference
 
-# Without a held-out evaluation, a mean training reward that rose by a quarter of its spread between completions
-# (reward_std) from the first to the last fifth of the steps is learning: a shift the size of a quarter of the
-# within-batch spread is well outside the noise of a mean over a fifth of the steps' batches.
-REWARD_RISE_SHARE = 0.25
 # New findings the console prints after an evaluation: the most severe first.
 CONSOLE_LINES = 3
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from train.diagnosis.base import (
     PROBLEM,
+    REWARD_RISE_SHARE,
     WATCH,
     Finding,
     Plot,
@@ -28,7 +29,8 @@ POLICY_MIN_STEPS = 10
 KL_STILL = 1e-4
 # ... while the mean reward changed by less than this share of its spread between completions (reward_std): flat.
 REWARD_FLAT_SHARE = 0.1
-# KL at the end at least this many times its value at the start, and above KL_HIGH: the policy runs away.
+# KL at the end at least this many times its first logged value, and above KL_HIGH (0.1 nats a token: a tenth of
+# the policy's log-probability mass moved per token, where learning runs stay at 1e-3 to a few 1e-1): runs away.
 KL_RUNAWAY_GROWTH = 10.0
 KL_HIGH = 0.1
 # Entropy at a third of training at most this share of its start: collapsing early. DAPO (Yu et al. 2025,
@@ -77,39 +79,56 @@ def policy_not_moving(run: RunRecords) -> list[Finding]:
 
 
 def policy_running_away(run: RunRecords) -> list[Finding]:
-    """KL growing many times over while held-out accuracy falls (or, with no evaluation, just growing)."""
+    """KL grown many times over its first logged value (0 on-policy: the policy starts as the reference) and high,
+    while held-out accuracy fell (a problem) or did not rise (watch); quiet when accuracy, or without evaluations the
+    training reward, rose: a policy that moved far and got better learned."""
     steps, kls = run.series("kl")
     kl = window_means(steps, kls)
     if kl is None or len(kls) < POLICY_MIN_STEPS:
         return []
-    if kl.late < KL_HIGH or kl.late < KL_RUNAWAY_GROWTH * max(kl.early, KL_STILL):
+    if kl.late < KL_HIGH or kl.late < KL_RUNAWAY_GROWTH * max(kls[0], KL_STILL):
         return []
     zero, last = run.zero_shot, run.last_eval
     fall = pass1_difference(zero, last) if zero is not None and last is not None else None
+    if fall is not None and fall.beyond_noise and fall.delta > 0:
+        return []
     falling = fall is not None and fall.beyond_noise and fall.delta < 0
-    if fall is not None and not falling:
-        return []  # the policy moved a lot and accuracy did not fall: it learned
-    accuracy = (
-        f"; greedy pass@1 {fall.before:.3f} -> {fall.after:.3f} ({last['label']})"
-        if falling and last is not None
-        else "; no held-out evaluation to tell whether accuracy fell"
-    )
+    if fall is None:
+        reward = window_means(*run.series("reward"))
+        spread = mean(run.series("reward_std")[1])
+        if reward is not None and reward.change > REWARD_RISE_SHARE * (spread if spread > 0 else 0.0):
+            return []
+        accuracy = "; no held-out evaluation, and the training reward did not rise" + (
+            f" ({num(reward.early)} -> {num(reward.late)})" if reward is not None else ""
+        )
+    else:
+        accuracy = f"; greedy pass@1 {fall.before:.3f} -> {fall.after:.3f} ({last['label']})" + (
+            "" if falling else ", not up beyond its noise"
+        )
     return [
         Finding(
             name="policy_running_away",
             severity=PROBLEM if falling else WATCH,
             title="the policy is running away",
-            evidence=f"KL to the reference {num(kl.early)} -> {num(kl.late)} per token ({kl.where()}){accuracy}",
+            evidence=(
+                f"KL to the reference {num(kls[0])} at step {steps[0]:g} -> {num(kl.late)} per token at "
+                f"{kl.late_where()} (highest {num(max(kls))}){accuracy}"
+            ),
             meaning=(
                 "The policy moved far from where it started"
-                + (" and got worse on held-out prompts: " if falling else ": ")
+                + (" and got worse on held-out prompts: " if falling else " without getting better: ")
                 + "large steps can trade what the model could do for whatever the reward pays."
             ),
             to_try=(
                 "a lower train.learning_rate, a larger KL penalty (train.beta), a tighter clip (train.clip_eps), "
                 "fewer passes per batch (train.num_iterations 1), or train.max_grad_norm lower"
             ),
-            plot=Plot("KL to the reference per step", "KL (nats/token)", (Series("kl", tuple(steps), tuple(kls)),)),
+            plot=Plot(
+                "KL to the reference per step",
+                "KL (nats/token)",
+                (Series("kl", tuple(steps), tuple(kls)),),
+                threshold=KL_HIGH,
+            ),
         )
     ]
 
