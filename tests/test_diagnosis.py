@@ -287,8 +287,10 @@ def test_kl_growing_while_accuracy_falls_is_a_runaway_and_while_it_rises_is_not(
     assert found.severity == PROBLEM and "greedy pass@1 0.400 -> 0.100 (final)" in found.evidence
     rose = [eval_row("zero_shot", 0, pass__1=0.1), *rows, eval_row("final", 30, pass__1=0.4)]
     assert "policy_running_away" not in names(from_records(rose))
-    assert finding(RunRecords(steps=rows), "policy_running_away").severity == WATCH  # no evaluation to tell
-    floor = [eval_row("zero_shot", 0, pass__1=0.04), *rows, eval_row("final", 30, pass__1=0.02)]
+    assert finding(RunRecords(steps=rows), "policy_running_away").severity == PROBLEM  # above a nat a token
+    moderate = step_rows(30, kl=lambda s: min(0.5, 0.001 * 1.3**s))
+    assert finding(RunRecords(steps=moderate), "policy_running_away").severity == WATCH  # no evaluation to tell
+    floor = [eval_row("zero_shot", 0, pass__1=0.04), *moderate, eval_row("final", 30, pass__1=0.02)]
     found = finding(from_records(floor), "policy_running_away")  # at the floor, a fall cannot be beyond noise
     assert found.severity == WATCH and "0.040 -> 0.020 (final), not up beyond its noise" in found.evidence
     trl_learning = step_rows(30, kl=lambda s: 0.001 * 1.3**s, reward=lambda s: 0.1 * s, reward_std=0.5)

@@ -35,11 +35,11 @@ CONSOLE_LINES = 3
 # A check whose input the records lack is skipped and said in `Diagnosis.skipped`.
 CHECKS: list[tuple[Callable[[RunRecords], list[Finding]], tuple[str, ...], str]] = [
     (outcomes.reward_hacking_or_collapse, ("evals",), "reward up / held-out accuracy down"),
+    (policy.policy_running_away, ("steps",), "the policy running away"),
     (outcomes.length_and_budget, ("steps", "evals"), "length collapse / budget hits"),
     (signal.layout_without_content, ("steps",), "layout without content"),
     (signal.groups_without_signal, ("steps",), "groups without signal"),
     (policy.policy_not_moving, ("steps",), "the policy not moving"),
-    (policy.policy_running_away, ("steps",), "the policy running away"),
     (signal.constant_rewards, ("steps", "samples"), "a reward that never varies"),
     (policy.entropy_collapse, ("steps",), "entropy collapsing early"),
     (outcomes.no_diversity, ("evals",), "no diversity (pass@k against pass@1)"),

@@ -33,6 +33,9 @@ REWARD_FLAT_SHARE = 0.1
 # the policy's log-probability mass moved per token, where learning runs stay at 1e-3 to a few 1e-1): runs away.
 KL_RUNAWAY_GROWTH = 10.0
 KL_HIGH = 0.1
+# KL at the end above this (a nat a token: the policy's samples are mostly ones the start would rarely draw) with
+# accuracy not up is a problem even where a fall cannot be measured (pass@1 already near 0).
+KL_EXTREME = 1.0
 # Entropy at a third of training at most this share of its start: collapsing early. DAPO (Yu et al. 2025,
 # arXiv:2503.14476, section 3.1) and Cui et al. 2025 (arXiv:2505.22617) show entropy falling fastest in the first
 # steps and the accuracy the run can still reach falling with it.
@@ -108,7 +111,7 @@ def policy_running_away(run: RunRecords) -> list[Finding]:
     return [
         Finding(
             name="policy_running_away",
-            severity=PROBLEM if falling else WATCH,
+            severity=PROBLEM if falling or kl.late >= KL_EXTREME else WATCH,
             title="the policy is running away",
             evidence=(
                 f"KL to the reference {num(kls[0])} at step {steps[0]:g} -> {num(kl.late)} per token at "
