@@ -32,7 +32,12 @@ from rewards.answers import parse_number
 COUNTDOWN_TARGET, TEXT_TARGET = 10_000, 50_000
 MATH_REWARDS = {"math_accuracy_reward"}
 COUNTDOWN_REWARDS = {"countdown_reward", "countdown_binary_reward"}
-REQUIRED_PARAMS = {"soft_overlong_punishment": {"max_completion_len": 512, "soft_punish_cache": 128}}
+# len_reward's default checker is math-verify (open-r1's); its plain row keeps measuring the answer checker, the
+# math one has a row of its own (math_accuracy_reward's pace).
+REQUIRED_PARAMS = {
+    "soft_overlong_punishment": {"max_completion_len": 512, "soft_punish_cache": 128},
+    "len_reward": {"checker": "answer"},
+}
 GROUP_SIZE = 8
 MB = 1_000_000
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"

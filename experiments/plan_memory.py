@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None):
     from rich.console import Console
 
     from train.config import load_config
-    from train.lab.memory_plan import (
+    from train.lab.memory_check import (
         check_fits,
         largest_completion_length,
         largest_num_generations,

@@ -142,7 +142,7 @@ def test_greedy_gives_one_completion_per_prompt():
 
 
 def test_the_experiment_config_maps_to_a_16bit_lora_run_on_24gb_and_4bit_when_forced():
-    from train.lab.memory_plan import resolve_precision
+    from train.lab.memory_check import resolve_precision
 
     cfg, _ = resolve_precision(load_config(EXPERIMENT), 24.0, "unsloth")  # model.load_in_4bit: auto
     assert ub.from_pretrained_kwargs(cfg.model)["load_in_4bit"] is False

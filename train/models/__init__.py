@@ -61,7 +61,7 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
     fresh ones, so a trained policy can be evaluated again.
     """
     if not isinstance(cfg.model.load_in_4bit, bool):  # auto: decided for this card (run_eval_test does it earlier)
-        from train.lab.memory_plan import resolve_precision_here
+        from train.lab.memory_check import resolve_precision_here
 
         cfg, _ = resolve_precision_here(cfg, backend)
     full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
@@ -112,9 +112,10 @@ def save_policy(policy: Policy, directory: Path) -> None:
     policy.tokenizer.save_pretrained(str(directory))
 
 
-def gpu_facts(policy: Policy) -> dict[str, Any] | None:
-    """What summary.json records of a run on a GPU (None without one): the device, torch's peak memory, and with
-    vLLM the model it serves, its quantization, its memory share and whether Standby was on.
+def gpu_facts(policy: Policy, plan: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What summary.json records of a run on a GPU (None without one): the device, torch's peak memory, with vLLM
+    the model it serves, its quantization, its memory share and whether Standby was on, and `plan`, the memory
+    plan's figures checked before the run (train/run.py check_memory), beside the measured peak.
 
     Peak memory is torch's allocator (training, transformers generation and vLLM's tensors); `used_at_end_gib` is
     what nvidia-smi shows for the card at the end, vLLM's reservation included. Never raises: a figure that
@@ -146,6 +147,8 @@ def gpu_facts(policy: Policy) -> dict[str, Any] | None:
             vllm_gpu_memory_utilization=_attribute(engine, cache),
             standby=os.environ.get("UNSLOTH_VLLM_STANDBY", "0") == "1",
         )
+    if plan is not None:
+        facts["plan"] = plan
     return facts
 
 
