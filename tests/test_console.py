@@ -147,3 +147,18 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_completes(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final"] is not None
     assert summary["overrides"] == ["train.temperature=0.9"]  # kept from the first session (invocation.json)
+
+
+def test_the_run_diagnoses_itself_in_summary_json_the_console_and_the_report(logged_run):
+    _, result, run_dir = logged_run
+    diagnosis = json.loads((run_dir / "summary.json").read_text())["diagnosis"]
+    assert diagnosis["learning"] in (True, False) and diagnosis["verdict"]
+    for finding in diagnosis["findings"]:
+        assert set(finding) == {"name", "severity", "title", "subject", "evidence", "meaning", "to_try"}
+        assert finding["severity"] in ("problem", "watch", "note")
+    verdict = next(line for line in result.stdout.splitlines() if line.startswith("verdict "))
+    assert verdict == f"verdict {diagnosis['verdict']}"
+    report = (run_dir / "report.md").read_text()
+    assert "## What happened in this run" in report and f"Verdict: {diagnosis['verdict']}." in report
+    for finding in diagnosis["findings"]:
+        assert f"### {finding['severity']}: {finding['title']}" in report
