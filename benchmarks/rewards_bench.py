@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from rewards import REWARDS, clear_caches, extract_answer, get_reward, math_answers_match, parse_gsm8k_gold
 from rewards.answers import parse_number
+from rewards.jsonl import read_jsonl
 
 COUNTDOWN_TARGET, TEXT_TARGET = 10_000, 50_000
 MATH_REWARDS = {"math_accuracy_reward"}
@@ -176,7 +176,7 @@ def worst_case_ms(name: str, inputs: dict[str, str]) -> tuple[float, str]:
 
 
 def check_gsm8k(path: Path) -> dict:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path).rows
     parsed, numeric, failures = 0, 0, []
     for row in rows:
         try:
@@ -190,7 +190,7 @@ def check_gsm8k(path: Path) -> dict:
 
 
 def check_math500(path: Path) -> dict:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path).rows
     start = time.perf_counter()
     itself = [math_answers_match(row["answer"], row["answer"]) for row in rows]
     boxed = [extract_answer(row["solution"]) for row in rows]

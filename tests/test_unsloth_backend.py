@@ -31,7 +31,7 @@ from train.grpo.workarounds import unsloth_grpo_config
 from train.models import Policy
 from train.models import generation as gen
 from train.models import unsloth as ub
-from train.models.generation import Completion
+from train.models.generation import GeneratedCompletion
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiment_configs" / "eval_test_improved.yaml"
@@ -362,12 +362,12 @@ def test_completions_from_real_vllm_outputs():
     ]
     assert gen.completions_from_outputs(outputs, n=2) == [
         [
-            Completion("<answer>18</answer>", num_tokens=3, truncated=False, token_ids=(7, 8, 1)),
-            Completion("<think>", num_tokens=2, truncated=True, token_ids=(7, 9)),
+            GeneratedCompletion("<answer>18</answer>", num_tokens=3, truncated=False, token_ids=(7, 8, 1)),
+            GeneratedCompletion("<think>", num_tokens=2, truncated=True, token_ids=(7, 9)),
         ],
         [
-            Completion("", num_tokens=1, truncated=False, token_ids=(1,)),
-            Completion("xxx", num_tokens=3, truncated=True, token_ids=(4, 4, 4)),
+            GeneratedCompletion("", num_tokens=1, truncated=False, token_ids=(1,)),
+            GeneratedCompletion("xxx", num_tokens=3, truncated=True, token_ids=(4, 4, 4)),
         ],
     ]
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from train.errors import exit_on_user_error
 from train.models.threads import set_num_threads
+from train.records import voice
 from train.records.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
 from train.records.rundir import Checkpoint, RunDir
 
@@ -62,7 +63,6 @@ class HelpConfig(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from rich.console import Console
         from rich.table import Table
 
         from train.config import describe_schema
@@ -70,7 +70,7 @@ class HelpConfig(argparse.Action):
         table = Table("key", "default", "meaning", title="experiment config (YAML keys; --set key=value)")
         for key, default, meaning in describe_schema():
             table.add_row(key, default, meaning)
-        Console().print(table)
+        voice.console().print(table)
         parser.exit()
 
 
@@ -78,9 +78,7 @@ class HelpConfig(argparse.Action):
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     args = parse_args(argv)
-    from rich.console import Console
-
-    console = Console(quiet=not is_main_process())  # one process speaks, however many run
+    console = voice.console()  # quiet in every process but the main one: one process speaks, however many run
 
     # 1. Config and run dir: validated and decided before anything is loaded (a resume runs with its own config).
     # Under `accelerate launch` every process runs this; the main process alone decides the run dir (one timestamp),
@@ -156,10 +154,7 @@ def build(
     console=None,
 ) -> Run:
     """Assemble the run in the order it happens; the backend must already be prepared (`prepare_backend`)."""
-    if console is None:
-        from rich.console import Console
-
-        console = Console(quiet=not is_main_process())
+    console = console or voice.console()
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]

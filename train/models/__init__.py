@@ -20,10 +20,11 @@ unsloth.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from train.records.voice import warn
 
 if TYPE_CHECKING:
     from train.config import ExperimentConfig
@@ -54,6 +55,15 @@ class Policy:
         return HFGenerator(self.model, self.tokenizer, batch_size=batch_size, stop_strings=stop_strings)
 
 
+def adapter_kind(directory: str | Path) -> Literal["lora", "full"] | None:
+    """What a saved adapter directory (a run's adapter/) holds: a LoRA adapter (adapter_config.json), a full
+    fine-tune's weights (config.json: the directory is the whole model), or neither (None: not a saved adapter)."""
+    directory = Path(directory)
+    if (directory / "adapter_config.json").is_file():
+        return "lora"
+    return "full" if (directory / "config.json").is_file() else None
+
+
 def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | None = None) -> Policy:
     """The trainable policy for `cfg.model` on the resolved `backend` ("hf" or "unsloth"), LoRA attached.
 
@@ -64,8 +74,7 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
         from train.lab.memory_check import resolve_precision_here
 
         cfg, _ = resolve_precision_here(cfg, backend)
-    full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
-    if full_weights:
+    if adapter is not None and adapter_kind(adapter) != "lora":
         source, adapter = str(adapter), None  # a full-weights save (the built-in model's): it is the model
     elif cfg.model.is_builtin_tiny:
         from train.models.builtin import builtin_model_dir
@@ -87,10 +96,9 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
 
         # Without a GPU, load_unsloth_policy has already said that vLLM cannot run.
         if cfg.model.fast_inference and not policy.has_vllm and torch.cuda.is_available():
-            warnings.warn(
+            warn(
                 "model.fast_inference is on but the model has no vLLM engine (unsloth turned it off, or vLLM cannot "
-                "run here): rollouts and evaluation generate with transformers, which is slower.",
-                stacklevel=2,
+                "run here): rollouts and evaluation generate with transformers, which is slower."
             )
         return policy
 
