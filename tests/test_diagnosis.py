@@ -402,3 +402,15 @@ def test_new_findings_are_at_most_three_most_severe_first_and_never_repeated():
     second = new()
     assert second and not {f.key for f in first} & {f.key for f in second}
     assert [f.severity for f in second][-1] == NOTE or len(second) == 3
+
+
+def test_the_diagnosis_imports_no_torch_no_model_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, train.diagnosis; "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'matplotlib', 'rewards') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
