@@ -26,7 +26,7 @@ from train.errors import exit_on_user_error
 from train.models.threads import set_num_threads
 from train.records import voice
 from train.records.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
-from train.records.rundir import Checkpoint, RunDir
+from train.records.rundir import ADAPTER_DIR, SAMPLES_DIR, Checkpoint, RunDir
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -224,7 +224,7 @@ def build(
             eval_cfg=cfg.eval,
             max_new_tokens=cfg.eval_max_new_tokens,
             log=log,
-            samples_dir=run_dir.path / "samples",
+            samples_dir=run_dir.path / SAMPLES_DIR,
             console=console,
         )
     )
@@ -242,7 +242,7 @@ def build(
         stop_strings=task.stop_strings,
         vllm=policy.has_vllm,
     )
-    adapter = EpochAdapterCallback(policy, run_dir.path / "adapter")
+    adapter = EpochAdapterCallback(policy, run_dir.path / ADAPTER_DIR)
     progress = ProgressLine(console, run_dir.path.name, reward_names)
     # 11. What happens at every step and epoch boundary, in this order: the step record; the epoch record, its
     # evaluation and checkpoint request; the adapter (so a killed run keeps its latest); the report (plots,

@@ -35,7 +35,12 @@ from train.records.files import write_atomic
 from train.records.tracking import MetricsLog
 from train.records.voice import say
 
+# The run dir's files (the layout above); reports, sweeps and the export name them from here.
 CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+SAMPLES_DIR = "samples"
+ADAPTER_DIR = "adapter"
 INVOCATION_FILE = "invocation.json"
 LOCK_FILE = ".lock"
 # Longest run dir name (a sweep's run names too); the overrides part is cut (and told apart by a hash) to fit.
@@ -207,7 +212,7 @@ class RunDir:
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / METRICS_FILE
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -292,7 +297,7 @@ class RunDir:
 def run_finished(run_dir: Path) -> bool:
     """The run wrote its summary with a final evaluation: there is nothing left to resume (a sweep skips it)."""
     try:
-        return bool(json.loads((Path(run_dir) / "summary.json").read_text()).get("final"))
+        return bool(json.loads((Path(run_dir) / SUMMARY_FILE).read_text()).get("final"))
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -109,7 +109,9 @@ def _finite(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    write_atomic(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    from train.records.rundir import SUMMARY_FILE  # rundir imports this module
+
+    write_atomic(Path(run_dir) / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------

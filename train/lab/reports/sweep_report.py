@@ -32,6 +32,7 @@ from train.lab.reports.run_report import REPORT_HTML, REPORT_MD, write_run_repor
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import ComparisonTable, Row, comparison_table
 from train.records.files import write_atomic
+from train.records.rundir import CONFIG_FILE, METRICS_FILE
 from train.records.voice import warn
 
 STATE_FILE = "sweep_state.json"
@@ -77,7 +78,7 @@ def build_sweep_report(sweep_dir: str | Path, run_reports: bool = False) -> list
     if run_reports:
         for entry in state["runs"]:
             run_dir = sweep_dir / entry["name"]
-            if run_dir.is_dir() and ((run_dir / "metrics.jsonl").is_file() or (run_dir / "config.yaml").is_file()):
+            if run_dir.is_dir() and ((run_dir / METRICS_FILE).is_file() or (run_dir / CONFIG_FILE).is_file()):
                 path = write_run_report(run_dir)
                 if path is not None:
                     written.append(path)
