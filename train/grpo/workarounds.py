@@ -20,7 +20,6 @@ fails on a CPU ("0 active drivers", STACK.md).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -58,11 +57,12 @@ def stop_at_single_tokens(trainer: Any, stop_strings: tuple[str, ...]) -> None:
     """
     ids = [trainer.processing_class(text=stop, add_special_tokens=False)["input_ids"] for stop in stop_strings]
     if any(len(token_ids) != 1 for token_ids in ids):
-        warnings.warn(
+        from train.records.voice import warn
+
+        warn(
             f"the stop strings {list(stop_strings)} are not single tokens of this tokenizer: training rollouts on "
             "transformers run to end-of-sequence or the token budget (evaluation and vLLM rollouts stop there). "
-            "Set data.stop_strings: [] to make evaluation match, or train with vLLM (the unsloth backend).",
-            stacklevel=3,
+            "Set data.stop_strings: [] to make evaluation match, or train with vLLM (the unsloth backend)."
         )
         return
     trainer.eos_token_ids = [*trainer.eos_token_ids, *(token_ids[0] for token_ids in ids)]
