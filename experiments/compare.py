@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from train.errors import UserError, exit_on_user_error  # noqa: E402
+from train.errors import UserError, exit_on_user_error, writing  # noqa: E402
 
 
 @exit_on_user_error
@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> str:
     table = compare_runs([load_run(path) for path in args.runs], columns=columns, best_by=args.best_by)
     text = table.markdown()
     if args.csv:
-        args.csv.write_text(table.csv())
+        with writing(args.csv, "the comparison table as CSV"):
+            args.csv.write_text(table.csv())
     if args.markdown:
-        args.markdown.write_text(text)
+        with writing(args.markdown, "the comparison table as Markdown"):
+            args.markdown.write_text(text)
     print(text, end="")
     return text
 

@@ -201,7 +201,7 @@ def build(
     )
     if not verbose:
         quiet_third_party()  # now that wandb is imported, its offline-URL warning too
-    log = MetricsLog(run_dir.metrics_path, mirror)
+    log = MetricsLog(run_dir.metrics_path, mirror, guard=run_dir.check_held)
 
     # 8. Evaluation: the test split through the policy's generator; one evaluation, one record, however many
     # processes (MainProcessEvaluator).

@@ -236,6 +236,7 @@ class Evaluator:
         self.zero_shot_metrics: dict[str, float] | None = None
 
     def __call__(self, label: str, step: int, epoch: float) -> dict[str, float]:
+        self.log.guard()  # the run dir is still this run's: samples/ is written before the record
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         samples = samples_path(self.samples_dir, label)
         metrics = evaluate(

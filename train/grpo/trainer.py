@@ -8,7 +8,9 @@ GRPOConfig and its extra arguments come from one place, train/grpo/arguments.py'
   per-step reward sums and the epoch summary (epoch/accumulated_reward, epoch/mean_reward, epoch/num_samples).
 
 Both hooks wrap private TRL methods (`_calculate_rewards`, `_generate_and_score_completions`); trl is pinned below
-1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run.
+1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run. One more
+wraps transformers' `_run_epoch`, so a resume from the checkpoint of the last step trains nothing
+(tests/test_resume_exact.py).
 The ledger and the records it feeds are train/records/format.py's.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +28,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from train.config import HYBRID_FULL_BUDGET
+from train.errors import writing
 from train.grpo.advantages import group_advantages
 from train.records.format import RewardLedger, weighted_rewards
 
@@ -91,6 +95,21 @@ class GRPOLabTrainer(GRPOTrainer):
         self.eos_token_ids = [*self.eos_token_ids, *(token_ids[0] for token_ids in ids)]
         self.generation_config.eos_token_id = self.eos_token_ids
         self.generation_kwargs["eos_token_id"] = self.eos_token_ids
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
+        # transformers checks max_steps only after a step: resumed from the checkpoint of the last step, it would
+        # train one step past max_steps and end that epoch (its record, its evaluation) a second time.
+        if self.state.global_step >= self.state.max_steps > 0:
+            self.control.should_training_stop = True
+            return
+        super()._run_epoch(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # A full disk mid-save is named with the checkpoint it cut short (torch and safetensors name no path); the
+        # save lacks trainer_state.json (written last), so a resume sets it aside (train/records/rundir.py).
+        name = f"checkpoint-{self.state.global_step}"
+        with writing(Path(self.args.output_dir) / name, f"the trainer's {name}"):
+            super()._save_checkpoint(model, trial)
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)

@@ -14,7 +14,8 @@ import math
 import netrc
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,12 +25,15 @@ from train.errors import UserError
 class MetricsLog:
     """Append-only JSONL of the run's records, each also sent to the mirror."""
 
-    def __init__(self, path: Path, mirror: Mirror | None = None):
+    def __init__(self, path: Path, mirror: Mirror | None = None, guard: Callable[[], None] | None = None):
         self.path = Path(path)
         self.mirror: Mirror = mirror or NullMirror()
         self.torn_line: int | None = None  # set by truncate_after: the torn last line it dropped
+        # Raises when the file is no longer this run's to write (RunDir.check_held: its dir deleted or replaced).
+        self.guard = guard or (lambda: None)
 
     def write(self, record: dict[str, Any]) -> None:
+        self.guard()
         with self.path.open("a") as handle:
             handle.write(json.dumps(_finite(record)) + "\n")
             handle.flush()  # enough for a killed process: the line is in the OS's hands
@@ -69,6 +73,7 @@ class CorruptRecords(UserError):
 class RecordsRead:
     rows: list[dict[str, Any]]
     torn_line: int | None = None  # the number of a last line cut off mid-write (skipped), if there was one
+    line_numbers: list[int] = field(default_factory=list)  # the line of the file each row was read from
 
 
 def read_records(path: Path, *, fix: str) -> RecordsRead:
@@ -89,6 +94,7 @@ def read_records(path: Path, *, fix: str) -> RecordsRead:
         raise CorruptRecords(f"cannot read {path}: {getattr(error, 'strerror', None) or error}. {fix}.") from None
     lines = text.split("\n")
     rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -97,16 +103,17 @@ def read_records(path: Path, *, fix: str) -> RecordsRead:
             row = json.loads(line)
         except json.JSONDecodeError as error:
             if last:
-                return RecordsRead(rows, torn_line=number)
+                return RecordsRead(rows, torn_line=number, line_numbers=numbers)
             problem = f"is not JSON ({error.msg} at column {error.colno})"
         else:
             problem = _record_problem(row)
             if problem is None:
                 rows.append(row)
+                numbers.append(number)
                 continue
         shown = line if len(line) <= 60 else line[:57] + "..."
         raise CorruptRecords(f"{path} line {number} {problem}: {shown!r}. {fix}.")
-    return RecordsRead(rows)
+    return RecordsRead(rows, line_numbers=numbers)
 
 
 def _record_problem(row: Any) -> str | None:
