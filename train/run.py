@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line below short
         console.print(run_dir.interrupted_message(), highlight=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        run_dir.close()  # the lock, for a caller in this process (a test, a resume after an error) to take again
 
 
 @dataclass
