@@ -2,11 +2,14 @@
 
 runs/<name>[-<overrides>]-<timestamp>/     (e.g. quickstart-loss_type=dr_grpo-20261127-101500)
     config.yaml       the resolved config (after --set), what --resume runs again
-    invocation.json   the config file and the --set overrides the run was started with
+    invocation.json   the config file and the --set overrides the run was started with, and the settings config.yaml
+                      started with (a resume refuses an edited config.yaml: train/records/resume.py)
     metrics.jsonl     every step, epoch and eval record (train/records/format.py, written by train/records/tracking.py)
     summary.json      evals (each evaluation once), zero_shot, final, epochs, wall_seconds (train/records/format.py)
     samples/          one JSONL per evaluation (zero_shot.jsonl, epoch_1.jsonl, ..., final.jsonl)
     checkpoints/      the trainer's checkpoints (every epoch end, and every train.save_steps)
+                      (unfinished-checkpoint-N: a save a kill cut short; unrecorded-checkpoint-N: one whose steps
+                      metrics.jsonl lacks; both set aside by a resume, never resumed from)
     adapter/          the final LoRA adapter (or weights) and tokenizer
     .lock             held (an OS file lock, released when the process ends) while a run uses the dir
 
