@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import yaml
 from datasets import Dataset
 from rich.console import Console
 from rich.table import Table
@@ -52,11 +53,12 @@ from transformers.utils import logging as hf_logging
 from rewards import get_reward
 from train.config import ExperimentConfig
 from train.grpo.arguments import resolve
+from train.grpo.ledger import RewardLedger
 from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
 from train.models.threads import choose_num_threads, cpu_cores, parameter_count
-from train.records.format import RewardLedger
-from train.testing import tiny_experiment
+
+TINY_CONFIG = Path(__file__).resolve().parent.parent / "experiment_configs" / "tiny.yaml"
 
 BUSY_LOOP = "while True: pass"
 
@@ -110,19 +112,18 @@ def countdown_prompts(count: int, seed: int = 0) -> Dataset:
 
 def experiment(steps: int) -> ExperimentConfig:
     """The quickstart's GRPO settings (2 prompts x 8 generations, 32 new tokens, beta 0.04) for `steps` steps."""
-    raw = tiny_experiment(
-        name="threads",
-        model={"max_seq_length": 128},
-        train={
-            "max_steps": steps,
-            "num_generations": 8,
-            "per_device_train_batch_size": 16,
-            "max_completion_length": 32,
-            "learning_rate": 2e-4,
-            "beta": 0.04,
-        },
-        logging={"logging_steps": 1},
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["name"] = "threads"
+    raw["model"]["max_seq_length"] = 128
+    raw["train"].update(
+        max_steps=steps,
+        num_generations=8,
+        per_device_train_batch_size=16,
+        max_completion_length=32,
+        learning_rate=2e-4,
+        beta=0.04,
     )
+    raw["logging"]["logging_steps"] = 1
     return ExperimentConfig.model_validate(raw)
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from datasets import Dataset
 from rich.console import Console
 from rich.table import Table
@@ -52,11 +53,12 @@ from rewards import get_reward
 from train.config import ExperimentConfig
 from train.grpo.arguments import resolve
 from train.grpo.callbacks import EpochCallback, MetricsCallback
+from train.grpo.ledger import RewardLedger
 from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
-from train.records.format import RewardLedger
 from train.records.tracking import MetricsLog
-from train.testing import tiny_experiment
+
+TINY_CONFIG = Path(__file__).resolve().parent.parent / "experiment_configs" / "tiny.yaml"
 
 ARMS = ("plain", "ours", "ours+callbacks")
 TARGET_RATIO = 1.05
@@ -160,13 +162,12 @@ def countdown_prompts(count: int, seed: int = 0) -> Dataset:
 
 
 def experiment(steps: int) -> ExperimentConfig:
-    """The tests' tiny experiment (train.testing) with this benchmark's batch, budget and step count."""
-    raw = tiny_experiment(
-        name="trainer_overhead",
-        model={"max_seq_length": 128},
-        train={"max_steps": steps, "max_completion_length": 16, "learning_rate": 1e-4, "temperature": 0.9, "seed": 42},
-        logging={"logging_steps": 1},
-    )
+    """experiment_configs/tiny.yaml with this benchmark's batch, budget and step count."""
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["name"] = "trainer_overhead"
+    raw["model"]["max_seq_length"] = 128
+    raw["train"].update(max_steps=steps, max_completion_length=16, learning_rate=1e-4, temperature=0.9, seed=42)
+    raw["logging"]["logging_steps"] = 1
     return ExperimentConfig.model_validate(raw)
 
 

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+TINY_CONFIG = Path(__file__).resolve().parent.parent / "experiment_configs" / "tiny.yaml"
+
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
@@ -95,23 +97,20 @@ def throughput(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 def grpo_step(vllm: str, workdir: Path) -> dict[str, float]:
     import yaml
 
-    from train.testing import tiny_experiment
-
-    config = tiny_experiment(
-        name=f"bench-{vllm}",
-        model={"name": MODEL, "max_seq_length": 256, "lora_rank": 8, "builtin": None},
-        data={"train_samples": 4, "test_samples": 2},
-        train={
-            "vllm": vllm,
-            "num_epochs": 2,
-            "learning_rate": 2e-4,
-            "beta": 0.0,
-            "num_generations": 2,
-            "per_device_train_batch_size": 4,
-            "max_completion_length": 32,
-        },
-        eval={"zero_shot": False, "when": "end", "pass_k": [1], "batch_size": 2},
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["name"] = f"bench-{vllm}"
+    config["model"] = {"name": MODEL, "max_seq_length": 256, "lora_rank": 8}
+    config["data"].update(train_samples=4, test_samples=2)
+    config["train"].update(
+        vllm=vllm,
+        num_epochs=2,
+        learning_rate=2e-4,
+        beta=0.0,
+        num_generations=2,
+        per_device_train_batch_size=4,
+        max_completion_length=32,
     )
+    config["eval"] = {"zero_shot": False, "when": "end", "pass_k": [1], "batch_size": 2}
     path = workdir / f"{vllm}.yaml"
     path.write_text(yaml.safe_dump(config))
     run_dir = workdir / f"run-{vllm}"

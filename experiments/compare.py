@@ -13,12 +13,9 @@ failed, truncated_frac, reward_total, final_epoch_accumulated_reward, steps, sta
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from train.errors import UserError, exit_on_user_error, writing  # noqa: E402
+from train.errors import UserError, exit_on_user_error, writing
 
 
 @exit_on_user_error

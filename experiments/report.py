@@ -13,10 +13,7 @@ summary.json, sweep_state.json): nothing is trained or generated.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from train.errors import UserError, exit_on_user_error  # noqa: E402
 

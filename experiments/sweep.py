@@ -21,8 +21,6 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
 from train.errors import exit_on_user_error  # noqa: E402
 
 

@@ -5,8 +5,8 @@ One runtime for evaluation (train/evaluation/evaluate.py), the reward ledger's f
   completions=..., completion_ids=..., **columns)`, one batch per call (a batch-level reward such as len_reward
   compares the completions it is given together);
 - `weighted_total`: the total reward of one completion, sum_f w_f * r_f over the rewards that scored it (None and NaN
-  left out, i.e. counted as 0, as TRL's nansum does). train/records/format.py's `weighted_rewards` is the same sum on
-  the trainer's float32 tensors (tests/test_scoring.py checks they agree);
+  left out, i.e. counted as 0, as TRL's nansum does). train/grpo/ledger.py's `weighted_rewards` is the same sum on the
+  trainer's float32 tensors (tests/test_scoring.py checks they agree);
 - `score`: rows (JSON objects: completion, prompt, gold columns) scored in batches, with each reward's cost;
 - `summarize` and `spread`: per reward (mean, std, zeros, not applicable) and per prompt's group (the weighted
   total's mean, std, min, max, and whether all are equal: GRPO's advantage is then 0 for the whole group).

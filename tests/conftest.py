@@ -3,6 +3,7 @@ reward's scores on completions."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from collections.abc import Callable
@@ -12,9 +13,28 @@ from typing import Any
 import pytest
 import yaml
 
-from train.testing import tiny_experiment
-
 ROOT = Path(__file__).resolve().parent.parent
+TINY_CONFIG = ROOT / "experiment_configs" / "tiny.yaml"
+
+
+def tiny_experiment(**sections: Any) -> dict[str, Any]:
+    """experiment_configs/tiny.yaml as a raw config dict, with `sections` deep-merged over it (a None value removes
+    a key): the smallest experiment that runs the whole loop in seconds.
+
+        cfg = validate_config(tiny_experiment(train={"num_epochs": 1}))
+    """
+    return _merge(yaml.safe_load(TINY_CONFIG.read_text()), sections)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if value is None:
+            base.pop(key, None)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +65,7 @@ def offline(monkeypatch, builtin_cache, tmp_path) -> None:
 
 
 def write_tiny_config(directory: Path, **sections: Any) -> Path:
-    """The tiny experiment (train.testing) with `sections` merged in, written as directory/<name>.yaml."""
+    """experiment_configs/tiny.yaml with `sections` merged in, written as directory/<name>.yaml."""
     config = tiny_experiment(**sections)
     path = Path(directory) / f"{config['name']}.yaml"
     path.write_text(yaml.safe_dump(config))

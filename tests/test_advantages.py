@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from trl.trainer.utils import nanstd
 
 from train.grpo.advantages import group_advantages
+from train.grpo.ledger import RewardLedger, RewardTotals, epoch_fields, step_fields, totals_from_step_records
 from train.grpo.trainer import GRPOLabTrainer
-from train.records.format import RewardLedger, RewardTotals, epoch_fields, step_fields, totals_from_step_records
 
 EPS = 1e-4
 SQRT_HALF = math.sqrt(0.5)  # unbiased std of a group {1, 0}: sqrt((0.5^2 + 0.5^2) / 1)

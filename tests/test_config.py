@@ -561,13 +561,13 @@ def test_a_scalar_file_is_refused_naming_its_type(tmp_path):
     assert "not a str" in load_error(tmp_path, "just text\n")
 
 
-def test_the_readme_config_table_is_the_schema():
+def test_the_config_reference_page_is_the_schema():
     from train.config import config_reference_markdown
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    start = readme.index("<!-- config-reference")
-    table = readme[readme.index("\n", start) + 1 : readme.index("<!-- end config-reference -->")]
-    assert table == config_reference_markdown(), "paste train.config.config_reference_markdown() into README.md"
+    page = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    start = page.index("<!-- config-reference")
+    table = page[page.index("\n", start) + 1 : page.index("<!-- end config-reference -->")]
+    assert table == config_reference_markdown(), "paste train.config.config_reference_markdown() into docs/config.md"
 
 
 def test_an_empty_config_is_refused_not_run_with_every_default(tmp_path):

@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, entry_point, write_tiny_config
+from conftest import ROOT, entry_point, tiny_experiment, write_tiny_config
 
 from train.config import TrainConfig, validate_config
 from train.errors import EXIT_USER_ERROR, UserError
 from train.lab.export import open_run, replace_dir, set_aside
-from train.testing import tiny_experiment
 
 export_main = entry_point("export")
 run_eval_test_main = entry_point("run_eval_test")

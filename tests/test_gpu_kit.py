@@ -10,16 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from gpu import results, wheelhouse  # tests/gpu (pytest puts tests/ on the path); scripts on the device
 
 from train.config import load_config, validate_config
 from train.grpo.arguments import vllm_importance_sampling
 from train.lab.memory_plan import choose_precision, plan_config, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "gpu"))
-
-import results  # noqa: E402 - tests/gpu's modules run as scripts on the device, not as a package
-import wheelhouse  # noqa: E402
 
 LOCK = (ROOT / "uv.lock").read_text()
 # What the device lacks and a run imports (docs/gpu.md), by name.

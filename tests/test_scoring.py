@@ -19,7 +19,7 @@ from rewards.scoring import (
     weighted_totals,
 )
 from train.grpo.advantages import group_advantages
-from train.records.format import weighted_rewards
+from train.grpo.ledger import weighted_rewards
 
 
 def test_the_weighted_total_leaves_out_rewards_that_did_not_score():

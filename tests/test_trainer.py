@@ -13,9 +13,9 @@ from trl import GRPOTrainer
 from train.config import validate_config
 from train.grpo.advantages import group_advantages
 from train.grpo.arguments import resolve
+from train.grpo.ledger import RewardLedger
 from train.grpo.trainer import GRPOLabTrainer
 from train.models.builtin import build_tokenizer, random_tiny_model
-from train.records.format import RewardLedger
 
 GENERATIONS = 4
 

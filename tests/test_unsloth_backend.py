@@ -27,6 +27,7 @@ import pytest
 from train.config import ModelConfig, TrainConfig, load_config
 from train.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
 from train.grpo.arguments import resolve
+from train.grpo.workarounds import unsloth_grpo_config
 from train.models import Policy
 from train.models import generation as gen
 from train.models import unsloth as ub
@@ -92,7 +93,7 @@ def unsloth_args(bf16_supported: bool = True, **train: Any) -> dict[str, Any]:
 
 def test_grpo_overrides_are_unsloths_choices_and_quirks_only():
     resolved = {"loss_type": "grpo", "scale_rewards": "group", "beta": 0.05, "optim": "adamw_torch"}
-    assert ub.grpo_config_overrides(resolved, bf16_supported=True) == {
+    assert unsloth_grpo_config(resolved, bf16_supported=True) == {
         "bf16": True,
         "fp16": False,
         "gradient_checkpointing": True,
@@ -156,7 +157,7 @@ def test_grpo_overrides_are_grpo_config_fields(tmp_path):
     from trl import GRPOConfig
 
     resolved = {"loss_type": "grpo", "scale_rewards": "group"}
-    overrides = ub.grpo_config_overrides(resolved, bf16_supported=True) | {"bf16": False, "fp16": False}
+    overrides = unsloth_grpo_config(resolved, bf16_supported=True) | {"bf16": False, "fp16": False}
     config = GRPOConfig(
         output_dir=str(tmp_path), use_cpu=True, report_to="none", beta=0.04, loss_type="grpo", **overrides
     )
@@ -484,9 +485,10 @@ result["changed_defaults"] = sorted(
     name for name, p in params.items() if name in pristine and repr(p.default) != repr(pristine[name].default)
 )
 from train.grpo.arguments import resolve  # its grpo_config(), called after the patch, builds unsloth's GRPOConfig
+from train.grpo.workarounds import unsloth_grpo_config
 
 hf_args = resolve(cfg, "hf", on_gpu=False).grpo
-result["unknown_override_keys"] = sorted(set(ub.grpo_config_overrides(hf_args, bf16_supported=True)) - set(params))
+result["unknown_override_keys"] = sorted(set(unsloth_grpo_config(hf_args, bf16_supported=True)) - set(params))
 
 with tempfile.TemporaryDirectory() as output_dir, contextlib.redirect_stdout(io.StringIO()):
     ours = resolve(cfg, "hf", output_dir=output_dir, reward_weights=[1.0] * len(cfg.rewards)).grpo_config()

@@ -111,9 +111,9 @@ def _child(work: Path, report: Path) -> None:
 
     from train.config import validate_config
     from train.grpo.arguments import resolve
+    from train.grpo.ledger import RewardLedger
     from train.grpo.trainer import GRPOLabTrainer
     from train.models.builtin import build_tokenizer
-    from train.records.format import RewardLedger
 
     # A tiny character-level Qwen2 saved as a model directory, as the built-in model is. Width 128: bitsandbytes'
     # CPU 4-bit needs layers at least 64 wide.

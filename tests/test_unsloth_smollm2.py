@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -126,7 +125,8 @@ def _child(config: str, run_dir: str, report: str) -> None:
         return model, tokenizer
 
     FastLanguageModel.from_pretrained = recording
-    main = runpy.run_path(str(ROOT / "experiments" / "run_eval_test.py"), run_name="child")["main"]
+    from train.run import main  # what experiments/run_eval_test.py runs
+
     main([config, "--output-dir", run_dir])
 
 

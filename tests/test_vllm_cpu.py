@@ -195,11 +195,11 @@ def test_a_plain_llm_needs_lora_slots_and_an_adapter(hf_policy, llm, tmp_path):
 def test_training_rollout_sampling_keys_are_vllms(tmp_path):
     """The SamplingParams TRL's colocate mode builds from our GRPOConfig (its keys, plus our generation_kwargs: the
     stop strings, kept), against the real class: a renamed or refused argument fails here, not on a GPU."""
+    from conftest import tiny_experiment
     from vllm import SamplingParams
 
     from train.config import validate_config
     from train.grpo.arguments import resolve
-    from train.testing import tiny_experiment
 
     cfg = validate_config(tiny_experiment(model={"name": MODEL}, train={"vllm": "colocate", "top_p": 0.95}))
     resolved = resolve(cfg, "hf", output_dir=tmp_path, reward_weights=[1.0, 0.5, 1.0], stop_strings=("</answer>",))
@@ -233,13 +233,13 @@ from transformers import AutoTokenizer
 from vllm import SamplingParams
 
 from train.models.packaged import packaged_model_dir
-from train.grpo.trainer import GRPOLabTrainer
+from train.grpo import workarounds
 
 config, run_dir, out = sys.argv[1:4]
 tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir(sys.argv[4]))
 probe_ids = tokenizer("12 + 7 = 19, and 23 + 48 = 71.")["input_ids"]
 pushes = []
-push_weights = GRPOLabTrainer._push_weights_into_cpu_vllm
+push_weights = workarounds.push_weights_into_cpu_vllm
 
 
 def push_weights_and_probe(self):
@@ -263,7 +263,7 @@ def push_weights_and_probe(self):
     })
 
 
-GRPOLabTrainer._push_weights_into_cpu_vllm = push_weights_and_probe
+workarounds.push_weights_into_cpu_vllm = push_weights_and_probe
 from train.run import main
 
 main([config, "--output-dir", run_dir])
@@ -281,8 +281,7 @@ def colocate_run(tmp_path_factory, model_dir):
     import sys
 
     import yaml
-
-    from train.testing import tiny_experiment
+    from conftest import tiny_experiment
 
     tmp_path = tmp_path_factory.mktemp("colocate")
     config = tiny_experiment(

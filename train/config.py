@@ -294,6 +294,11 @@ class TrainConfig(Section):
         description="Also checkpoint every N steps (0: only at the end of each epoch). Used by --resume.",
     )
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    trl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other field of TRL's GRPOConfig, passed as it is ({top_k: 50}); checked against the installed "
+        "TRL. A field this schema owns is refused with its key (train/grpo/arguments.py).",
+    )
 
     @field_validator("max_steps")
     @classmethod

@@ -156,6 +156,10 @@ def build(
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]
+    if cfg.train.trl:  # GRPOConfig fields passed through: checked against the installed TRL (trl is safe to import now)
+        from train.grpo.arguments import resolve
+
+        resolve(cfg, backend)
 
     # 4. The CPU thread count before any model work (train/models/threads.py), and the libraries' noise off the screen.
     threads, why_threads = set_num_threads(cfg)
@@ -170,11 +174,11 @@ def build(
     from train.evaluation.evaluate import Evaluator
     from train.grpo.arguments import resolve
     from train.grpo.callbacks import EpochCallback, MetricsCallback, ReportCallback
+    from train.grpo.ledger import RewardLedger
     from train.grpo.trainer import GRPOLabTrainer
     from train.models import load_policy
     from train.records.adapter import EpochAdapterCallback
     from train.records.console import ProgressLine, take_over_progress
-    from train.records.format import RewardLedger
     from train.records.tracking import MetricsLog, NullMirror, start_wandb
 
     # 6. Model: the policy with LoRA (or full weights for the built-in model on hf).

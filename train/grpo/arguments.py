@@ -4,7 +4,7 @@
 `Resolved.trainer` is what GRPOLabTrainer takes beyond TRL's (the baseline, the hybrid loss, the curriculum's
 budget, the stop strings). Everything derived from a config setting is derived here once: optim "auto", hybrid ->
 TRL's dr_grpo loss, the epsilon_high fallback, beta. train/grpo/trainer.py builds its GRPOConfig from it, the unsloth
-backend adds only its GRPOConfig's quirks to it (train/models/unsloth.py), and the memory planner
+backend adds only its GRPOConfig's quirks to it (train/grpo/workarounds.py), and the memory planner
 (train/lab/memory_plan.py) plans the run these arguments describe. tests/test_arguments.py pins the result for every
 loss type and backend.
 
@@ -14,6 +14,7 @@ planner resolves a config for a GPU on a machine without one.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,12 +31,21 @@ class Resolved:
 
     grpo: dict[str, Any]
     trainer: dict[str, Any]
+    passed_through: tuple[str, ...] = ()  # the GRPOConfig fields that came from train.trl
 
     def grpo_config(self) -> Any:
         """TRL's GRPOConfig of these arguments (unsloth's patched class when unsloth was imported first)."""
         from trl import GRPOConfig
 
-        return GRPOConfig(**self.grpo)
+        try:
+            return GRPOConfig(**self.grpo)
+        except (TypeError, ValueError) as error:
+            if not self.passed_through:
+                raise
+            raise UserError(
+                f"TRL's GRPOConfig refused the arguments, which include train.trl's {sorted(self.passed_through)}: "
+                f"{error}. Fix or remove the train.trl value it names (TRL's grpo_config.py documents each field)."
+            ) from None
 
 
 def resolve(
@@ -107,9 +117,9 @@ def resolve(
 
         grpo["generation_kwargs"] = stop_kwargs(stop_strings)
     if backend == "unsloth":
-        from train.models.unsloth import grpo_config_overrides
+        from train.grpo.workarounds import unsloth_grpo_config
 
-        grpo.update(grpo_config_overrides(grpo, bf16_supported=bf16_supported))
+        grpo.update(unsloth_grpo_config(grpo, bf16_supported=bf16_supported))
     if t.vllm_server:
         grpo.update(vllm_server_mode(t.vllm_server, backend))
     if t.vllm == "colocate":
@@ -121,7 +131,98 @@ def resolve(
         "hybrid_loss": t.loss_type == "hybrid",
         "completion_budget": budget,
     }
-    return Resolved(grpo=grpo, trainer=trainer)
+    check_trl_passthrough(t.trl, grpo)
+    grpo.update(t.trl)
+    return Resolved(grpo=grpo, trainer=trainer, passed_through=tuple(t.trl))
+
+
+# The config key that sets a GRPOConfig field, where its name differs from train.<field>.
+OWNERS = {
+    "output_dir": "output.dir and the run dir",
+    "num_train_epochs": "train.num_epochs",
+    "warmup_steps": "train.warmup_ratio",
+    "epsilon": "train.clip_eps",
+    "epsilon_high": "train.clip_eps_high",
+    "vllm_importance_sampling_correction": "train.vllm_importance_sampling",
+    "reward_weights": "each reward's weight in rewards:",
+    "logging_steps": "logging.logging_steps",
+    "save_strategy": "train.save_steps",
+    "report_to": "logging.wandb (metrics.jsonl first, then wandb)",
+    "bf16": "the device (bf16 where the GPU supports it)",
+    "fp16": "the device (bf16 where the GPU supports it)",
+    "generation_kwargs": "data.stop_strings",
+    "use_vllm": "train.vllm or train.vllm_server",
+    "vllm_mode": "train.vllm or train.vllm_server",
+}
+
+
+def trl_fields() -> dict[str, Any]:
+    """The fields of the installed TRL's GRPOConfig (unsloth's subclass when unsloth was imported first), each with
+    its default."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    return {field.name: field.default for field in dataclasses.fields(GRPOConfig) if field.init}
+
+
+def check_trl_passthrough(passthrough: dict[str, Any], owned: dict[str, Any]) -> None:
+    """train.trl's fields checked before they reach GRPOConfig: each must be a field of the installed TRL's
+    GRPOConfig (else a did-you-mean), none may be one this schema sets (else the key that sets it), and a value must
+    have its field's type where the default shows it (GRPOConfig checks no types: top_k: "50" would fail mid-run)."""
+    if not passthrough:
+        return
+    from train.config import TrainConfig
+
+    for key in passthrough:
+        if key in owned:
+            owner = OWNERS.get(key) or (f"train.{key}" if key in TrainConfig.model_fields else None)
+            if owner:
+                raise UserError(
+                    f"train.trl.{key}: the config already sets GRPOConfig's {key} from {owner}; set that instead and "
+                    f"remove {key} from train.trl."
+                )
+            raise UserError(
+                f"train.trl.{key}: grpo-lab sets GRPOConfig's {key} itself (train/grpo/arguments.py says why); "
+                f"remove {key} from train.trl."
+            )
+    fields = trl_fields()
+    for key, value in passthrough.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise UserError(
+                f"train.trl.{key} is not a field of TRL's GRPOConfig (trl {_trl_version()}).{hint} "
+                "train.trl passes GRPOConfig fields through; trl/trainer/grpo_config.py lists them."
+            )
+        expected = _scalar_type(fields[key])
+        if expected is not None and not _is_a(value, expected):
+            raise UserError(
+                f"train.trl.{key} is {value!r}, but GRPOConfig's {key} takes {KINDS[expected]} (its default is "
+                f"{fields[key]!r}). Write the value as one, e.g. train.trl.{key}={fields[key]!r}."
+            )
+
+
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _scalar_type(default: Any) -> type | None:
+    """bool, int, float or str where the default shows the field's type; None (not checked) otherwise."""
+    return type(default) if type(default) in (bool, int, float, str) else None
+
+
+def _is_a(value: Any, expected: type) -> bool:
+    if expected is bool or isinstance(value, bool):
+        return isinstance(value, expected)
+    if expected is float:
+        return isinstance(value, int | float)
+    return isinstance(value, expected)
+
+
+def _trl_version() -> str:
+    from importlib.metadata import version
+
+    return version("trl")
 
 
 def _bf16_supported(known: bool | None) -> bool:

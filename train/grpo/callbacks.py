@@ -17,8 +17,9 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from train.config import EvalConfig
+from train.grpo.ledger import RewardLedger, epoch_fields, step_fields
 from train.records.distributed import decided_by_main
-from train.records.format import EPOCH, EVAL, STEP, TRAIN, RewardLedger, epoch_fields, step_fields
+from train.records.format import EPOCH, EVAL, STEP, TRAIN
 from train.records.tracking import MetricsLog
 
 # Evaluate the current policy and record it: (label, step, epoch) -> metrics.

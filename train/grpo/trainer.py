@@ -8,16 +8,15 @@ GRPOConfig and its extra arguments come from one place, train/grpo/arguments.py'
   per-step reward sums and the epoch summary (epoch/accumulated_reward, epoch/mean_reward, epoch/num_samples).
 
 Both hooks wrap private TRL methods (`_calculate_rewards`, `_generate_and_score_completions`); trl is pinned below
-1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run. One more
-wraps transformers' `_run_epoch`, so a resume from the checkpoint of the last step trains nothing
-(tests/test_resume_exact.py).
-The ledger and the records it feeds are train/records/format.py's.
+1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run.
+The ledger is train/grpo/ledger.py's. What this class does only to work around TRL's or vLLM's behaviour (stop
+strings on transformers rollouts, the CPU vLLM weight push, the epoch-seeded sampler, no step past max_steps on a
+resume) is train/grpo/workarounds.py's.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,9 @@ from trl.trainer.utils import RepeatSampler
 
 from train.config import HYBRID_FULL_BUDGET
 from train.errors import writing
+from train.grpo import workarounds
 from train.grpo.advantages import group_advantages
-from train.records.format import RewardLedger, weighted_rewards
+from train.grpo.ledger import RewardLedger, weighted_rewards
 
 
 class GRPOLabTrainer(GRPOTrainer):
@@ -54,55 +54,14 @@ class GRPOLabTrainer(GRPOTrainer):
         self.ledger = ledger
         self._last_rewards_per_func: torch.Tensor | None = None
         if stop_strings and not self.use_vllm:  # vLLM stops through generation_kwargs (train.grpo.arguments)
-            self._stop_at_single_tokens(stop_strings)
-        if self.use_vllm and self.vllm_mode == "colocate" and _vllm_runs_on_cpu():
-            self.vllm_generation.sync_weights = self._push_weights_into_cpu_vllm
-
-    def _push_weights_into_cpu_vllm(self) -> None:
-        """TRL's colocated weight push (VLLMGeneration.sync_weights), for vLLM's CPU backend.
-
-        TRL copies each parameter into the engine with the model's `load_weights`, which needs every vLLM parameter
-        to keep its weight loader. vLLM's CPU backend repacks each linear layer's weight for its oneDNN kernels after
-        loading and drops the original parameter (vllm/model_executor/layers/utils.py,
-        dispatch_cpu_unquantized_gemm), so TRL's push fails with "'Parameter' object has no attribute
-        'weight_loader'". vLLM's own in-place reload (`reload_weights` of the model runner) restores the layers,
-        loads the weights and repacks them; fed TRL's own iterator (LoRA merged, names mapped, then unmerged), it
-        pushes the same weights. tests/test_vllm_cpu.py compares the served weights and log-probs with the policy's
-        after every push.
-        """
-        generation = self.vllm_generation
-        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
-        runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
-        generation.llm.reset_prefix_cache()
-
-    def _stop_at_single_tokens(self, stop_strings: tuple[str, ...]) -> None:
-        """Stop transformers rollouts after a stop string that is one token, by making that token end a completion.
-
-        TRL's generate call cannot stop on text (transformers needs the tokenizer passed to generate for that), but
-        a one-token stop string can end a completion as an end-of-sequence id does: generation stops after it, it
-        is kept, and TRL's completion mask ends there. A longer stop string leaves the rollouts as they are (the
-        evaluation still stops there), and the run says so once.
-        """
-        ids = [self.processing_class(text=stop, add_special_tokens=False)["input_ids"] for stop in stop_strings]
-        if any(len(token_ids) != 1 for token_ids in ids):
-            warnings.warn(
-                f"the stop strings {list(stop_strings)} are not single tokens of this tokenizer: training rollouts on "
-                "transformers run to end-of-sequence or the token budget (evaluation and vLLM rollouts stop there). "
-                "Set data.stop_strings: [] to make evaluation match, or train with vLLM (the unsloth backend).",
-                stacklevel=3,
-            )
-            return
-        self.eos_token_ids = [*self.eos_token_ids, *(token_ids[0] for token_ids in ids)]
-        self.generation_config.eos_token_id = self.eos_token_ids
-        self.generation_kwargs["eos_token_id"] = self.eos_token_ids
+            workarounds.stop_at_single_tokens(self, stop_strings)
+        if self.use_vllm and self.vllm_mode == "colocate" and workarounds.vllm_runs_on_cpu():
+            # Looked up at each push, so a test can wrap it.
+            self.vllm_generation.sync_weights = lambda: workarounds.push_weights_into_cpu_vllm(self)
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
-        # transformers checks max_steps only after a step: resumed from the checkpoint of the last step, it would
-        # train one step past max_steps and end that epoch (its record, its evaluation) a second time.
-        if self.state.global_step >= self.state.max_steps > 0:
-            self.control.should_training_stop = True
-            return
-        super()._run_epoch(*args, **kwargs)
+        if not workarounds.at_max_steps(self):
+            super()._run_epoch(*args, **kwargs)
 
     def _save_checkpoint(self, model, trial) -> None:
         # A full disk mid-save is named with the checkpoint it cut short (torch and safetensors name no path); the
@@ -114,7 +73,11 @@ class GRPOLabTrainer(GRPOTrainer):
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)
         # The trainer replaces its state object when it starts or resumes: read it at iteration time.
-        return EpochSampler(sampler, lambda: self.state.epoch) if isinstance(sampler, RepeatSampler) else sampler
+        return (
+            workarounds.EpochSampler(sampler, lambda: self.state.epoch)
+            if isinstance(sampler, RepeatSampler)
+            else sampler
+        )
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -188,33 +151,3 @@ class _BudgetCurriculum(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = math.floor((state.epoch or 0.0) + 1e-6) + 1  # 1-based, as the config counts them
         self.trainer.set_completion_budget(self.budget_for_epoch(epoch))
-
-
-class EpochSampler(RepeatSampler):
-    """TRL's RepeatSampler whose shuffle depends on the epoch it serves, so a resumed run trains the same prompts.
-
-    TRL's sampler seeds its generator once and draws one permutation each time it is iterated: epoch e gets the
-    e-th permutation of an uninterrupted run. A run resumed from a checkpoint builds a new sampler, which would give
-    the resumed epoch the first permutation again (so a mid-epoch resume skips the wrong batches, and later epochs
-    are reordered). This one reseeds and draws the e-th permutation for epoch e = floor(state.epoch) at each
-    iteration: the same order as TRL's uninterrupted run, and the same again after a resume.
-    tests/test_training.py compares a killed-and-resumed run's per-step prompts with an uninterrupted run's.
-    """
-
-    def __init__(self, sampler: RepeatSampler, current_epoch: Callable[[], float | None]):
-        self.__dict__.update(sampler.__dict__)
-        self.current_epoch = current_epoch
-
-    def __iter__(self):
-        if self.shuffle:
-            self.generator.manual_seed(self.seed)
-            epochs_before = math.floor((self.current_epoch() or 0.0) + 1e-6)
-            for _ in range(epochs_before):  # the permutations of the epochs before this one
-                torch.randperm(self.num_samples, generator=self.generator)
-        return super().__iter__()
-
-
-def _vllm_runs_on_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()

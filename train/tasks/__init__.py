@@ -6,6 +6,8 @@
     probe_rewards(reward_funcs, task, rows)           # their first call, before the run dir exists
 
 Adding a task is one module with a `Task` subclass and one line in `TASKS`.
+
+May import: rewards/, datasets, train.config, train.errors. Never a model or the trainer: a task grades text.
 """
 
 from __future__ import annotations
