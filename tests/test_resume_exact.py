@@ -140,9 +140,7 @@ def test_a_metrics_file_cut_before_the_checkpoint_goes_back_to_a_checkpoint_it_r
     err = " ".join(capsys.readouterr().err.split())
     assert "continues from checkpoint-2 instead of checkpoint-4 and redoes steps 3 to 4" in err
     assert_every_record_once(run_dir, steps=4, epochs=2, evals=["zero_shot", "epoch_1", "epoch_2", "final"])
-    assert (run_dir / "checkpoints" / "unrecorded-checkpoint-4").is_dir() or (
-        run_dir / "checkpoints" / "checkpoint-4"
-    ).is_dir()
+    assert (run_dir / "checkpoints" / "unrecorded-checkpoint-4").is_dir()  # kept, never resumed from again
 
 
 @pytest.mark.slow
@@ -280,6 +278,15 @@ def test_a_config_edit_is_named_key_by_key_and_an_old_run_dir_is_not_checked(tmp
 
 # ----------------------------------------------------------------------------------------------------------------
 # The run holds its run dir
+
+
+def test_a_run_whose_lock_file_is_deleted_stops(tmp_path):
+    run = RunDir.choose(load_config(write_tiny_config(tmp_path)), tmp_path / "run", resume=False)
+    run.open()
+    (run.path / ".lock").unlink()
+    with pytest.raises(UserError, match=r"its .lock was deleted or replaced, so another run can take the dir"):
+        MetricsLog(run.metrics_path, guard=run.check_held).write({"type": "step", "step": 1, "epoch": 0.5})
+    run.close()
 
 
 @pytest.mark.parametrize("replaced", [True, False])

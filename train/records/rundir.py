@@ -204,12 +204,20 @@ class RunDir:
         if self._identity is None:
             return
         try:
-            now, lock = os.stat(self.path), os.stat(self.path / LOCK_FILE)
-            if (now.st_dev, now.st_ino, lock.st_dev, lock.st_ino) == self._identity:
-                return
-            there = "another directory is at that path now"
+            now = os.stat(self.path)
         except OSError:
-            there = "it is gone" if not self.path.exists() else "another directory is at that path now"
+            there = "it is gone"
+        else:
+            if (now.st_dev, now.st_ino) != self._identity[:2]:
+                there = "another directory is at that path now"
+            else:
+                try:
+                    lock = os.stat(self.path / LOCK_FILE)
+                    if (lock.st_dev, lock.st_ino) == self._identity[2:]:
+                        return
+                except OSError:
+                    pass
+                there = f"its {LOCK_FILE} was deleted or replaced, so another run can take the dir"
         raise UserError(
             f"the run dir {self.path} was deleted or replaced while this run (process {os.getpid()}) was writing to "
             f"it: {there}. The run stops here rather than write its records into another run's files. What it "
