@@ -141,7 +141,10 @@ def _without_repeated_lines(read: RecordsRead, path: Path) -> tuple[list[dict[st
             continue
         first, first_number = seen[key]
         if first != row:
-            what = " ".join(str(part) for part in key)
+            kind, which = key
+            what = {"eval": f"the evaluation {which}", "train": f"the training end at step {which}"}.get(
+                kind, f"{kind} {which}"
+            )
             raise UserError(
                 f"{path} holds two different records of {what} (lines {first_number} and {number}): the run writes "
                 "each once, so something else wrote to this file (two runs in one dir, a copy), and which one is "

@@ -144,23 +144,23 @@ class RunDir:
         check_settings_unchanged(self.path, self.invocation().get("settings"))
         self._set_aside_unfinished_saves()
         read = read_records(self.metrics_path, fix=RESUME_FIX)
+        finished = [checkpoint for checkpoint, done in self._checkpoints() if done]
+        plan = plan_records(read, self.metrics_path, [c.step for c in finished], self.cfg.logging.logging_steps)
+        checkpoint = next((c for c in finished if c.step == plan.step), None)
+        if checkpoint is not None:  # refused before anything is changed
+            previous = self.last_checkpoint(before=checkpoint.step)
+            check_checkpoint(checkpoint.path, previous.path if previous else None)
         if read.torn_line is not None:
             print(
                 f"repaired {self.metrics_path}: its last line (line {read.torn_line}) was cut off mid-write when the "
                 "run was stopped; it is dropped, and the step it belonged to is redone.",
                 file=sys.stderr,
             )
-        finished = [checkpoint for checkpoint, done in self._checkpoints() if done]
-        plan = plan_records(read, self.metrics_path, [c.step for c in finished], self.cfg.logging.logging_steps)
         for repair in plan.repairs:
             print(repair, file=sys.stderr)
         for newer in (c for c in finished if c.step > plan.step):  # never resumed from: its steps are not recorded
             aside = _set_aside(newer.path, "unrecorded")
             print(f"set aside {newer.path.name} as {aside.name}: its steps have no records.", file=sys.stderr)
-        checkpoint = next((c for c in finished if c.step == plan.step), None)
-        if checkpoint is not None:
-            previous = self.last_checkpoint(before=checkpoint.step)
-            check_checkpoint(checkpoint.path, previous.path if previous else None)
         step = checkpoint.step if checkpoint else 0
         kept = [row for row in plan.rows if row["step"] <= step and row.get("label") != "final"]
         if kept != read.rows or read.torn_line is not None:
