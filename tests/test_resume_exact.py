@@ -280,6 +280,27 @@ def test_a_config_edit_is_named_key_by_key_and_an_old_run_dir_is_not_checked(tmp
 # The run holds its run dir
 
 
+def test_a_forked_copy_of_the_run_stops_instead_of_writing_every_record_twice(tmp_path):
+    """t_forker_later: a reward that forked (and returned in both processes) doubled every record."""
+    import os
+
+    run = RunDir.choose(load_config(write_tiny_config(tmp_path)), tmp_path / "run", resume=False)
+    run.open()
+    log = MetricsLog(run.metrics_path, guard=run.check_held)
+    child = os.fork()
+    if child == 0:  # the copy: it must refuse to write
+        try:
+            log.write({"type": "step", "step": 1, "epoch": 0.5})
+        except UserError as error:
+            os._exit(3 if "is a copy of the run's process" in str(error) else 4)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    log.write({"type": "step", "step": 1, "epoch": 0.5})  # the run itself goes on
+    assert [row["step"] for row in log.records()] == [1]
+    run.close()
+
+
 def test_a_run_whose_lock_file_is_deleted_stops(tmp_path):
     run = RunDir.choose(load_config(write_tiny_config(tmp_path)), tmp_path / "run", resume=False)
     run.open()

@@ -67,6 +67,7 @@ class RunDir:
         self.overrides = list(overrides)
         self._lock: IO[str] | None = None
         self._identity: tuple[int, ...] | None = None  # (device, inode) of the dir and of its .lock, once taken
+        self._holder = 0  # the process that took the lock
 
     @classmethod
     def choose(
@@ -196,13 +197,22 @@ class RunDir:
         self._lock = handle  # kept open: the lock lives as long as this process
         held, lock = os.stat(self.path), os.fstat(handle.fileno())
         self._identity = (held.st_dev, held.st_ino, lock.st_dev, lock.st_ino)
+        self._holder = os.getpid()
 
     def check_held(self) -> None:
         """Stop the run when its dir was deleted or replaced (a new dir at the same path) while it ran: the lock
         lives in the deleted dir, so another run may be writing the new one, and this run's records must not go
-        into that run's files. Called before every record (MetricsLog's guard) and evaluation."""
+        into that run's files. A forked copy of the run's process (a reward that forks) stops too, instead of writing
+        every record twice. Called before every record (MetricsLog's guard) and evaluation."""
         if self._identity is None:
             return
+        if os.getpid() != self._holder:
+            raise UserError(
+                f"process {os.getpid()} is a copy of the run's process {self._holder} made by fork (a reward or a "
+                "library that forks and returns in both): it stops here rather than write every record of the run "
+                f"into {self.path} a second time. The run itself goes on in process {self._holder}; a reward that "
+                "needs a subprocess should start it with subprocess or multiprocessing's spawn."
+            )
         try:
             now = os.stat(self.path)
         except OSError:
