@@ -94,8 +94,8 @@ def plan_records(read: RecordsRead, path: Path, checkpoint_steps: list[int], log
     line), the resume goes back to the newest checkpoint before it and redoes the steps from there (repaired), or,
     with no such checkpoint, refuses. The records after the chosen step are dropped (the resume writes them again).
     """
-    rows, repairs = _without_repeated_lines(read, path)
     newest = max(checkpoint_steps, default=0)
+    rows, repairs = _without_repeated_lines(read, path, newest)
     logged = {row["step"] for row in rows if row["type"] == "step"}
     missing = next((step for step in range(logging_steps, newest + 1, logging_steps) if step not in logged), None)
     step = newest
@@ -129,7 +129,9 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row["type"], row["step"])
 
 
-def _without_repeated_lines(read: RecordsRead, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _without_repeated_lines(read: RecordsRead, path: Path, newest: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records, each once; a second record of the same thing past the newest checkpoint is dropped by the
+    resume anyway, so only the ones it would keep are checked."""
     seen: dict[tuple[Any, ...], tuple[dict[str, Any], int]] = {}
     kept, repeated = [], []
     numbers = read.line_numbers or [0] * len(read.rows)
@@ -138,6 +140,8 @@ def _without_repeated_lines(read: RecordsRead, path: Path) -> tuple[list[dict[st
         if key not in seen:
             seen[key] = (row, number)
             kept.append(row)
+            continue
+        if row["step"] > newest:
             continue
         first, first_number = seen[key]
         if first != row:
