@@ -21,10 +21,11 @@ from conftest import ROOT, write_tiny_config
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline")]
 
 RECORDER = """
-import json, os
+import json, os, time
 
 def record_prompts(prompts, completions, trainer_state=None, **kwargs):
-    if trainer_state is None:  # an evaluation, not a training step
+    if trainer_state is None:  # an evaluation, not a training step: slowed down when a kill must land inside one
+        time.sleep(float(os.environ.get("EVAL_SECONDS", "0")))
         return [0.0] * len(completions)
     with open(os.environ["PROMPT_LOG"], "a") as log:
         log.write(json.dumps({"step": trainer_state.global_step + 1, "prompts": list(prompts)}) + "\\n")
@@ -45,9 +46,9 @@ def config(tmp_path: Path) -> Path:
     )
 
 
-def launch(config_path: Path, run_dir: Path, prompt_log: Path, *extra: str) -> subprocess.Popen:
+def launch(config_path: Path, run_dir: Path, prompt_log: Path, *extra: str, eval_seconds: float = 0):
     command = [sys.executable, str(ROOT / "experiments" / "run_eval_test.py"), str(config_path)]
-    env = {**os.environ, "PROMPT_LOG": str(prompt_log), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PROMPT_LOG": str(prompt_log), "OMP_NUM_THREADS": "1", "EVAL_SECONDS": str(eval_seconds)}
     return subprocess.Popen(
         [*command, "--output-dir", str(run_dir), *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -83,13 +84,16 @@ def test_a_run_killed_anywhere_and_resumed_matches_a_run_never_stopped(tmp_path)
     # starts past that epoch end and must make its evaluation first.
     for kill_after in (3, 4, 9, "epoch_1_evaluation"):
         run_dir, prompt_log = tmp_path / f"killed-{kill_after}", tmp_path / f"killed-{kill_after}.jsonl"
-        process = launch(config_path, run_dir, prompt_log)
-        wanted = ('"type": "epoch"', 1) if kill_after == "epoch_1_evaluation" else ('"type": "step"', kill_after)
+        in_evaluation = kill_after == "epoch_1_evaluation"
+        process = launch(config_path, run_dir, prompt_log, eval_seconds=5 if in_evaluation else 0)
+        wanted = ('"type": "epoch"', 1) if in_evaluation else ('"type": "step"', kill_after)
         deadline = time.monotonic() + 600
         while recorded(run_dir, wanted[0]) < wanted[1] and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
+        if in_evaluation:  # the epoch record is written, its evaluation is not
+            assert recorded(run_dir, '"label": "epoch_1"') == 0
         if kill_after == 9:  # and as if the kill had landed mid-save: the newest trainer_state.json cut off
             newest = max((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
             state = newest / "trainer_state.json"
