@@ -36,7 +36,12 @@ from rewards import math_verify_check as mvc
 
 GROUP_SIZE = 8
 MB = 1_000_000
-REQUIRED_PARAMS = {"soft_overlong_punishment": {"max_completion_len": 512, "soft_punish_cache": 128}}
+# len_reward's default checker is math-verify (open-r1's); its plain row keeps measuring the answer checker, the
+# math one has a row of its own (math_accuracy_reward's pace).
+REQUIRED_PARAMS = {
+    "soft_overlong_punishment": {"max_completion_len": 512, "soft_punish_cache": 128},
+    "len_reward": {"checker": "answer"},
+}
 MATH_VARIANTS = {
     "math_accuracy_reward": {},
     "cosine_scaled_reward[checker=math]": {"checker": "math"},

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import statistics
@@ -28,11 +27,17 @@ from pathlib import Path
 
 from rewards import REWARDS, clear_caches, extract_answer, get_reward, math_answers_match, parse_gsm8k_gold
 from rewards.answers import parse_number
+from rewards.jsonl import read_jsonl
 
 COUNTDOWN_TARGET, TEXT_TARGET = 10_000, 50_000
 MATH_REWARDS = {"math_accuracy_reward"}
 COUNTDOWN_REWARDS = {"countdown_reward", "countdown_binary_reward"}
-REQUIRED_PARAMS = {"soft_overlong_punishment": {"max_completion_len": 512, "soft_punish_cache": 128}}
+# len_reward's default checker is math-verify (open-r1's); its plain row keeps measuring the answer checker, the
+# math one has a row of its own (math_accuracy_reward's pace).
+REQUIRED_PARAMS = {
+    "soft_overlong_punishment": {"max_completion_len": 512, "soft_punish_cache": 128},
+    "len_reward": {"checker": "answer"},
+}
 GROUP_SIZE = 8
 MB = 1_000_000
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -171,7 +176,7 @@ def worst_case_ms(name: str, inputs: dict[str, str]) -> tuple[float, str]:
 
 
 def check_gsm8k(path: Path) -> dict:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path).rows
     parsed, numeric, failures = 0, 0, []
     for row in rows:
         try:
@@ -185,7 +190,7 @@ def check_gsm8k(path: Path) -> dict:
 
 
 def check_math500(path: Path) -> dict:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path).rows
     start = time.perf_counter()
     itself = [math_answers_match(row["answer"], row["answer"]) for row in rows]
     boxed = [extract_answer(row["solution"]) for row in rows]

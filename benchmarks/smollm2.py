@@ -89,6 +89,7 @@ def measure_grpo(variant: str) -> dict:
     if variant == "unsloth-4bit":
         import unsloth  # noqa: F401 -- before trl, transformers and peft
 
+    from train.records.tracking import MetricsLog
     from train.run import main
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -103,8 +104,7 @@ def measure_grpo(variant: str) -> dict:
             "output.save_adapter=false",
         ]
         main([str(CONFIG), "--output-dir", str(run_dir), *[arg for s in sets for arg in ("--set", s)]])
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = [row for row in rows if row["type"] == "step"]
+        steps = MetricsLog(run_dir / "metrics.jsonl").records("step")
     later = [row["step_time"] for row in steps[1:]]
     return {
         "seconds_per_step": round(sum(later) / len(later), 1),

@@ -19,7 +19,6 @@ cores unless OMP_NUM_THREADS says otherwise): both counts are printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -123,8 +122,9 @@ def grpo_step(vllm: str, workdir: Path) -> dict[str, float]:
         capture_output=True,
     )
     wall = time.perf_counter() - start
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = [row for row in rows if row["type"] == "step"]
+    from train.records.tracking import MetricsLog
+
+    steps = MetricsLog(run_dir / "metrics.jsonl").records("step")
     return {
         "step_time_s": statistics.median(row["step_time"] for row in steps[1:]),
         "first_step_s": steps[0]["step_time"],

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from train.config import load_config
 from train.errors import UserError, exit_on_user_error
+from train.models import adapter_kind
+from train.records.files import write_atomic
+from train.records.rundir import run_dir_name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,9 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.set)
-    if args.adapter is not None and not (
-        (args.adapter / "adapter_config.json").is_file() or (args.adapter / "config.json").is_file()
-    ):
+    if args.adapter is not None and adapter_kind(args.adapter) is None:
         raise UserError(
             f"--adapter {args.adapter} is not a saved adapter: it holds neither adapter_config.json (a LoRA adapter) "
             "nor config.json (full weights). Pass a run's adapter/ directory, e.g. runs/<run>/adapter."
@@ -54,19 +54,18 @@ def main(argv: list[str] | None = None) -> None:
 
     backend = prepare_backend(cfg.model)
 
-    from rich.console import Console
-
+    from train.records import voice
     from train.records.console import eval_table
     from train.run import evaluate_policy
 
-    console = Console()
-    output_dir = args.output_dir or Path(cfg.output.dir) / f"{cfg.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    console = voice.console()
+    output_dir = args.output_dir or Path(cfg.output.dir) / run_dir_name(f"{cfg.name}-eval")
     metrics = evaluate_policy(cfg, backend, adapter=args.adapter, output_dir=output_dir, console=console)
     what = f"adapter {args.adapter}" if args.adapter else f"base model {cfg.model.name}"
     label = f"{args.compare.parent.name}" if args.compare else "zero-shot"
     console.print(eval_table(baseline, metrics, title=f"{cfg.name}: {what}", baseline_label=label))
     record = {"config": str(args.config), "overrides": args.set, "adapter": str(args.adapter or ""), "metrics": metrics}
-    (output_dir / "eval_metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(output_dir / "eval_metrics.json", json.dumps(record, indent=2) + "\n")
     console.print(f"wrote {output_dir / 'eval_metrics.json'} and {output_dir / 'eval_samples.jsonl'}")
 
 

@@ -45,10 +45,8 @@ def main(argv: list[str] | None = None):
     if not 0 < args.gpu_gb <= 4096:
         raise UserError(f"--gpu-gb {args.gpu_gb:g} is not a card size: give the GPU's memory in GiB, e.g. --gpu-gb 24.")
 
-    from rich.console import Console
-
     from train.config import load_config
-    from train.lab.memory_plan import (
+    from train.lab.memory_check import (
         check_fits,
         largest_completion_length,
         largest_num_generations,
@@ -56,10 +54,11 @@ def main(argv: list[str] | None = None):
         plan_table,
         with_generations,
     )
+    from train.records import voice
 
     cfg = load_config(args.config, args.set)
     plan = plan_config(cfg, args.gpu_gb, args.backend, args.standby)
-    console = Console()
+    console = voice.console()
     console.print(plan_table(plan))
     console.print(f"weights: {plan.precision_note}", highlight=False)
     s = plan.settings

@@ -4,7 +4,8 @@
     uv run python experiments/run_eval_test.py experiment_configs/eval_test_improved.yaml    # one 24 GB GPU
     ... --set train.beta=0.0 --set train.loss_type=dr_grpo    # override any key, typed by the schema
     ... --output-dir runs/my-run --resume                      # continue a killed run from its last checkpoint
-    ... --force                                                # run even if the VRAM plan says it will not fit
+    ... --force                                                # run even if the VRAM plan says it is far over the card
+    ... --strict-memory                                        # stop whenever the VRAM plan does not fit the card
     ... --verbose                                              # also what TRL and the libraries print
     ... --help-config                                          # every config key, its default and meaning
 

@@ -53,7 +53,8 @@ from pathlib import Path
 from rewards.scoring import columns_in, score, scoring_warnings, split_by_kind
 from train.errors import EXIT_USER_ERROR, user_errors
 from train.lab.reports.reward_scores import Report, print_reward_list
-from train.lab.score_inputs import REWARD_SIGNATURE, Choice, build_rewards, check_columns, choose_rewards, read_input
+from train.lab.score_inputs import REWARD_SIGNATURE, Choice, check_columns, choose_rewards, load_rewards, read_input
+from train.records import voice
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         rows, warnings = read_input(args)
         items = choose_rewards(args, columns_in(rows))
-        functions = build_rewards(items)
+        functions = load_rewards(items)
         check_columns(functions, columns_in(rows), single=args.completion is not None)
         parts = split_by_kind(rows)
         scored = score(rows, functions, parts, explain=args.explain)
     except user_errors() as error:  # a user's reward that raised included: its paragraph names the line
-        print(f"error: {error}", file=sys.stderr)
+        voice.error(str(error))
         return EXIT_USER_ERROR
     report = Report(rows, items, functions, parts, scored, warnings + scoring_warnings(functions), args.explain)
     if args.json:

@@ -95,15 +95,17 @@ def _judged(completion: Completion, verdict: Verdict, checker: Checker) -> str:
     return explain_verdict(None, str(completion.columns["answer"]), verdict, checker)
 
 
-def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "answer") -> Reward:
+def len_reward(scope: Literal["group", "batch"] = "group", checker: Checker = "math") -> Reward:
     """lambda = 0.5 - (L - min L) / (max L - min L) over the completions of one prompt, L in characters; correct
     gets lambda, wrong gets min(0, lambda); all 0 when every length is equal.
 
-    Kimi 1.5's length reward: shorter is better, and never a bonus for a wrong answer. scope "group" (default)
-    compares the completions that share a prompt; "batch" compares the whole call (open-r1's choice). With
-    checker "math", a gold math-verify cannot parse counts as correct (open-r1's test_unparseable_solution) and a
-    comparison past math-verify's bounds is None (its length still counts for the others). Dataset column
-    `answer`. Range [-0.5, 0.5]. Source: Kimi Team 2025, "Kimi k1.5", section 2.3.3; open-r1 `len_reward`.
+    Kimi 1.5's length reward: shorter is better, and never a bonus for a wrong answer. "Correct" is open-r1's
+    decision by default (checker "math": math-verify), and a gold math-verify cannot parse counts as correct, so
+    open-r1's test_unparseable_solution gives [0.5, -0.5]; a comparison past math-verify's bounds is None (its
+    length still counts for the others). checker "answer" decides with answers_match instead (no child process).
+    scope "group" (default) compares the completions that share a prompt; "batch" compares the whole call
+    (open-r1's choice; the same when the call has no prompts). Dataset column `answer`. Range [-0.5, 0.5].
+    Source: Kimi Team 2025, "Kimi k1.5", section 2.3.3; open-r1 `len_reward`.
     """
     explain = partial(_explain_len, scope=scope, checker=checker)
     return Reward(partial(_len_scores, scope=scope, checker=checker), (-0.5, 0.5), ("answer",), explain=explain)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rewards import get_reward
 from train.config import DataConfig, EvalConfig
 from train.evaluation.evaluate import evaluate, reward_names
-from train.models.generation import Completion
+from train.models.generation import GeneratedCompletion
 from train.records.console import eval_table
 from train.tasks import get_task
 
@@ -44,7 +44,8 @@ class FakeGenerator:
                 texts = [GREEDY[i]]
             else:
                 texts = [RIGHT.format(GOLDS[i])] * SAMPLES_RIGHT[i] + [WRONG] * (n - SAMPLES_RIGHT[i])
-            out.append([Completion(text, len(text), truncated=(temperature == 0 and i == 3)) for text in texts])
+            truncated = temperature == 0 and i == 3
+            out.append([GeneratedCompletion(text, len(text), truncated=truncated) for text in texts])
         return out
 
 

@@ -23,7 +23,8 @@ from conftest import ROOT, entry_point, tiny_experiment, write_tiny_config
 
 from train.config import TrainConfig, validate_config
 from train.errors import EXIT_USER_ERROR, UserError
-from train.lab.export import open_run, replace_dir, set_aside
+from train.lab.export import open_run
+from train.records.files import replace_dir, set_aside
 
 export_main = entry_point("export")
 run_eval_test_main = entry_point("run_eval_test")

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from gpu import results, wheelhouse  # tests/gpu (pytest puts tests/ on the path); scripts on the device
+from gpu import results, run_case, wheelhouse  # tests/gpu (pytest puts tests/ on the path); scripts on the device
 
 from train.config import load_config, validate_config
 from train.grpo.arguments import vllm_importance_sampling
-from train.lab.memory_plan import choose_precision, plan_config, resolve_precision
+from train.lab.memory_check import choose_precision, plan_config, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +146,121 @@ def test_the_preflight_lists_every_module_that_does_not_import_and_the_fix():
     assert "build_wheelhouse.sh" in report
 
 
+def wheel_with_requirements(directory: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A wheel with only a METADATA that declares `requires` (Requires-Dist lines)."""
+    path = directory / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {requirement}" for requirement in requires]
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{name.replace('-', '_')}-{version}.dist-info/METADATA", "\n".join(lines) + "\n\nReadme.\n")
+    return path
+
+
+def test_the_preflight_names_a_device_package_older_than_a_carried_wheel_needs(tmp_path):
+    wheels = [
+        wheel_with_requirements(
+            tmp_path,
+            "unsloth-zoo",
+            "2026.10.9",
+            [
+                "peft>=0.18.0,!=0.11.0",
+                "trl<=1.15.0,>=0.18.2",
+                "xformers>=0.0.27",
+                "torch>=2.4.0",
+                'tyro; extra == "cli"',
+                'triton>=3.0.0; sys_platform == "never"',
+            ],
+        ),
+        wheel_with_requirements(tmp_path, "trl", "1.14.2", ["accelerate>=1.4.0", "datasets>=3.0.0"]),
+        wheel_with_requirements(tmp_path, "datasets", "4.8.5", ["fsspec[http]<=2026.9.0,>=2023.1.0"]),
+    ]
+    # The device as a package list: an old peft, an fsspec past datasets' cap, no xformers (left out by design).
+    device = {"peft": "0.17.1", "torch": "2.11.0+cu130", "accelerate": "1.15.0", "fsspec": "2026.10.0"}
+    found = wheelhouse.requirement_mismatches(wheels, installed=device)
+    assert [(f["package"], f["installed"], f["required"], f["by"]) for f in found] == [
+        ("fsspec", "2026.10.0", "<=2026.9.0,>=2023.1.0", "datasets 4.8.5"),
+        ("peft", "0.17.1", "!=0.11.0,>=0.18.0", "unsloth-zoo 2026.10.9"),
+    ]
+    lines = results.mismatch_lines(found)
+    assert lines[1] == "peft 0.17.1: unsloth-zoo 2026.10.9 requires !=0.11.0,>=0.18.0"
+    summary = results.summary_markdown({"environment": {}, "preflight": {"problems": {}, "mismatches": found}})
+    assert "**2 version mismatch(es)**" in summary and "  - peft 0.17.1: unsloth-zoo 2026.10.9 requires" in summary
+    # The same device with a new enough peft and fsspec: nothing to name; a package it lacks is named as such.
+    device.update(peft="0.21.2", fsspec="2026.9.0")
+    assert wheelhouse.requirement_mismatches(wheels, installed=device) == []
+    del device["accelerate"]
+    (missing,) = wheelhouse.requirement_mismatches(wheels, installed=device)
+    assert missing["package"] == "accelerate" and missing["problem"] == "not installed"
+
+
+def test_pip_checks_output_is_kept_in_the_results_and_summary(tmp_path):
+    path, text = tmp_path / "results.json", tmp_path / "pip-check.txt"
+    peft = "unsloth-zoo 2026.10.9 has requirement peft>=0.18.0, but you have peft 0.17.1."
+    xformers = "unsloth 2026.10.9 requires xformers, which is not installed."
+    text.write_text(f"{xformers}\n{peft}\n")
+    assert results.main(["pip-check", str(path), str(text), "1"]) == 0
+    kept = results.load(path)["pip_check"]
+    assert kept == {"status": 1, "lines": [xformers, peft], "left_out": [xformers]}
+    summary = results.summary_markdown(results.load(path))
+    assert "pip check: exit 1, 2 line(s), 1 of them naming packages left out by design" in summary
+    assert f"  - {peft}" in summary and f"  - {xformers}" not in summary
+
+
+SLOW_CASE = "import sys, time; print('case started', flush=True); time.sleep(float(sys.argv[1]))"
+QUICK_CASE = (
+    "import json, os, sys, time; open(sys.argv[1], 'w').write(json.dumps({'exit_code': 0, 'steps': [1, 2]})); "
+    "time.sleep(float(sys.argv[2]))"
+)
+
+
+def test_the_case_runner_stops_a_slow_case_at_the_limit_from_the_environment(tmp_path):
+    environ = {"GRPO_LAB_GPU_CASE_SECONDS": "2"}
+    started = time.monotonic()
+    result = run_case.run_case_limited(
+        [sys.executable, "-c", SLOW_CASE, "60"], tmp_path / "result.json", tmp_path / "case.log", environ=environ
+    )
+    took = time.monotonic() - started
+    assert result["status"] == "failed" and result["limit_s"] == 2
+    assert "stopped at its 2 s limit (GRPO_LAB_GPU_CASE_SECONDS)" in result["reason"]
+    assert 2 <= took < 10, took  # killed at the limit, not after the case's 60 s
+    assert "case started" in (tmp_path / "case.log").read_text()
+
+
+def test_the_budget_from_the_environment_cuts_a_case_and_skips_one_with_too_little_left(tmp_path):
+    now = time.time()
+    environ = {"GRPO_LAB_GPU_CASE_SECONDS": "200", "GRPO_LAB_GPU_BUDGET_SECONDS": "480"}
+    assert run_case.case_limit({**environ, "GPU_CHECK_DEADLINE": str(now + 500)}, now) == (200, None)
+    assert run_case.case_limit({**environ, "GPU_CHECK_DEADLINE": str(now + 120)}, now) == (100, None)  # 20 s kept
+    limit, why = run_case.case_limit({**environ, "GPU_CHECK_DEADLINE": str(now + 50)}, now)
+    assert why == "30 s left of the check's 480 s budget (GRPO_LAB_GPU_BUDGET_SECONDS), under the 60 s a case needs"
+    skipped = run_case.run_case_limited(
+        [sys.executable, "-c", SLOW_CASE, "60"],
+        tmp_path / "result.json",
+        tmp_path / "case.log",
+        environ={**environ, "GPU_CHECK_DEADLINE": str(time.time() + 50)},
+    )
+    assert skipped["status"] == "skipped" and not (tmp_path / "case.log").exists()  # never started
+    assert run_case.case_limit({}) == (run_case.DEFAULT_CASE_SECONDS, None)
+    with pytest.raises(SystemExit, match="GRPO_LAB_GPU_CASE_SECONDS='soon'"):
+        run_case.case_limit({"GRPO_LAB_GPU_CASE_SECONDS": "soon"})
+
+
+def test_a_case_that_lingers_after_writing_its_result_is_ended_and_counts(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_case, "EXIT_GRACE_S", 1)
+    result_path = tmp_path / "result.json"
+    started = time.monotonic()
+    result = run_case.run_case_limited(
+        [sys.executable, "-c", QUICK_CASE, str(result_path), "60"],
+        result_path,
+        tmp_path / "case.log",
+        environ={"GRPO_LAB_GPU_CASE_SECONDS": "30"},
+    )
+    assert time.monotonic() - started < 10
+    assert result["status"] == "passed" and result["steps"] == [1, 2]
+    assert result["note"] == "ended by the check: still running 1 s after writing its result"
+    assert json.loads(result_path.read_text())["exit_code"] == 0
+
+
 def test_the_summary_has_one_row_per_case_with_its_figures_and_reasons():
     summary = results.summary_markdown(
         {
@@ -240,12 +357,12 @@ def test_vllm_importance_sampling_is_off_on_unsloth_unless_asked_for():
     assert vllm_importance_sampling(False, "hf") is False
 
 
-def test_a_report_that_cannot_import_warns_and_the_run_goes_on(tmp_path, monkeypatch):
+def test_a_report_that_cannot_import_warns_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     from train.grpo.callbacks import write_report
 
     monkeypatch.setitem(sys.modules, "train.lab.reports", None)  # import train.lab.reports now raises ImportError
-    with pytest.warns(UserWarning, match="cannot be written here"):
-        write_report(tmp_path)
+    write_report(tmp_path)
+    assert capsys.readouterr().err.startswith(f"warning: the run report for {tmp_path} cannot be written here")
 
 
 def test_gpu_facts_record_vllms_model_share_standby_and_the_peak(monkeypatch):
@@ -268,7 +385,8 @@ def test_gpu_facts_record_vllms_model_share_standby_and_the_peak(monkeypatch):
     engine = SimpleNamespace(
         llm_engine=SimpleNamespace(model_config=model_config, vllm_config=SimpleNamespace(cache_config=cache_config))
     )
-    facts = gpu_facts(Policy(SimpleNamespace(vllm_engine=engine), None, "unsloth", "x"))
+    plan = {"card_gib": 24.0, "allocator_gib": 4.548, "peak_gib": 19.9, "fits": True, "margin": 0.25}
+    facts = gpu_facts(Policy(SimpleNamespace(vllm_engine=engine), None, "unsloth", "x"), plan=plan)
     assert facts == {
         "device": "NVIDIA GeForce RTX 4090",
         "total_gib": 24.0,
@@ -279,4 +397,5 @@ def test_gpu_facts_record_vllms_model_share_standby_and_the_peak(monkeypatch):
         "vllm_quantization": None,
         "vllm_gpu_memory_utilization": 0.784,
         "standby": True,
+        "plan": plan,  # the plan beside the measured peak: summary.json's first calibration of the planner
     }

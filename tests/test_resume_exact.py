@@ -406,7 +406,7 @@ def test_a_report_onto_a_full_disk_names_the_file_not_dot(max_steps_run, monkeyp
     """A write to an open file names no path: the message said "while writing ." for report.py."""
     import os
 
-    import train.lab.reports.document as document
+    import train.records.files as files
 
     _, finished = max_steps_run
     real_fdopen = os.fdopen
@@ -424,10 +424,10 @@ def test_a_report_onto_a_full_disk_names_the_file_not_dot(max_steps_run, monkeyp
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(document.os, "fdopen", FullDisk)
+    monkeypatch.setattr(files.os, "fdopen", FullDisk)
     with pytest.raises(SystemExit) as exit_info:
         entry_point("report")([str(finished)])
     assert exit_info.value.code == 2
     message = " ".join(capsys.readouterr().err.split())
     assert f"no space left on device while writing {finished / 'plots'}" in message
-    assert "of the report;" in message and "MB free" in message
+    assert " KB; " in message and "MB free" in message

@@ -62,3 +62,23 @@ def test_the_message_lists_ten_bad_lines_and_counts_the_rest(tmp_path):
     path.write_text("x\n" * 13)
     with pytest.raises(JsonlError, match=r"line 10: not JSON \(Expecting value\); and 3 more"):
         read_jsonl(path)
+
+
+def test_torn_last_line_leaves_out_only_a_last_line_cut_off_mid_write(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"ste')
+    with pytest.raises(JsonlError, match="line 3: not JSON"):
+        read_jsonl(path)
+    read = read_jsonl(path, torn_last_line=True)
+    assert read.rows == [{"step": 1}, {"step": 2}] and read.torn_line == 3
+    path.write_text('{"step": 1}\n{"ste\n{"step": 3}')  # a bad line that is not the last: still an error
+    with pytest.raises(JsonlError, match="line 2: not JSON"):
+        read_jsonl(path, torn_last_line=True)
+
+
+def test_check_names_what_is_wrong_with_a_parsed_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"step": 1}\n{"step": "one"}\n')
+    with pytest.raises(JsonlError, match="line 2: a step that is not a number") as caught:
+        read_jsonl(path, check=lambda row: None if isinstance(row["step"], int) else "a step that is not a number")
+    assert caught.value.bad[0].text == '{"step": "one"}'

@@ -62,6 +62,21 @@ def test_len_reward_kimi_lambda_within_each_prompt_group():
     assert scores == [0.5, -0.5, 0.0, -0.5]
 
 
+def test_len_reward_defaults_give_open_r1s_unparseable_solution_case():
+    # open-r1 tests/test_rewards.py TestLenReward.test_unparseable_solution: a gold math-verify cannot parse counts
+    # as correct, so the shorter completion gets the full 0.5 and the longer -0.5 (the "answer" checker: [0.0, -0.5]).
+    completions = [r"\boxed{answer}", r"\boxed{answer} " + "x" * 10]
+    assert get_reward("len_reward")(completions=completions, answer=["unparseable_latex"] * 2) == [0.5, -0.5]
+    answer_checker = get_reward("len_reward", checker="answer")
+    assert answer_checker(completions=completions, answer=["unparseable_latex"] * 2) == [0.0, -0.5]
+
+
+def test_len_reward_defaults_decide_correctness_with_math_verify():
+    # 1/2 and 0.5 are the same number to math-verify; the shorter is correct, the longer wrong.
+    texts = [answer_of_length(r"\frac{1}{2}", 40), answer_of_length("3", 60)]
+    assert get_reward("len_reward")(completions=texts, answer=["0.5", "0.5"]) == [0.5, -0.5]
+
+
 def test_len_reward_batch_scope_compares_the_whole_call():
     texts = [answer_of_length("8", 100), answer_of_length("8", 200), answer_of_length("8", 300)]
     scores = get_reward("len_reward", scope="batch")(prompts=["a", "a", "b"], completions=texts, answer=["8"] * 3)

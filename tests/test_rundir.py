@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import write_tiny_config
@@ -24,10 +23,10 @@ def test_a_kill_inside_the_resume_rewrite_leaves_the_old_file_whole(tmp_path, mo
     log.write({"type": "epoch", "step": 5, "epoch": 1})
     before = log.path.read_text()
 
-    def killed(self, target):  # the process dies between writing the new file and renaming it
+    def killed(source, target):  # the process dies between writing the new file and renaming it
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Path, "replace", killed)
+    monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         log.truncate_after(3)
     assert log.path.read_text() == before  # it used to be rewritten in place: a kill left it empty or cut

@@ -58,7 +58,7 @@ def test_a_gpu_study_keeps_the_sizes_of_one_24gb_card(path):
 @pytest.mark.parametrize("path", GPU_SWEEPS, ids=lambda p: p.stem)
 def test_every_run_of_a_gpu_study_fits_a_24_gb_card_by_the_planner(path):
     """The studies are sized for one 24 GB card: each run's plan on the unsloth backend (the GPU default) fits."""
-    from train.lab.memory_plan import check_fits
+    from train.lab.memory_check import check_fits
 
     for run, cfg in configs(path):
         plan = check_fits(cfg, 24.0, "unsloth")  # a UserError with advice if it does not fit

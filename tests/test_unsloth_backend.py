@@ -31,7 +31,7 @@ from train.grpo.workarounds import unsloth_grpo_config
 from train.models import Policy
 from train.models import generation as gen
 from train.models import unsloth as ub
-from train.models.generation import Completion
+from train.models.generation import GeneratedCompletion
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiment_configs" / "eval_test_improved.yaml"
@@ -142,7 +142,7 @@ def test_greedy_gives_one_completion_per_prompt():
 
 
 def test_the_experiment_config_maps_to_a_16bit_lora_run_on_24gb_and_4bit_when_forced():
-    from train.lab.memory_plan import resolve_precision
+    from train.lab.memory_check import resolve_precision
 
     cfg, _ = resolve_precision(load_config(EXPERIMENT), 24.0, "unsloth")  # model.load_in_4bit: auto
     assert ub.from_pretrained_kwargs(cfg.model)["load_in_4bit"] is False
@@ -362,12 +362,12 @@ def test_completions_from_real_vllm_outputs():
     ]
     assert gen.completions_from_outputs(outputs, n=2) == [
         [
-            Completion("<answer>18</answer>", num_tokens=3, truncated=False, token_ids=(7, 8, 1)),
-            Completion("<think>", num_tokens=2, truncated=True, token_ids=(7, 9)),
+            GeneratedCompletion("<answer>18</answer>", num_tokens=3, truncated=False, token_ids=(7, 8, 1)),
+            GeneratedCompletion("<think>", num_tokens=2, truncated=True, token_ids=(7, 9)),
         ],
         [
-            Completion("", num_tokens=1, truncated=False, token_ids=(1,)),
-            Completion("xxx", num_tokens=3, truncated=True, token_ids=(4, 4, 4)),
+            GeneratedCompletion("", num_tokens=1, truncated=False, token_ids=(1,)),
+            GeneratedCompletion("xxx", num_tokens=3, truncated=True, token_ids=(4, 4, 4)),
         ],
     ]
 

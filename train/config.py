@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from train.errors import UserError
+from train.errors import UserError, validation_problems
 
 
 class Section(BaseModel):
@@ -664,20 +664,10 @@ def _unknown_key(where: str, key: str, valid: list[str]) -> str:
 
 
 def _describe(error: ValidationError, source: str) -> str:
-    problems = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            problems.append(_unknown_key(location, str(item["loc"][-1]), _valid_keys(item["loc"][:-1])))
-        elif item["type"] in ("literal_error", "enum"):
-            problems.append(f"{location} = {item['input']!r} is not allowed: {item['msg'].lower()}.")
-        elif location == "(top level)" or item["type"] == "value_error":
-            message = item["msg"].removeprefix("Value error, ")
-            where = "" if location == "(top level)" else f"{location}: "
-            problems.append(f"{where}{message}.")
-        else:
-            problems.append(f"{location} = {item['input']!r} is invalid: {item['msg'].lower()}.")
-    return f"{source} does not validate: " + " ".join(problems) + " Fix the key in the YAML or with --set."
+    def unknown(location: tuple) -> str:
+        return _unknown_key(".".join(map(str, location)), str(location[-1]), _valid_keys(location[:-1]))
+
+    return f"{source} does not validate: {validation_problems(error, unknown)} Fix the key in the YAML or with --set."
 
 
 def _valid_keys(location: tuple[Any, ...]) -> list[str]:

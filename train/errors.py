@@ -15,7 +15,10 @@ import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,12 +31,34 @@ class UserError(Exception):
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The exception types that are the user's to fix: ours, the rewards module's configuration error, and a user
+    """The exception types that are the user's to fix: ours, the rewards module's configuration error, a user
     reward that returned something unusable, ran past its time limit, raised or called sys.exit (the message names
-    the reward, its file and, for an exception, the line of that file it came from)."""
+    the reward, its file and, for an exception, the line of that file it came from), and a JSONL file with a bad line
+    (the message names the file and the line)."""
     from rewards.core import RewardConfigError, RewardResultError
+    from rewards.jsonl import JsonlError
 
-    return (UserError, RewardConfigError, RewardResultError)
+    return (UserError, RewardConfigError, RewardResultError, JsonlError)
+
+
+def validation_problems(error: ValidationError, unknown_key: Callable[[tuple], str] | None = None) -> str:
+    """A pydantic ValidationError as sentences, one a problem, each naming its dotted key: an unknown key as
+    `unknown_key(location)` says it (the valid keys, a did-you-mean), a choice that is not allowed, a validator's own
+    message, or the value and why it is invalid. The config, a task's options and a sweep file all say it so."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden" and unknown_key is not None:
+            problems.append(unknown_key(item["loc"]))
+        elif item["type"] in ("literal_error", "enum"):
+            problems.append(f"{location} = {item['input']!r} is not allowed: {item['msg'].lower()}.")
+        elif location == "(top level)" or item["type"] in ("value_error", "extra_forbidden"):
+            message = item["msg"].removeprefix("Value error, ")
+            where = "" if location == "(top level)" else f"{location}: "
+            problems.append(f"{where}{message}.")
+        else:
+            problems.append(f"{location} = {item['input']!r} is invalid: {item['msg'].lower()}.")
+    return " ".join(problems)
 
 
 # Where the running entry point writes (its run dir), for the message when that disk fills up.
@@ -170,7 +195,7 @@ def exit_on_user_error(main: Callable[P, R]) -> Callable[P, R]:
 
 
 def _report(message: str) -> None:
-    from rich.console import Console
+    from train.records.voice import error
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error(message)
     sys.exit(EXIT_USER_ERROR)

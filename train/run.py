@@ -24,6 +24,7 @@ from typing import Any
 
 from train.errors import exit_on_user_error
 from train.models.threads import set_num_threads
+from train.records import voice
 from train.records.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
 from train.records.rundir import Checkpoint, RunDir
 
@@ -42,7 +43,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output-dir", type=Path, help="the run dir (default: <output.dir>/<name>-<overrides>-<timestamp>)"
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir (or the latest)")
-    parser.add_argument("--force", action="store_true", help="run even when the VRAM plan says it will not fit")
+    parser.add_argument(
+        "--force", action="store_true", help="run even when the VRAM plan says it is far over the card (no check)"
+    )
+    parser.add_argument(
+        "--strict-memory",
+        action="store_true",
+        help="stop whenever the VRAM plan does not fit the card (default: stop only past the plan's error margin)",
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="also print what the libraries print (TRL's per-step dicts, ...)"
     )
@@ -55,7 +63,6 @@ class HelpConfig(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from rich.console import Console
         from rich.table import Table
 
         from train.config import describe_schema
@@ -63,7 +70,7 @@ class HelpConfig(argparse.Action):
         table = Table("key", "default", "meaning", title="experiment config (YAML keys; --set key=value)")
         for key, default, meaning in describe_schema():
             table.add_row(key, default, meaning)
-        Console().print(table)
+        voice.console().print(table)
         parser.exit()
 
 
@@ -71,9 +78,7 @@ class HelpConfig(argparse.Action):
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     args = parse_args(argv)
-    from rich.console import Console
-
-    console = Console(quiet=not is_main_process())  # one process speaks, however many run
+    console = voice.console()  # quiet in every process but the main one: one process speaks, however many run
 
     # 1. Config and run dir: validated and decided before anything is loaded (a resume runs with its own config).
     # Under `accelerate launch` every process runs this; the main process alone decides the run dir (one timestamp),
@@ -105,13 +110,14 @@ def main(argv: list[str] | None = None) -> dict:
         check_backend_scales(backend)
         # model.load_in_4bit: auto is decided for this card now; config.yaml keeps the decision (a resume reuses it).
         if not isinstance(cfg.model.load_in_4bit, bool):
-            from train.lab.memory_plan import resolve_precision_here
+            from train.lab.memory_check import resolve_precision_here
 
             cfg, precision = resolve_precision_here(cfg, backend)
             run_dir.cfg = cfg
             console.print(precision, highlight=False, soft_wrap=True)
-        check_memory(cfg, backend, force=args.force)
+        memory_plan = check_memory(cfg, backend, force=args.force, strict=args.strict_memory, console=console)
         built = build(cfg, backend, run_dir, config_file=args.config, verbose=args.verbose, console=console)
+        built.memory_plan = memory_plan
         return run(built, started=started)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line below short
@@ -137,6 +143,7 @@ class Run:
     trainer: Any
     adapter: Any
     progress: Any
+    memory_plan: dict[str, Any] | None = None  # check_memory's figures, kept in summary.json beside the peak
 
 
 def build(
@@ -149,10 +156,7 @@ def build(
     console=None,
 ) -> Run:
     """Assemble the run in the order it happens; the backend must already be prepared (`prepare_backend`)."""
-    if console is None:
-        from rich.console import Console
-
-        console = Console(quiet=not is_main_process())
+    console = console or voice.console()
     # 3. Task, data and rewards: all checked before the run dir is touched (and before trl is imported).
     task, (train_rows, test_rows), (reward_funcs, reward_weights) = task_and_rewards(cfg, ("train", "test"))
     reward_names = [f.__name__ for f in reward_funcs]
@@ -298,7 +302,8 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     summary = build_summary(built.log.records(), wall_seconds=time.time() - started)
     summary["backend"] = built.backend
     summary["overrides"] = built.run_dir.overrides
-    summary["gpu"] = gpu_facts(built.policy)  # vLLM's model and share, Standby, peak memory (None on a CPU)
+    # vLLM's model and share, Standby, the peak memory beside the plan checked before the run (None on a CPU).
+    summary["gpu"] = gpu_facts(built.policy, plan=built.memory_plan)
     write_summary(built.run_dir.path, summary)
     write_report(built.run_dir.path)  # never raises, its import included: a report cannot fail a finished run
     built.mirror.finish(summary)
@@ -354,15 +359,21 @@ def evaluate_policy(cfg, backend: str, *, adapter: Path | None, output_dir: Path
     )
 
 
-def check_memory(cfg, backend: str, *, force: bool) -> None:
-    """On a GPU, plan the run's peak memory before anything is loaded; stop with advice when it cannot fit."""
+def check_memory(cfg, backend: str, *, force: bool, strict: bool = False, console=None) -> dict[str, Any] | None:
+    """On a GPU, plan the run's peak memory before anything is loaded (train/lab/memory_check.py): past the plan's
+    error margin over the card (or over it at all, with `strict`) stop with the advice (exit 2); within the margin
+    print the advice and go on. Returns the plan's figures for summary.json (None on a CPU or with `force`)."""
     import torch
 
     if force or not torch.cuda.is_available():
-        return
-    from train.lab.memory_plan import check_fits
+        return None
+    from train.lab.memory_check import check_memory_plan, plan_facts
 
-    check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend)
+    card_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    plan, warning = check_memory_plan(cfg, card_gib, backend, strict=strict)
+    if warning and console is not None:
+        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    return plan_facts(plan)
 
 
 if __name__ == "__main__":

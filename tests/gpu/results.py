@@ -2,14 +2,16 @@
 
     python tests/gpu/results.py environment OUT/results.json              # versions, GPU, driver, the carry
     python tests/gpu/results.py preflight OUT/results.json PREFLIGHT.json
+    python tests/gpu/results.py pip-check OUT/results.json PIP_CHECK.txt EXIT_STATUS   # pip check's output, kept
     python tests/gpu/results.py summary OUT/results.json OUT/summary.md   # also printed
 
 results.json holds `environment` (Python, torch and the packages that ran, the GPU, its driver, the memory cap),
-`preflight` (what does not import), `cases` (one object per case: status passed / failed / skipped, the reason,
-step times, peak memory, the memory plan it is held against: `planned GiB` is the plan's need without the CUDA
-context, which torch's allocator never counts) and `finished_at`. A case is written when it ends,
-so a run killed by its time limit keeps the cases that finished. Standard library only: the machine's python3
-runs it before anything is installed.
+`preflight` (what does not import; `mismatches`: the machine's packages that a carried wheel's requirement does
+not accept), `pip_check` (pip check's exit status and lines), `cases` (one object per case: status passed /
+failed / skipped, the reason, step times, peak memory, the memory plan it is held against: `planned GiB` is the
+plan's need without the CUDA context, which torch's allocator never counts) and `finished_at`. A case is written
+when it ends, so a run killed by its time limit keeps the cases that finished. Standard library only: the
+machine's python3 runs it before anything is installed.
 """
 
 from __future__ import annotations
@@ -140,6 +142,24 @@ def summary_markdown(results: dict[str, Any]) -> str:
             optional = preflight.get("optional_missing") or {}
             note = f" (not installed, its cases skip: {', '.join(optional)})" if optional else ""
             lines.append(f"- preflight: every module a run needs imports{note}")
+        mismatches = preflight.get("mismatches") or []
+        if mismatches:
+            count = len(mismatches)
+            lines.append(f"- preflight: **{count} version mismatch(es)** between this machine and the wheels:")
+            lines += [f"  - {line}" for line in mismatch_lines(mismatches)]
+        elif "mismatches" in preflight:
+            lines.append("- preflight: this machine's packages meet every requirement of the carried wheels")
+    pip_check = results.get("pip_check")
+    if pip_check is not None:
+        found = pip_check.get("lines") or []
+        expected = pip_check.get("left_out") or []
+        other = [line for line in found if line not in expected]
+        if pip_check.get("status") == 0:
+            lines.append("- pip check: no broken requirements")
+        else:
+            known = f", {len(expected)} of them naming packages left out by design" if expected else ""
+            lines.append(f"- pip check: exit {pip_check.get('status')}, {len(found)} line(s){known} (results.json):")
+            lines += [f"  - {line}" for line in other[:8]]
     cases = results.get("cases") or {}
     if cases:
         lines += [
@@ -164,6 +184,33 @@ def summary_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mismatch_lines(findings: list[dict[str, Any]]) -> list[str]:
+    """One line a finding of the preflight (wheelhouse.requirement_mismatches): 'peft 0.17.1: unsloth-zoo
+    2026.10.9 requires >=0.18', or '... (not installed): ...'."""
+    return [
+        f"{f['package']} {f['installed'] or '(not installed)'}: {f['by']} requires {f['required']}" for f in findings
+    ]
+
+
+def pip_check(text: str, status: int) -> dict[str, Any]:
+    """pip check's exit status and lines, and which lines only name a package the wheelhouse leaves out on purpose
+    (wheelhouse.NOT_IMPORTED: "unsloth 2026.10.9 requires xformers, which is not installed.")."""
+    try:  # beside this file: run as a script (the device), imported late since it needs `packaging`
+        from wheelhouse import NOT_IMPORTED, normalize
+    except ImportError:  # imported as the tests' package `gpu`
+        from gpu.wheelhouse import NOT_IMPORTED, normalize
+
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    left_out = []
+    for line in lines:
+        words = line.split()
+        if line.endswith("which is not installed.") and "requires" in words:
+            name = words[words.index("requires") + 1].rstrip(",")
+            if normalize(name) in NOT_IMPORTED:
+                left_out.append(line)
+    return {"status": status, "lines": lines, "left_out": left_out}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     command, path = args[0], Path(args[1])
@@ -171,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         update(path, environment=environment())
     elif command == "preflight":
         update(path, preflight=json.loads(Path(args[2]).read_text()))
+    elif command == "pip-check":
+        update(path, pip_check=pip_check(Path(args[2]).read_text(), int(args[3])))
     elif command == "wheelhouse":
         update(path, wheelhouse={"wheels": int(args[2]), "mib": float(args[3]), "install_s": float(args[4])})
     elif command == "summary":
@@ -186,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args[2]).write_text(text)
         print(text)
     else:
-        print(f"unknown command {command!r}: environment, preflight, wheelhouse or summary", file=sys.stderr)
+        print(f"unknown command {command!r}: environment, preflight, pip-check, wheelhouse or summary", file=sys.stderr)
         return 2
     return 0
 

@@ -8,9 +8,15 @@
 #                                                                      (PYTHON=.venv/bin/python; nothing to install)
 #   tests/gpu/run_offline.sh --dry-run                                 here, on the CPU: what CI runs
 #
+# The call a session with a lent GPU makes (docs/gpu.md): build the wheelhouse here first
+# (tests/gpu/build_wheelhouse.sh), then run `tests/gpu/run_offline.sh --wheelhouse .cache/wheelhouse/cp312` with
+# carry [".cache/wheelhouse/cp312"] and timeout_s 510: the 480 s budget, the summary and some slack.
+#
 # Writes to $OUT (else .cache/gpu-check/out): check.log (all output), results.json (versions that ran, the GPU,
 # the preflight, one entry per case), summary.md (also printed last), and one <case>.log per case that ran.
 # Exit status: 0 when every case passed or was skipped, 1 when one failed, 3 when the preflight stopped it.
+# The preflight also names the machine's packages that the carried wheels' requirements do not accept, and
+# `pip check`'s output is kept in results.json.
 #
 # --dry-run stands this machine in for the device: a clean venv of this Python with exactly the packages the device
 # is taken to have (torch, transformers, peft, pytest, ...; tests/gpu/wheelhouse.py pins --machine, linked from uv's
@@ -18,8 +24,12 @@
 # for this Python by the same builder (tests/gpu/build_wheelhouse.sh with PYTHON_VERSION set; downloaded once,
 # reused), then every step above; the cases are collected and skip (no GPU).
 #
-# Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (outer limit, default 300), GPU_CHECK_MEMORY_CAP_GIB
-# (default 24), GPU_SITE (where wheels go, default .cache/gpu-site/<python tag>).
+# Environment: PYTHON (default python3; with --dry-run the project's interpreter: $UV_PROJECT_ENVIRONMENT's, else
+# .venv's, else `uv python find`'s), GRPO_LAB_GPU_BUDGET_SECONDS (the whole check, default 480),
+# GRPO_LAB_GPU_CASE_SECONDS (one case, default 200; tests/gpu/run_case.py has the arithmetic for both),
+# GRPO_LAB_GPU_CASES (comma-separated case names: only those run), GPU_CHECK_MEMORY_CAP_GIB (default 24),
+# GPU_SITE (where wheels go, default .cache/gpu-site/<python tag>), CUDA_VISIBLE_DEVICES (default 0: unsloth
+# limits torch.compile to one worker when docker pins a GPU without it).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -40,8 +50,16 @@ out=${out:-.cache/gpu-check/out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 export GPU_CHECK_STARTED=$(date +%s)
-budget=${GPU_CHECK_BUDGET_S:-300}
+budget=${GRPO_LAB_GPU_BUDGET_SECONDS:-480}
+case $budget in '' | *[!0-9]* | 0) echo "GRPO_LAB_GPU_BUDGET_SECONDS=$budget: give a whole number of seconds" >&2; exit 2 ;; esac
+case ${GRPO_LAB_GPU_CASE_SECONDS:-200} in
+  '' | *[!0-9]* | 0) echo "GRPO_LAB_GPU_CASE_SECONDS=$GRPO_LAB_GPU_CASE_SECONDS: give a whole number of seconds" >&2; exit 2 ;;
+esac
+export GRPO_LAB_GPU_BUDGET_SECONDS=$budget
 export GPU_CHECK_DEADLINE=$((GPU_CHECK_STARTED + budget))
+# unsloth (2026.10.9, _gpu_init.py) drops torch.compile to one worker when NVIDIA_VISIBLE_DEVICES pins a GPU and
+# CUDA_VISIBLE_DEVICES is unset (what docker --gpus does); inside such a container the pinned GPU is device 0.
+export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 export GPU_CHECK_OUT=$out GPU_CHECK_MEMORY_CAP_GIB=${GPU_CHECK_MEMORY_CAP_GIB:-24} GPU_CHECK_DRY_RUN=$dry_run
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
 rm -f "$out/results.json" "$out/summary.md"
@@ -49,8 +67,16 @@ rm -f "$out/results.json" "$out/summary.md"
 check() {
 python=${PYTHON:-python3}
 if [ "$dry_run" = 1 ]; then
-  # The project's own interpreter (its minor version decides the wheelhouse's tags), in a venv of its own.
-  base_python=${PYTHON:-$root/.venv/bin/python}
+  # The project's own interpreter (its minor version decides the wheelhouse's tags), in a venv of its own: the
+  # synced environment's (UV_PROJECT_ENVIRONMENT, as after `uv sync --extra gpu` into .venv-gpu; else .venv), or
+  # the one uv picks for the project.
+  base_python=${PYTHON:-}
+  for candidate in "${UV_PROJECT_ENVIRONMENT:+$UV_PROJECT_ENVIRONMENT/bin/python}" "$root/.venv/bin/python"; do
+    [ -n "$base_python" ] && break
+    [ -n "$candidate" ] && [ -x "$candidate" ] && base_python=$candidate
+  done
+  [ -n "$base_python" ] || base_python=$(uv python find 2>/dev/null) ||
+    { echo "dry run: no interpreter found (run uv sync --locked first, or set PYTHON)"; return 2; }
   version=$("$base_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
   venv=.cache/gpu-dry/venv
   echo "--- dry run: a clean Python $version venv standing in for the device ($venv)"
@@ -89,11 +115,18 @@ else
   export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
+# pip's own view of what is installed (the machine's packages and the wheelhouse together), kept in results.json.
+"$python" -m pip check --disable-pip-version-check > "$out/pip-check.txt" 2>&1
+pip_status=$?
+echo "--- pip check (exit $pip_status)"
+cat "$out/pip-check.txt"
+
 # What will run (the machine's packages and the wheelhouse's, by metadata), the GPU and its driver.
 "$python" tests/gpu/results.py environment "$out/results.json"
+"$python" tests/gpu/results.py pip-check "$out/results.json" "$out/pip-check.txt" "$pip_status" && rm -f "$out/pip-check.txt"
 [ -z "$wheelhouse" ] || "$python" tests/gpu/results.py wheelhouse "$out/results.json" ${#wheels[@]} "$mib" "$install_s"
 echo "--- preflight: every module a run imports"
-"$python" tests/gpu/wheelhouse.py preflight --json "$out/preflight.json"
+"$python" tests/gpu/wheelhouse.py preflight --json "$out/preflight.json" ${wheelhouse:+--wheelhouse "$wheelhouse"}
 preflight=$?
 "$python" tests/gpu/results.py preflight "$out/results.json" "$out/preflight.json" && rm -f "$out/preflight.json"
 if [ "$preflight" != 0 ]; then
@@ -103,8 +136,8 @@ fi
 
 left=$((GPU_CHECK_DEADLINE - $(date +%s) - 10))
 [ "$left" -gt 10 ] || left=10  # timeout 0 would mean no limit; the cases skip themselves when time is short
-echo "--- tests/gpu ($left s left of the ${budget} s limit)"
-timeout "$left" "$python" -m pytest tests/gpu -rA -p no:cacheprovider --rootdir "$root" -o addopts=""
+echo "--- tests/gpu ($left s left of the ${budget} s budget; each case at most ${GRPO_LAB_GPU_CASE_SECONDS:-200} s)"
+timeout --kill-after=5 "$left" "$python" -m pytest tests/gpu -rA -p no:cacheprovider --rootdir "$root" -o addopts=""
 status=$?
 "$python" tests/gpu/results.py summary "$out/results.json" "$out/summary.md"
 if [ "$status" = 5 ] || [ "$status" = 0 ]; then return 0; fi

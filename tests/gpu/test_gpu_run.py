@@ -3,18 +3,21 @@
 Each case runs the stable CLI (experiments/run_eval_test.py's `main`) in a process of its own
 (tests/gpu/run_case.py) on eval_test_improved.yaml's settings (8 completions per prompt, 512-token budget, beta 0.05,
 LoRA rank 16, temperature 0.9, learning rate 5e-5) with the model swapped for a random-weight Qwen3-1.7B built on
-the device (no hub; Countdown prompts, generated offline, instead of GSM8K's download), for STEPS GRPO steps and a
-greedy evaluation of 2 prompts. GPU memory is capped to 24 GiB, and each case's peak is held against the memory
-planner's plan for the same config on a 24 GiB card. Random weights generate to the full budget: the worst case.
+the device (no hub; Countdown prompts, generated offline, instead of GSM8K's download), for STEPS GRPO steps (step
+1 pays torch.compile, step 2 is a steady one) and a greedy evaluation of 2 prompts. GPU memory is capped to 24 GiB,
+and each case's peak is held against the memory planner's plan for the same config on a 24 GiB card. Random
+weights generate to the full budget: the worst case.
 
-    qwen3-1.7b-unsloth-4bit     unsloth 4-bit + LoRA (the recipe up to now), transformers generation
-    qwen3-1.7b-unsloth-16bit    unsloth 16-bit + LoRA (the fast path the planner picks for <= 4B on 24 GB)
+    qwen3-1.7b-unsloth-16bit    unsloth 16-bit + LoRA (the recipe's default on 24 GB: first, so it runs cold)
+    qwen3-1.7b-unsloth-4bit     unsloth 4-bit + LoRA, transformers generation
     qwen3-1.7b-unsloth-vllm     16-bit + LoRA with vLLM rollouts and evaluation; only where vLLM imports
 
 Results (one entry per case, written when it ends) go to $GPU_CHECK_OUT/results.json with each case's log beside
-it; tests/gpu/run_offline.sh runs this and writes the summary. Each case's time limit is the smaller of its own and
-what is left before $GPU_CHECK_DEADLINE (epoch seconds), so the whole check ends inside the outer limit; a case with
-too little time left is skipped, saying so.
+it; tests/gpu/run_offline.sh runs this and writes the summary. Each case's time limit is GRPO_LAB_GPU_CASE_SECONDS
+(default 200), cut to what is left before $GPU_CHECK_DEADLINE (run_offline.sh: GRPO_LAB_GPU_BUDGET_SECONDS, default
+480), so the whole check ends inside its budget; a case with too little time left is skipped, saying so
+(run_case.py has the arithmetic). GRPO_LAB_GPU_CASES (comma-separated names) runs only those cases: a second,
+narrower call.
 
     uv run --extra gpu pytest tests/gpu -s      # on a CUDA machine; elsewhere every case skips, saying why
 """
@@ -36,21 +39,19 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import results  # noqa: E402 - tests/gpu is not a package on the device's path
+from run_case import run_case_limited  # noqa: E402
 
 RECIPE = ROOT / "experiment_configs" / "eval_test_improved.yaml"
 SHAPE = "Qwen3-1.7B"
-STEPS = 3
+STEPS = 2
 CAP_GIB = float(os.environ.get("GPU_CHECK_MEMORY_CAP_GIB", "24"))
+# In the order they run: 16-bit first, the recipe's default on a 24 GB card, so the budget never skips it.
 CASES = {
-    "qwen3-1.7b-unsloth-4bit": {"model": {"load_in_4bit": True, "fast_inference": False}},
     "qwen3-1.7b-unsloth-16bit": {"model": {"load_in_4bit": False, "fast_inference": False}},
+    "qwen3-1.7b-unsloth-4bit": {"model": {"load_in_4bit": True, "fast_inference": False}},
     "qwen3-1.7b-unsloth-vllm": {"model": {"load_in_4bit": False, "fast_inference": True}},
 }
-# Seconds a case may take at most, and the least it is worth starting with (import + load + STEPS steps of 8 x 512
-# tokens; measured figures, once there are some, go in docs/gpu.md).
-CASE_LIMIT_S = {"qwen3-1.7b-unsloth-vllm": 240}
-DEFAULT_CASE_LIMIT_S = 150
-LEAST_WORTH_S = 60
+SELECTED = [name.strip() for name in os.environ.get("GRPO_LAB_GPU_CASES", "").split(",") if name.strip()]
 BUILD_LIMIT_S = 120
 
 
@@ -77,6 +78,10 @@ def seconds_left() -> float:
     return float(deadline) - time.time() if deadline else float("inf")
 
 
+def unknown_cases() -> list[str]:
+    return [name for name in SELECTED if name not in CASES]
+
+
 def vllm_missing() -> str | None:
     """Why vLLM cannot run here, or None; checked in a child (importing vLLM here would import transformers)."""
     done = subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True, text=True, timeout=120)
@@ -99,6 +104,8 @@ def vllm_share_of_capped_card() -> float:
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory):
     """The random model (built once, in a child), the recipe, and where results go."""
+    if unknown_cases():
+        pytest.fail(f"GRPO_LAB_GPU_CASES names unknown cases {unknown_cases()}; the cases: {', '.join(CASES)}")
     root = tmp_path_factory.mktemp("gpu")
     out = out_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +115,7 @@ def shared(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=min(BUILD_LIMIT_S, max(1, seconds_left())),
+        start_new_session=True,
     )
     if done.returncode != 0:
         pytest.fail(f"building the random {SHAPE} failed:\n{(done.stdout + done.stderr)[-3000:]}")
@@ -120,12 +128,11 @@ def shared(tmp_path_factory):
 def test_grpo_steps_within_a_24gb_card(case, shared):
     out = shared["out"]
     record = lambda **fields: results.add_case(out / "results.json", case, fields)  # noqa: E731
-    if case.endswith("vllm") and (reason := vllm_missing()):
+    if SELECTED and case not in SELECTED:
+        reason = f"not in GRPO_LAB_GPU_CASES ({', '.join(SELECTED)})"
         record(status="skipped", reason=reason)
         pytest.skip(reason)
-    limit = min(CASE_LIMIT_S.get(case, DEFAULT_CASE_LIMIT_S), seconds_left() - 20)
-    if limit < LEAST_WORTH_S:
-        reason = f"{seconds_left():.0f} s left of the check's time limit, under the {LEAST_WORTH_S} s a case needs"
+    if case.endswith("vllm") and (reason := vllm_missing()):
         record(status="skipped", reason=reason)
         pytest.skip(reason)
 
@@ -150,41 +157,13 @@ def test_grpo_steps_within_a_24gb_card(case, shared):
         "WANDB_MODE": "disabled",
     }
     log_path = out / f"{case}.log"
-    started = time.monotonic()
-    with log_path.open("w") as log:
-        try:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    str(HERE / "run_case.py"),
-                    "run",
-                    str(result_path),
-                    str(CAP_GIB),
-                    str(config_path),
-                    str(case_dir / "run"),
-                ],
-                cwd=shared["root"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=limit,
-            )
-            exit_code = done.returncode
-        except subprocess.TimeoutExpired:
-            exit_code = None
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    result["limit_s"] = round(limit)
-    result.setdefault("wall_s", round(time.monotonic() - started, 1))
-    if exit_code is None:
-        result.update(status="failed", reason=f"stopped at its {limit:.0f} s limit; the log has how far it got")
-    elif exit_code != 0:
-        tail = log_path.read_text()[-400:].strip().replace("\n", " | ")
-        result.update(status="failed", reason=f"exit {exit_code}: ... {tail}")
-    else:
-        result["status"] = "passed"
+    argv = [sys.executable, str(HERE / "run_case.py"), "run", str(result_path), str(CAP_GIB), str(config_path)]
+    result = run_case_limited([*argv, str(case_dir / "run")], result_path, log_path, env=env, cwd=shared["root"])
     record(**result)
+    if result["status"] == "skipped":
+        pytest.skip(result["reason"])
 
-    assert exit_code == 0, f"{case}: {result['reason']} (log: {log_path})"
+    assert result["status"] == "passed", f"{case}: {result['reason']} (log: {log_path})"
     assert result["steps"] == list(range(1, STEPS + 1)), result.get("steps")
     assert all(isinstance(t, int | float) and t > 0 for t in result["step_time_s"]), result["step_time_s"]
     assert result["evals"] == ["final"], result["evals"]

@@ -7,7 +7,7 @@ only what a run imports and that machine lacks, at uv.lock's versions, for the t
 
     python3 tests/gpu/wheelhouse.py pins --python-version 3.12            # name==version, one a line
     python3 tests/gpu/wheelhouse.py strip WHEELHOUSE/bitsandbytes-*.whl --keep-cuda 130     # and unsloth-*.whl
-    python3 tests/gpu/wheelhouse.py preflight                               # exit 3 with the list of what is missing
+    python3 tests/gpu/wheelhouse.py preflight [--wheelhouse DIR]            # exit 3 with the list of what is missing
 
 How a pin is chosen: uv.lock's dependency graph is walked from ROOTS (markers evaluated for the target Python on
 manylinux x86_64), then three kinds of package are left out, each for a stated reason:
@@ -19,6 +19,11 @@ manylinux x86_64), then three kinds of package are left out, each for a stated r
 bitsandbytes ships one library per CUDA/ROCm/XPU release (16 of them, 124 MiB unpacked); `strip` keeps the CPU one and
 the one for the machine's CUDA (13.0: libbitsandbytes_cuda130.so), and drops Unsloth Studio and the CLI from the
 unsloth wheel; it rewrites each wheel and its RECORD.
+
+The preflight also holds the machine's own packages against what the carried wheels require (each wheel's
+METADATA Requires-Dist, markers evaluated here): a package the machine has at a version outside a carried wheel's
+specifier (peft under unsloth-zoo's floor, fsspec over datasets' cap) is named in results.json and summary.md, so
+a case that fails later on it is explained; the cases still run (the mismatch may not matter to them).
 
 Standard library only (and the `packaging` that pip vendors), so it runs with any interpreter that has pip: the
 device's python3 runs `preflight` before anything of the project is imported.
@@ -41,8 +46,12 @@ from pathlib import Path
 
 try:
     from packaging.markers import Marker
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
 except ImportError:  # a bare Python: pip carries its own copy
     from pip._vendor.packaging.markers import Marker
+    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+    from pip._vendor.packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024**2
@@ -333,6 +342,65 @@ def preflight_report(problems: dict[str, str], missing: list[str]) -> str:
     return "\n".join(lines)
 
 
+def wheel_requirements(wheel: Path) -> tuple[str, str, list[str]]:
+    """(project name, version, Requires-Dist lines) from a wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+        metadata = archive.read(name).decode("utf-8", "replace")
+    headers = metadata.split("\n\n", 1)[0].splitlines()
+    field = lambda key: [line.split(":", 1)[1].strip() for line in headers if line.startswith(f"{key}:")]  # noqa: E731
+    return field("Name")[0], field("Version")[0], field("Requires-Dist")
+
+
+def requirement_mismatches(
+    wheels: list[Path], installed: dict[str, str | None] | None = None, environment: dict[str, str] | None = None
+) -> list[dict[str, str | None]]:
+    """What the machine has against what the carried wheels require: one entry per requirement of a wheel on a
+    package the wheels do not carry that is not installed or whose installed version is outside the specifier.
+
+    `installed` maps normalized names to versions (None: absent); by default this interpreter's metadata. Markers
+    are evaluated for this interpreter (`environment` overrides; extras never apply). Packages left out by design
+    (NOT_IMPORTED: xformers, diffusers, ...) are not reported when absent. Entries: package, installed, required
+    (the specifier), by ("unsloth-zoo 2026.10.9"), problem ("too old or too new" / "not installed")."""
+    carried = {}
+    for wheel in wheels:
+        name, version, requires = wheel_requirements(wheel)
+        carried[normalize(name)] = (version, requires)
+    env = {**(environment or {}), "extra": ""}
+    findings: list[dict[str, str | None]] = []
+    for owner, (owner_version, requires) in sorted(carried.items()):
+        for line in requires:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            target = normalize(requirement.name)
+            if target in carried or (requirement.marker is not None and not requirement.marker.evaluate(env)):
+                continue
+            have = installed.get(target) if installed is not None else versions([target])[target]
+            if have is None:
+                if target not in NOT_IMPORTED:
+                    findings.append(_finding(target, None, requirement, owner, owner_version, "not installed"))
+                continue
+            try:
+                fits = requirement.specifier.contains(Version(have), prereleases=True)
+            except InvalidVersion:
+                fits = False
+            if not fits:
+                findings.append(_finding(target, have, requirement, owner, owner_version, "outside the specifier"))
+    return findings
+
+
+def _finding(package: str, have: str | None, requirement: Requirement, owner: str, version: str, problem: str):
+    return {
+        "package": package,
+        "installed": have,
+        "required": str(requirement.specifier) or "any version",
+        "by": f"{owner} {version}",
+        "problem": problem,
+    }
+
+
 def versions(names: list[str]) -> dict[str, str | None]:
     """name -> installed version (None when absent), read from metadata."""
     found: dict[str, str | None] = {}
@@ -357,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     strip.add_argument("--keep-cuda", default="130", help="the CUDA library to keep, as bitsandbytes names it")
     check = commands.add_parser("preflight", help="import what a run needs; exit 3 with the list of what fails")
     check.add_argument("--json", type=Path, help="also write the findings here")
+    check.add_argument("--wheelhouse", type=Path, help="hold this machine's packages against these wheels' needs")
     args = parser.parse_args(argv)
 
     if args.command == "pins":
@@ -378,9 +447,28 @@ def main(argv: list[str] | None = None) -> int:
     problems = import_problems(PREFLIGHT_MODULES)
     missing = missing_distributions(["pydantic", "trl", "datasets", "unsloth", "unsloth-zoo", "bitsandbytes"])
     optional = import_problems_in_child(OPTIONAL_MODULES)
-    findings = {"problems": problems, "missing": missing, "optional_missing": optional, "ok": not problems}
+    wheels = sorted(args.wheelhouse.glob("*.whl")) if args.wheelhouse else []
+    mismatches = requirement_mismatches(wheels)
+    findings = {
+        "problems": problems,
+        "missing": missing,
+        "optional_missing": optional,
+        "mismatches": mismatches,
+        "ok": not problems,
+    }
     if args.json:
         args.json.write_text(json.dumps(findings, indent=1) + "\n")
+    if mismatches:
+        print(f"preflight: {len(mismatches)} requirement(s) of the carried wheels that this machine does not meet:")
+        try:  # beside this file: run as a script (the device)
+            from results import mismatch_lines
+        except ImportError:  # imported as the tests' package `gpu`
+            from gpu.results import mismatch_lines
+
+        for line in mismatch_lines(mismatches):
+            print(f"  {line}")
+    elif wheels:
+        print(f"preflight: this machine's packages meet every requirement of the {len(wheels)} carried wheels")
     if problems or missing:
         print(preflight_report(problems, missing), file=sys.stderr)
         return 3

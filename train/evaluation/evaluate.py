@@ -30,7 +30,7 @@ from rewards.scoring import call_rewards, trl_arguments, weighted_total
 from train.config import EvalConfig
 from train.evaluation.metrics import metrics_from_samples
 from train.evaluation.samples import copy_samples, samples_path, samples_writer
-from train.models.generation import Completion, Generator
+from train.models.generation import GeneratedCompletion, Generator
 from train.records.console import eval_title, headline_table, run_summary_table, sample_lines
 from train.records.format import EVAL, eval_metrics, eval_record
 from train.records.tracking import MetricsLog
@@ -94,7 +94,7 @@ def evaluate(
             batch = [rows[i] for i in range(first, min(first + per_call, len(rows)))]
             prompts = [row["prompt"] for row in batch]
             greedy = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.seed)
-            sampled: list[list[Completion]] = [[] for _ in batch]
+            sampled: list[list[GeneratedCompletion]] = [[] for _ in batch]
             if n:
                 # A different seed per batch, so two batches do not share their random draws.
                 sampled = generator.generate(
@@ -137,7 +137,7 @@ def reward_names(reward_funcs: Sequence[RewardFunc]) -> list[str]:
 def _score(
     task: Task,
     batch: list[Row],
-    completions: list[list[Completion]],
+    completions: list[list[GeneratedCompletion]],
     reward_funcs: Sequence[RewardFunc],
     reward_weights: Sequence[float],
     names: list[str],

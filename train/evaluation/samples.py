@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rewards.jsonl import read_jsonl
+
 
 def samples_path(samples_dir: Path, label: str) -> Path:
     return Path(samples_dir) / f"{label}.jsonl"
@@ -34,12 +36,12 @@ def samples_writer(path: Path | None) -> Iterator[Callable[[list[dict[str, Any]]
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
-    """The records of a samples file; [] when it is missing or unreadable (a report or a console line can do
-    without them)."""
-    try:
-        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
+    """The records of a samples file, [] when it is missing, by the one JSONL reader (rewards.jsonl.read_jsonl): an
+    evaluation killed mid-write leaves a torn last line, which is left out; any other bad line is a JsonlError
+    naming the file and the line."""
+    if not Path(path).exists():
         return []
+    return read_jsonl(path, torn_last_line=True).rows
 
 
 def copy_samples(samples_dir: Path, label: str, to_label: str) -> None:

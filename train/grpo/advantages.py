@@ -61,8 +61,9 @@ def group_advantages(
 
 
 def _unbiased_std(values: torch.Tensor, dim: int) -> torch.Tensor:
-    # rewards.scoring.group_std on tensors. A single value has no spread: its std is 0 (torch.std would give NaN
-    # for n - 1 = 0).
+    # rewards.scoring.group_std on tensors: two because rewards/ may not import torch, and the trainer's per-step
+    # float32 tensors must not round-trip through Python lists. A single value has no spread: its std is 0 (torch.std
+    # would give NaN for n - 1 = 0).
     if values.shape[dim] < 2:
         return torch.zeros_like(values.select(dim, 0))
     return values.std(dim=dim, unbiased=True)

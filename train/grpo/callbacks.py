@@ -8,7 +8,6 @@ train/records/format.py, evaluation is `train.evaluation.evaluate.Evaluator`, an
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from train.grpo.ledger import RewardLedger, epoch_fields, step_fields
 from train.records.distributed import decided_by_main
 from train.records.format import EPOCH, EVAL, STEP, TRAIN
 from train.records.tracking import MetricsLog
+from train.records.voice import warn
 
 # Evaluate the current policy and record it: (label, step, epoch) -> metrics.
 EvaluateFn = Callable[[str, int, float], dict[str, float]]
@@ -167,10 +167,9 @@ def write_report(run_dir: Path) -> None:
     try:
         from train.lab.reports import write_run_report  # matplotlib, only when a report is written
     except Exception as error:  # noqa: BLE001 - a report must never stop training
-        warnings.warn(
+        warn(
             f"the run report for {run_dir} cannot be written here ({type(error).__name__}: {error}); training goes "
-            f"on. Rebuild it where matplotlib imports: experiments/report.py {run_dir}",
-            stacklevel=2,
+            f"on. Rebuild it where matplotlib imports: experiments/report.py {run_dir}"
         )
         return
     write_run_report(run_dir)

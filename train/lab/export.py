@@ -1,7 +1,8 @@
 """From a run to deployable weights: the merged or GGUF export of the run's saved adapter.
 
 A run writes its adapter/ (the LoRA adapter, or a full fine-tune's weights, and the tokenizer) at the end of every
-epoch and at the end of training (train/records/adapter.py), each time replacing the previous one whole (`replace_dir`).
+epoch and at the end of training (train/records/adapter.py), each time replacing the previous one whole
+(`train.records.files.replace_dir`).
 experiments/export.py turns it into weights any runtime loads:
 - merged 16-bit weights (`export_merged`): on the unsloth backend Unsloth's
   `model.save_pretrained_merged(out, tokenizer, save_method="merged_16bit")`; on the hf backend peft's
@@ -23,27 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable
+from train.models import adapter_kind
+from train.records.files import set_aside
 
 if TYPE_CHECKING:
     from train.models import Policy
 
 ADAPTER_DIR = "adapter"
 DTYPES = ("bfloat16", "float16", "float32")
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Put `new` at `target`: the old one is moved aside first, so a reader finds one complete adapter or the other."""
-    old = set_aside(target)
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def set_aside(target: Path) -> Path:
-    """Where `replace_dir` keeps the previous directory while it renames the new one into place."""
-    return target.with_name(f".{target.name}.old")
 
 
 @dataclass(frozen=True)
@@ -55,7 +43,7 @@ class SavedRun:
     @property
     def full_weights(self) -> bool:
         """A full fine-tune's save (the built-in model on hf): the adapter directory is the whole model."""
-        return not (self.adapter / "adapter_config.json").exists()
+        return adapter_kind(self.adapter) != "lora"
 
 
 def open_run(run_dir: Path) -> SavedRun:
@@ -72,8 +60,7 @@ def open_run(run_dir: Path) -> SavedRun:
         aside = set_aside(adapter)  # a run killed between the two renames of replace_dir
         adapter = aside if aside.is_dir() else adapter
     weights = [*adapter.glob("*.safetensors"), *adapter.glob("*model*.bin")] if adapter.is_dir() else []
-    markers = ("adapter_config.json", "config.json")
-    if not any((adapter / name).is_file() for name in markers) or not weights:
+    if adapter_kind(adapter) is None or not weights:
         raise UserError(
             f"the run {run_dir} has no saved adapter in {run_dir / ADAPTER_DIR} (no adapter_config.json or config.json "
             "with weights). A run saves it at the end of every epoch: let the run finish its first epoch, or "

@@ -1,7 +1,9 @@
 """Peak GPU memory of a GRPO run, planned from the config and the model's shape before anything is loaded.
 
-    plan = plan_config(load_config("experiment_configs/eval_test_improved.yaml"), gpu_gib=24)
-    check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend)   # UserError with advice
+    plan = plan_memory(resolve_shape("unsloth/Qwen3-1.7B"), settings_from_config(cfg, "unsloth"), card_gib=24)
+
+For a config (the weights' precision decided for the card first), the check a run makes, the searches behind its
+advice and the table: train/lab/memory_check.py (`plan_config`, `check_memory_plan`).
 
 Every figure is bytes from a formula of the model's shape (config.json: layers L, hidden h, MLP width I, query width
 q = heads x head_dim, key/value width kv = kv_heads x head_dim, vocabulary V) and the run's batch: R completions per
@@ -61,23 +63,13 @@ Components and their sources
 - transformers generation (hf backend, or unsloth without fast_inference): HF generate's KV cache, same formula,
   for a generation batch during training and for eval.batch_size x samples-per-prompt sequences during evaluation.
 
-Calibration against published figures (tests/test_memory_plan.py keeps these)
-- Unsloth blog "Long-context GRPO" (Feb 2025): Llama-3.1-8B (QLoRA, 4 bit, LoRA r=32 as in its notebook), 20K
-  context (their formulas use 20,480), 8 generations, before Standby existed; its table counts the vLLM KV cache for
-  one sequence (2.5 GiB). Published: Unsloth 54.3 (training 42 + GRPO loss 9.8 + KV 2.5); TRL + FA2 510.8 (training
-  414 + loss 78.3 + vLLM's own 16-bit weights 16 + KV 2.5).
-  Planned, same settings: Unsloth 47.0 GiB (-13%); with the KV cache of all 8 generations, as the planner counts
-  by default, 64.5 GiB (+19%; the blog: "otherwise you will need 20GB"). The loss now costs a 2 GiB logits chunk,
-  not the published 9.8 (Unsloth rewrote it since); the activations of one layer (28 GiB) dominate. TRL + FA2:
-  1004 GiB without gradient checkpointing (+97%), 172 GiB with it (-66%): the published figure lies between the
-  two. The blog does not derive its 414 GB training term (it implies about 19 bytes x h per token per layer where
-  autograd keeps 45 here); its logits (78.3), KV (2.5) and vLLM weights (16 GB) terms are reproduced exactly.
-  So the Unsloth figure is met within 25% and the TRL figure is not: no constant was fitted to either.
-- Unsloth's "GRPO in about 5 GB" for Qwen2.5-1.5B (the Feb 2025 notebook recipe: 4 bit, LoRA r=64, 6 generations of
-  256 prompt + 200 completion tokens, paged_adamw_8bit, beta 0.04): planned 3.84 GiB (-23%).
-- The one constant that is not derived is the CUDA context: 1.0 GiB with vLLM, 0.5 without, the ends of the usual
-  0.5-1 GiB range (a process that also loads vLLM's kernels takes the top). It was chosen knowing the calibration,
-  and the 5 GB figure is sensitive to it: at 0.75 GiB the plan is -28%, at 0.5 GiB -33%.
+Calibration against published figures and a measured CPU step (docs/planner.md has the tables;
+tests/test_memory_plan.py keeps them): Unsloth's long-context GRPO figure (54.3 GiB) planned at -13% (KV of one
+sequence) and +19% (KV of all 8 generations), its "GRPO in about 5 GB" at -23%; TRL + FA2's 510.8 GiB at +97%
+without gradient checkpointing and -66% with it; SmolLM2-135M measured on a CPU: weights -2%, LoRA +25%, a whole
+step -51%. No constant was fitted except the CUDA context (1.0 GiB with vLLM, 0.5 without, the ends of the usual
+0.5-1 GiB range; the 5 GB figure is -28% at 0.75 GiB). How the run's check uses these errors:
+train/lab/memory_check.py (the margin).
 """
 
 from __future__ import annotations
@@ -641,219 +633,3 @@ def plan_memory(shape: ModelShape, s: PlanSettings, card_gib: float) -> Plan:
             phases["reference scoring"] = persistent + scoring
         needed = max(phases.values())
     return Plan(shape, s, card, components, phases, needed, reservation, utilization, host_offload, problems)
-
-
-def plan_config(cfg: ExperimentConfig, gpu_gib: float = 24.0, backend: str = "auto", standby: bool | None = None):
-    """plan_memory for an experiment config (shape from the model's config.json, see resolve_shape); a
-    `model.load_in_4bit: auto` is decided first for this card (choose_precision)."""
-    shape = builtin_shape(cfg) if cfg.model.is_builtin_tiny else resolve_shape(cfg.model.name)
-    cfg, why = resolve_precision(cfg, gpu_gib, backend, standby)
-    plan = plan_memory(shape, settings_from_config(cfg, backend, standby), gpu_gib)
-    plan.precision_note = why
-    return plan
-
-
-# Unsloth's GRPO notebooks train models up to 4B (Qwen3-4B: 4.02B parameters) as 16-bit LoRA; 4.5B leaves the 4B
-# class in and 7-8B models out.
-FAST_PATH_MAX_PARAMS = 4.5e9
-
-
-def choose_precision(
-    cfg: ExperimentConfig, card_gib: float | None, backend: str = "auto", standby: bool | None = None
-) -> tuple[bool, str]:
-    """(load_in_4bit, why in words) for the config on a card of card_gib GiB (None: no GPU here).
-
-    A bool in `model.load_in_4bit` is kept. `auto` is 16-bit LoRA when the model has at most FAST_PATH_MAX_PARAMS
-    parameters and its 16-bit plan fits the card, else 4-bit. Why 16-bit where it fits: Unsloth's notebooks train
-    small models as 16-bit LoRA; vLLM decodes 16-bit weights faster than bitsandbytes 4-bit, and unsloth hands
-    vLLM the merged LoRA weights for its rollouts only when the engine is not quantized. 4-bit stays for larger
-    models and small cards, where it is what fits.
-    """
-    setting = cfg.model.load_in_4bit
-    if isinstance(setting, bool):
-        return setting, f"model.load_in_4bit: {str(setting).lower()} (set in the config)"
-    if cfg.model.is_builtin_tiny:
-        return False, "model.load_in_4bit: auto -> 16-bit (the built-in model is tiny)"
-    shape = resolve_shape(cfg.model.name)
-    billions = shape.params / 1e9
-    if shape.params > FAST_PATH_MAX_PARAMS:
-        return True, f"model.load_in_4bit: auto -> 4-bit ({billions:.2f}B parameters, over the 4.5B of the 16-bit path)"
-    if card_gib is None:
-        return False, f"model.load_in_4bit: auto -> 16-bit LoRA ({billions:.2f}B parameters; no GPU to plan for)"
-    sixteen = cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": False})})
-    plan = plan_memory(shape, settings_from_config(sixteen, backend, standby), card_gib)
-    if plan.fits:
-        return False, (
-            f"model.load_in_4bit: auto -> 16-bit LoRA ({billions:.2f}B parameters; its 16-bit plan peaks at "
-            f"{plan.peak_bytes / GIB:.1f} of {card_gib:g} GiB)"
-        )
-    return True, f"model.load_in_4bit: auto -> 4-bit (the 16-bit plan does not fit {card_gib:g} GiB)"
-
-
-def resolve_precision(
-    cfg: ExperimentConfig, card_gib: float | None, backend: str = "auto", standby: bool | None = None
-) -> tuple[ExperimentConfig, str]:
-    """The config with `model.load_in_4bit` decided (a bool), and why (choose_precision)."""
-    four_bit, why = choose_precision(cfg, card_gib, backend, standby)
-    if cfg.model.load_in_4bit is four_bit:
-        return cfg, why
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": four_bit})}), why
-
-
-def resolve_precision_here(cfg: ExperimentConfig, backend: str) -> tuple[ExperimentConfig, str]:
-    """resolve_precision for this machine's first GPU (no GPU: card None)."""
-    import torch
-
-    card = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else None
-    return resolve_precision(cfg, card, backend)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Searches over the plan and the check
-
-
-def with_completion(s: PlanSettings, completion_tokens: int) -> PlanSettings:
-    """The same run with another completion budget (same prompt budget; an eval budget tied to it follows)."""
-    return replace(s, completion_tokens=completion_tokens)
-
-
-def with_generations(s: PlanSettings, num_generations: int) -> PlanSettings:
-    """The same run with another group size: as many prompts per step, so the batch scales with G."""
-    scale = num_generations / s.num_generations
-    return replace(
-        s,
-        num_generations=num_generations,
-        batch_rows=max(1, math.ceil(s.batch_rows * scale)),
-        generation_batch=max(1, math.ceil(s.generation_batch * scale)),
-    )
-
-
-def largest_completion_length(shape: ModelShape, s: PlanSettings, card_gib: float, limit: int = 131072) -> int:
-    """The longest max_completion_length that fits (0: none does); memory grows with it, so a bisection."""
-    if not plan_memory(shape, with_completion(s, 1), card_gib).fits:
-        return 0
-    low, high = 1, limit
-    while low < high:
-        middle = (low + high + 1) // 2
-        if plan_memory(shape, with_completion(s, middle), card_gib).fits:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def largest_num_generations(shape: ModelShape, s: PlanSettings, card_gib: float, limit: int = 1024) -> int:
-    """The largest group size G (>= 2) that fits with the same prompts per step (0: not even 2)."""
-    best = 0
-    for generations in range(2, limit + 1):
-        if not plan_memory(shape, with_generations(s, generations), card_gib).fits:
-            break
-        best = generations
-    return best
-
-
-def check_fits(cfg: ExperimentConfig, gpu_gb: float, backend: str = "auto", *, standby: bool | None = None) -> Plan:
-    """The plan for cfg on a card of gpu_gb GiB; a UserError with concrete advice when it does not fit.
-
-    On a GPU: check_fits(cfg, torch.cuda.get_device_properties(0).total_memory / 2**30, backend).
-    """
-    plan = plan_config(cfg, gpu_gb, backend, standby)
-    if plan.fits:
-        return plan
-    raise UserError(_advice(cfg, plan, gpu_gb))
-
-
-def _advice(cfg: ExperimentConfig, plan: Plan, card_gib: float) -> str:
-    s, shape = plan.settings, plan.shape
-    what = f"{shape.name} on {s.backend}"
-    why = f"its {plan.peak_phase} needs {plan.peak_bytes / GIB:.1f} GiB"
-    if plan.problems:
-        why = "; ".join(plan.problems)
-    fixes = []
-    completion = largest_completion_length(shape, s, card_gib)
-    if 0 < completion < s.completion_tokens:
-        fixes.append(
-            f"lower train.max_completion_length to {completion} (and model.max_seq_length to "
-            f"{s.prompt_tokens + completion})"
-        )
-    generations = largest_num_generations(shape, s, card_gib)
-    if 2 <= generations < s.num_generations:
-        rows = with_generations(s, generations).batch_rows
-        fixes.append(
-            f"use fewer generations: train.num_generations={generations} with train.per_device_train_batch_size={rows}"
-        )
-    if s.use_vllm:
-        util = _workable_utilization(shape, s, card_gib)
-        if util is not None and abs(util - plan.vllm_utilization) > 1e-3:
-            env = "" if not s.standby else " with UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE=1 (Standby sets its own share)"
-            fixes.append(f"set model.gpu_memory_utilization to {util:.2f}{env}")
-    smaller = _smaller_model(shape, s, card_gib)
-    if smaller:
-        fixes.append(f"use a smaller model: model.name={smaller}")
-    if not fixes:
-        fixes.append("use a card with more memory; no smaller setting of this config fits")
-    return (
-        f"{cfg.name} does not fit a {card_gib:.1f} GiB GPU: {what}, {why} "
-        f"(plan it with: uv run python experiments/plan_memory.py CONFIG --gpu-gb {card_gib:g}). "
-        f"To fit: {'; or '.join(fixes)}. experiments/run_eval_test.py --force runs it anyway."
-    )
-
-
-def _workable_utilization(shape: ModelShape, s: PlanSettings, card_gib: float) -> float | None:
-    """A vLLM share (a multiple of 0.05 in [0.1, 0.95]) with which the plan fits, closest to the current one."""
-    candidates = [round(0.1 + 0.05 * k, 2) for k in range(18)]
-    workable = [
-        u
-        for u in candidates
-        if plan_memory(shape, replace(s, gpu_memory_utilization=u, standby_util_override=True), card_gib).fits
-    ]
-    if not workable:
-        return None
-    return min(workable, key=lambda u: abs(u - s.gpu_memory_utilization))
-
-
-def _smaller_model(shape: ModelShape, s: PlanSettings, card_gib: float) -> str | None:
-    smaller = sorted((m for m in SHIPPED_SHAPES.values() if m.params < shape.params), key=lambda m: -m.params)
-    for candidate in smaller:
-        if plan_memory(candidate, s, card_gib).fits:
-            return hub_id(candidate, s.backend)
-    return None
-
-
-def hub_id(shape: ModelShape, backend: Backend) -> str:
-    """A shipped model's hub id: Unsloth's copy on the unsloth backend (its mapper loads the pre-quantized 4-bit)."""
-    owner = "meta-llama" if shape.name.startswith("Llama") else "Qwen"
-    return f"unsloth/{shape.name}" if backend == "unsloth" else f"{owner}/{shape.name}"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The table
-
-
-def plan_table(plan: Plan) -> Any:
-    """A rich Table: every component, the phases, the peak and the headroom on the card."""
-    from rich.table import Table
-
-    s = plan.settings
-    title = (
-        f"GPU memory plan: {plan.shape.name} ({plan.shape.params / 1e9:.2f}B params) on {s.backend}, "
-        f"{s.batch_rows} x {s.seq_len} tokens per step, {plan.card_bytes / GIB:g} GiB card"
-    )
-    table = Table("component", "GiB", "basis", title=title)
-    for component in plan.components:
-        table.add_row(component.name, f"{component.bytes / GIB:.2f}", component.note)
-    table.add_section()
-    table.add_row("needed (peak of the run)", f"{plan.needed_bytes / GIB:.2f}", "vLLM counted by its KV cache")
-    if s.use_vllm:
-        how = "released during training (Standby)" if s.standby else "held throughout (no Standby)"
-        table.add_row(
-            "vLLM reservation", f"{plan.vllm_reservation_bytes / GIB:.2f}", f"{plan.vllm_utilization:.3f} x card, {how}"
-        )
-    for phase, value in plan.phases.items():
-        table.add_row(f"GPU during {phase}", f"{value / GIB:.2f}", "what nvidia-smi shows")
-    table.add_row("[bold]peak[/]", f"[bold]{plan.peak_bytes / GIB:.2f}[/]", plan.peak_phase)
-    verdict = "[green]fits[/]" if plan.fits else "[red]does not fit[/]"
-    table.add_row("headroom", f"{plan.headroom_bytes / GIB:.2f}", verdict)
-    if plan.host_offload_bytes:
-        table.add_row("CPU RAM: offloaded checkpoints", f"{plan.host_offload_bytes / GIB:.2f}", "not on the GPU")
-    return table

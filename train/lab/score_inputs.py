@@ -253,7 +253,8 @@ def apply_params(items: list[RewardSpec], settings: list[str]) -> None:
             item.params[key] = value
 
 
-def build_rewards(items: list[RewardSpec]) -> list[RewardFunction]:
+def load_rewards(items: list[RewardSpec]) -> list[RewardFunction]:
+    """The chosen rewards' functions (no weights, no task: train.tasks.build_rewards is the training run's)."""
     if not items:
         raise UserError(
             "No reward applies to this input: name some with --rewards, --reward-file or --config (see --list)."

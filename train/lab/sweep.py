@@ -37,7 +37,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -50,14 +49,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from train.config import load_config, load_yaml
-from train.errors import UserError
+from train.errors import UserError, validation_problems
 from train.lab.reports.sweep_report import LOGS_DIR, STATE_FILE
 from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key
+from train.records.files import write_atomic
 from train.records.format import summary_eval
+from train.records.rundir import newest_dir, run_dir_name, run_finished, safe_name
 
 # The library's run entry (train/run.py), the same command line as experiments/run_eval_test.py.
 RUNNER = [sys.executable, "-m", "train.run"]
-MAX_NAME = 120
 SWEEP_FILE_COPY = "sweep.yaml"
 
 # --------------------------------------------------------------------------------------------------------------
@@ -173,13 +173,10 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
-        problems = " ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg'].removeprefix('Value error, ')}."
-            for item in error.errors()
-        )
         raise UserError(
-            f"{path} is not a valid sweep: {problems} A sweep has base (the experiment YAML), and optionally name, "
-            "description, set, grid, variants, repeats, seed_key, seeds and table; see train/lab/sweep.py."
+            f"{path} is not a valid sweep: {validation_problems(error)} A sweep has base (the experiment YAML), and "
+            "optionally name, description, set, grid, variants, repeats, seed_key, seeds and table; see "
+            "train/lab/sweep.py."
         ) from None
     base = (path.parent / spec.base).resolve()
     if not base.is_file():
@@ -272,13 +269,8 @@ def display_value(value: Any) -> str:
 
 
 def sanitize(name: str) -> str:
-    """A directory name: letters, digits and ._,=+- kept, anything else _, at most MAX_NAME characters."""
-    safe = re.sub(r"[^A-Za-z0-9._,=+-]+", "_", name).strip("._-") or "run"
-    if len(safe) > MAX_NAME:
-        import hashlib
-
-        safe = f"{safe[: MAX_NAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    return safe
+    """A run's directory name (train.records.rundir.safe_name), `run` where nothing of the name is left."""
+    return safe_name(name) or "run"
 
 
 def unique_dir_name(name: str, taken: set[str]) -> str:
@@ -325,15 +317,14 @@ def sweep_dir_for(sweep: Sweep, sweep_dir: Path | None, resume: bool) -> Path:
     if sweep_dir is None:
         parent = Path("runs") / "sweeps"
         if resume:
-            found = sorted(parent.glob(f"{sweep.name}-*"), key=lambda p: p.stat().st_mtime)
-            found = [path for path in found if (path / STATE_FILE).is_file()]
-            if not found:
+            found = newest_dir(parent, sweep.name, STATE_FILE)
+            if found is None:
                 raise UserError(
                     f"--resume found no sweep {sweep.name} to continue in {parent}/ (a sweep dir has a {STATE_FILE}). "
                     "Pass it with --sweep-dir, or start the sweep without --resume."
                 )
-            return found[-1]
-        return parent / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            return found
+        return parent / run_dir_name(sweep.name)
     if (sweep_dir / STATE_FILE).is_file() and not resume:
         raise UserError(
             f"{sweep_dir} already holds a sweep ({STATE_FILE}). Pass --resume to continue it (finished runs are "
@@ -355,7 +346,7 @@ def run_sweep(
     from train.lab.reports.sweep_report import write_sweep_report
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / SWEEP_FILE_COPY).write_text(sweep.path.read_text())
+    write_atomic(sweep_dir / SWEEP_FILE_COPY, sweep.path.read_text())
     state = _initial_state(sweep, sweep_dir)
     _save_state(sweep_dir, state)
     command = runner or RUNNER
@@ -401,14 +392,6 @@ def run_sweep(
     return state
 
 
-def run_finished(run_dir: Path) -> bool:
-    """A run is finished when its summary.json has a final evaluation."""
-    try:
-        return bool(json.loads((run_dir / "summary.json").read_text()).get("final"))
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
-
-
 def _initial_state(sweep: Sweep, sweep_dir: Path) -> dict[str, Any]:
     previous = {}
     path = sweep_dir / STATE_FILE
@@ -448,10 +431,7 @@ def _initial_state(sweep: Sweep, sweep_dir: Path) -> dict[str, Any]:
 
 
 def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
-    path = sweep_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a kill never leaves half a state file
+    write_atomic(sweep_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")  # a kill never leaves half a state file
 
 
 def _run_logged(args: list[str], log: Path, attempt: int) -> tuple[int, str | None]:

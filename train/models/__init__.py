@@ -20,10 +20,11 @@ unsloth.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from train.records.voice import warn
 
 if TYPE_CHECKING:
     from train.config import ExperimentConfig
@@ -54,6 +55,15 @@ class Policy:
         return HFGenerator(self.model, self.tokenizer, batch_size=batch_size, stop_strings=stop_strings)
 
 
+def adapter_kind(directory: str | Path) -> Literal["lora", "full"] | None:
+    """What a saved adapter directory (a run's adapter/) holds: a LoRA adapter (adapter_config.json), a full
+    fine-tune's weights (config.json: the directory is the whole model), or neither (None: not a saved adapter)."""
+    directory = Path(directory)
+    if (directory / "adapter_config.json").is_file():
+        return "lora"
+    return "full" if (directory / "config.json").is_file() else None
+
+
 def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | None = None) -> Policy:
     """The trainable policy for `cfg.model` on the resolved `backend` ("hf" or "unsloth"), LoRA attached.
 
@@ -61,11 +71,10 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
     fresh ones, so a trained policy can be evaluated again.
     """
     if not isinstance(cfg.model.load_in_4bit, bool):  # auto: decided for this card (run_eval_test does it earlier)
-        from train.lab.memory_plan import resolve_precision_here
+        from train.lab.memory_check import resolve_precision_here
 
         cfg, _ = resolve_precision_here(cfg, backend)
-    full_weights = adapter is not None and not (Path(adapter) / "adapter_config.json").exists()
-    if full_weights:
+    if adapter is not None and adapter_kind(adapter) != "lora":
         source, adapter = str(adapter), None  # a full-weights save (the built-in model's): it is the model
     elif cfg.model.is_builtin_tiny:
         from train.models.builtin import builtin_model_dir
@@ -87,10 +96,9 @@ def load_policy(cfg: ExperimentConfig, task: Any, backend: str, adapter: Path | 
 
         # Without a GPU, load_unsloth_policy has already said that vLLM cannot run.
         if cfg.model.fast_inference and not policy.has_vllm and torch.cuda.is_available():
-            warnings.warn(
+            warn(
                 "model.fast_inference is on but the model has no vLLM engine (unsloth turned it off, or vLLM cannot "
-                "run here): rollouts and evaluation generate with transformers, which is slower.",
-                stacklevel=2,
+                "run here): rollouts and evaluation generate with transformers, which is slower."
             )
         return policy
 
@@ -112,9 +120,10 @@ def save_policy(policy: Policy, directory: Path) -> None:
     policy.tokenizer.save_pretrained(str(directory))
 
 
-def gpu_facts(policy: Policy) -> dict[str, Any] | None:
-    """What summary.json records of a run on a GPU (None without one): the device, torch's peak memory, and with
-    vLLM the model it serves, its quantization, its memory share and whether Standby was on.
+def gpu_facts(policy: Policy, plan: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What summary.json records of a run on a GPU (None without one): the device, torch's peak memory, with vLLM
+    the model it serves, its quantization, its memory share and whether Standby was on, and `plan`, the memory
+    plan's figures checked before the run (train/run.py check_memory), beside the measured peak.
 
     Peak memory is torch's allocator (training, transformers generation and vLLM's tensors); `used_at_end_gib` is
     what nvidia-smi shows for the card at the end, vLLM's reservation included. Never raises: a figure that
@@ -146,6 +155,8 @@ def gpu_facts(policy: Policy) -> dict[str, Any] | None:
             vllm_gpu_memory_utilization=_attribute(engine, cache),
             standby=os.environ.get("UNSLOTH_VLLM_STANDBY", "0") == "1",
         )
+    if plan is not None:
+        facts["plan"] = plan
     return facts
 
 

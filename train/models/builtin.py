@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from train.config import ExperimentConfig
 from train.errors import UserError
+from train.records.voice import say
 
 # Tags of every answer format the tasks render; each is one token so the tiny model emits a tag in one step.
 TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>", "<reasoning>", "</reasoning>"]
@@ -165,11 +165,9 @@ def builtin_model_dir(cfg: ExperimentConfig, task: Any) -> Path:
             "which builds, caches and evaluates it), then launch again."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    Console(stderr=True).print(
+    say(
         f"building builtin:tiny for task {cfg.data.task}: {why_build(recipe, target.parent)}; "
-        f"{cfg.model.builtin.sft_steps} warm-start SFT steps, once (cached in {target})",
-        highlight=False,
-        soft_wrap=True,
+        f"{cfg.model.builtin.sft_steps} warm-start SFT steps, once (cached in {target})"
     )
 
     def build(staging: Path) -> None:
@@ -321,10 +319,9 @@ def build_builtin_model(cfg: ExperimentConfig, examples: list[dict[str, str]], d
         )
         trainer.remove_callback(PrinterCallback)  # its loss dicts; the closing loss is printed below
         result = trainer.train()
-        Console(stderr=True).print(
+        say(
             f"built: {recipe.sft_steps} SFT steps in {result.metrics.get('train_runtime', 0):.0f} s, "
-            f"loss {result.training_loss:.3f}",
-            highlight=False,
+            f"loss {result.training_loss:.3f}"
         )
         model = trainer.model
     shutil.rmtree(directory / "sft", ignore_errors=True)

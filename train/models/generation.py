@@ -21,7 +21,9 @@ Prompt = str | list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Completion:
+class GeneratedCompletion:
+    """One completion as a generator returns it (a reward sees a `rewards.core.Completion`, built from its text)."""
+
     text: str
     num_tokens: int
     truncated: bool  # stopped by the token budget, not by end-of-sequence
@@ -40,7 +42,7 @@ class Generator(Protocol):
 
     def generate(
         self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Completion]]:
+    ) -> list[list[GeneratedCompletion]]:
         """n completions for each prompt, in prompt order. temperature 0 means greedy (then n must be 1)."""
         ...
 
@@ -96,7 +98,7 @@ class HFGenerator:
 
     def generate(
         self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Completion]]:
+    ) -> list[list[GeneratedCompletion]]:
         import torch
 
         _check_greedy(temperature, n)
@@ -106,7 +108,7 @@ class HFGenerator:
         try:
             if temperature > 0:
                 torch.manual_seed(seed)
-            completions: list[list[Completion]] = []
+            completions: list[list[GeneratedCompletion]] = []
             for start in range(0, len(token_ids), self.batch_size):
                 batch = token_ids[start : start + self.batch_size]
                 completions.extend(self._generate_batch(batch, n, temperature, max_new_tokens))
@@ -116,7 +118,7 @@ class HFGenerator:
 
     def _generate_batch(
         self, batch: list[list[int]], n: int, temperature: float, max_new_tokens: int
-    ) -> list[list[Completion]]:
+    ) -> list[list[GeneratedCompletion]]:
         import torch
 
         eos_ids = self._eos_ids()
@@ -155,7 +157,7 @@ class HFGenerator:
             ids.add(self.tokenizer.eos_token_id)
         return ids
 
-    def _completion(self, ids: list[int], eos_ids: set[int]) -> Completion:
+    def _completion(self, ids: list[int], eos_ids: set[int]) -> GeneratedCompletion:
         end = next((i for i, token in enumerate(ids) if token in eos_ids), None)
         kept = ids if end is None else ids[: end + 1]
         if end is None and self.stop_strings:
@@ -163,7 +165,7 @@ class HFGenerator:
                 kept = kept[:-1]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         stopped = end is not None or any(text.endswith(stop) for stop in self.stop_strings)
-        return Completion(text=text, num_tokens=len(kept), truncated=not stopped, token_ids=tuple(kept))
+        return GeneratedCompletion(text=text, num_tokens=len(kept), truncated=not stopped, token_ids=tuple(kept))
 
 
 class VLLMGenerator:
@@ -225,7 +227,7 @@ class VLLMGenerator:
 
     def generate(
         self, prompts: list[Prompt], *, n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Completion]]:
+    ) -> list[list[GeneratedCompletion]]:
         params = sampling_kwargs(
             n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, stop=self.stop_strings
         )
@@ -275,7 +277,7 @@ def stop_kwargs(stop: Sequence[str]) -> dict[str, Any]:
     return {"stop": list(stop), "include_stop_str_in_output": True} if stop else {}
 
 
-def completions_from_outputs(outputs: Sequence[Any], n: int) -> list[list[Completion]]:
+def completions_from_outputs(outputs: Sequence[Any], n: int) -> list[list[GeneratedCompletion]]:
     """Our Completions from vLLM's RequestOutputs, one list of n per prompt, in order.
 
     token_ids are the generated ids, the end-of-sequence token included when the completion stopped on it (as
@@ -292,7 +294,7 @@ def completions_from_outputs(outputs: Sequence[Any], n: int) -> list[list[Comple
             raise RuntimeError(f"vLLM ended request {output.request_id} with finish_reason={failed[0]!r}")
         completions.append(
             [
-                Completion(
+                GeneratedCompletion(
                     text=sample.text,
                     num_tokens=len(sample.token_ids),
                     truncated=sample.finish_reason == "length",

@@ -83,13 +83,11 @@ def packaged_model_dir(name: str) -> Path:
         return target
     gguf_path = wheel_file(model)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from rich.console import Console
+    from train.records.voice import say
 
-    Console(stderr=True).print(
+    say(
         f"converting {model.what} from {model.distribution} {version} to a model directory, once (about half a "
-        f"minute; cached in {target})",
-        highlight=False,
-        soft_wrap=True,
+        f"minute; cached in {target})"
     )
 
     def convert(staging: Path) -> None:

@@ -199,9 +199,9 @@ _SAID: set[str] = set()
 def _say_once(message: str) -> None:
     if message not in _SAID:
         _SAID.add(message)
-        from rich.console import Console
+        from train.records.voice import note
 
-        Console(stderr=True).print(f"[yellow]note:[/] {message}", highlight=False)
+        note(message)
 
 
 def _lora_rank(model_cfg: ModelConfig) -> int:

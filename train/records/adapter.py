@@ -2,7 +2,7 @@
 
 A run killed mid-training keeps its latest epoch's adapter (or, for a full fine-tune, its weights) and tokenizer,
 ready for experiments/evaluate.py --adapter and experiments/export.py. The new save is written beside the old one
-and renamed into place (`train.lab.export.replace_dir`), so a reader never finds half an adapter.
+and renamed into place (`train.records.files.replace_dir`), so a reader never finds half an adapter.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from train.errors import writing
-from train.lab.export import replace_dir
 from train.records.distributed import is_main_process, num_processes, wait_for_everyone
+from train.records.files import replace_dir
 
 if TYPE_CHECKING:
     from train.models import Policy

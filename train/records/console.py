@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
+from rewards.jsonl import JsonlError
 from train.evaluation.metrics import COUNT_KEYS, OUTCOMES
 from train.evaluation.samples import read_samples
 from train.records.format import summary_eval
@@ -283,7 +284,10 @@ def sample_lines(samples_path: Path, width: int = 100) -> list[str]:
     """Two greedy completions of an evaluation: the first correct one and the first partial (else failed) one, or
     a partial and a failed one when none is correct; each as two lines: outcome, question, gold and reward scores,
     then the completion, elided to `width`."""
-    records = read_samples(samples_path)
+    try:
+        records = read_samples(samples_path)
+    except (OSError, JsonlError):  # two completions on the screen are never worth stopping a run for
+        records = []
     greedy = [record for record in records if record.get("kind") == "greedy"]
     first = {outcome: next((r for r in greedy if r.get("outcome") == outcome), None) for outcome in OUTCOMES}
     chosen = [first["correct"], first["partial"] or first["failed"]]

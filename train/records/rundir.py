@@ -34,15 +34,18 @@ from typing import IO
 
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable, note_output_dir
+from train.records.files import write_atomic
 from train.records.resume import check_checkpoint, check_settings_unchanged, plan_records, started_settings
-from train.records.tracking import RESUME_FIX, read_records, write_atomically
+from train.records.tracking import RESUME_FIX, read_records
+from train.records.voice import say
 
 CONFIG_FILE = "config.yaml"
 INVOCATION_FILE = "invocation.json"
 LOCK_FILE = ".lock"
-# Longest run dir name; the overrides part is cut (and told apart by a hash) to fit.
+# Longest run dir name (a sweep's run names too); the overrides part is cut (and told apart by a hash) to fit.
 MAX_NAME = 120
 MAX_OVERRIDES = 60
+TIMESTAMP = "%Y%m%d-%H%M%S"
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,7 @@ class RunDir:
         run with its own config.yaml (--set is refused there: the run's settings are those it started with).
         """
         if not resume:
-            path = (
-                Path(output_dir)
-                if output_dir
-                else Path(cfg.output.dir) / run_dir_name(cfg.name, overrides, time.strftime("%Y%m%d-%H%M%S"))
-            )
+            path = Path(output_dir) if output_dir else Path(cfg.output.dir) / run_dir_name(cfg.name, overrides)
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise UserError(
                     f"the run dir {path} already exists and is not empty. Pass --resume to continue that run, or "
@@ -97,26 +96,20 @@ class RunDir:
                 "ignored. Drop the --set options to resume, or start a new run with them (without --resume)."
             )
         if output_dir is not None:
-            candidates = [Path(output_dir)]
+            path = Path(output_dir) if (Path(output_dir) / CONFIG_FILE).is_file() else None
         else:
-            candidates = sorted(Path(cfg.output.dir).glob(f"{cfg.name}-*"), key=lambda p: p.stat().st_mtime)
-        runs = [path for path in candidates if (path / CONFIG_FILE).is_file()]
-        if not runs:
+            path = newest_dir(Path(cfg.output.dir), cfg.name, CONFIG_FILE)
+        if path is None:
             where = output_dir or f"{cfg.output.dir}/{cfg.name}-*"
             raise UserError(
                 f"--resume found no run to continue at {where} (a run dir has a config.yaml). Pass the run's "
                 "directory with --output-dir, or start a new run without --resume."
             )
-        path = runs[-1]
         return cls(path, load_config(path / CONFIG_FILE), resuming=True, overrides=read_overrides(path))
 
     @property
     def finished(self) -> bool:
-        """The run wrote its summary with a final evaluation: there is nothing left to resume."""
-        try:
-            return json.loads((self.path / "summary.json").read_text()).get("final") is not None
-        except (OSError, ValueError, AttributeError):
-            return False
+        return run_finished(self.path)
 
     def open(self, config_file: str | Path = "") -> Checkpoint | None:
         """Take the dir for this process (locked) and return the checkpoint to resume from, if any.
@@ -133,13 +126,13 @@ class RunDir:
             self._create()
             self._take_lock()
             config_yaml = self.cfg.to_yaml()
-            (self.path / CONFIG_FILE).write_text(config_yaml)
+            write_atomic(self.path / CONFIG_FILE, config_yaml)  # its presence marks a run a resume finds
             invocation = {
                 "config": str(config_file),
                 "overrides": self.overrides,
                 "settings": started_settings(config_yaml),
             }
-            (self.path / INVOCATION_FILE).write_text(json.dumps(invocation, indent=2) + "\n")
+            write_atomic(self.path / INVOCATION_FILE, json.dumps(invocation, indent=2) + "\n")
             return None
         self._take_lock()
         check_settings_unchanged(self.path, self.invocation().get("settings"))
@@ -152,20 +145,19 @@ class RunDir:
             previous = self.last_checkpoint(before=checkpoint.step)
             check_checkpoint(checkpoint.path, previous.path if previous else None)
         if read.torn_line is not None:
-            print(
+            say(
                 f"repaired {self.metrics_path}: its last line (line {read.torn_line}) was cut off mid-write when the "
-                "run was stopped; it is dropped, and the step it belonged to is redone.",
-                file=sys.stderr,
+                "run was stopped; it is dropped, and the step it belonged to is redone."
             )
         for repair in plan.repairs:
-            print(repair, file=sys.stderr)
+            say(repair)
         for newer in (c for c in finished if c.step > plan.step):  # never resumed from: its steps are not recorded
             aside = _set_aside(newer.path, "unrecorded")
-            print(f"set aside {newer.path.name} as {aside.name}: its steps have no records.", file=sys.stderr)
+            say(f"set aside {newer.path.name} as {aside.name}: its steps have no records.")
         step = checkpoint.step if checkpoint else 0
         kept = [row for row in plan.rows if row["step"] <= step and row.get("label") != "final"]
         if kept != read.rows or read.torn_line is not None:
-            write_atomically(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
+            write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
         return checkpoint
 
     def _create(self) -> None:
@@ -279,11 +271,10 @@ class RunDir:
                 continue  # an older dir without a readable state is never resumed from, so it is left as it is
             aside = _set_aside(checkpoint.path, "unfinished")
             back_to = f"from {last.path.name}" if last else "from the start of training"
-            print(
+            say(
                 f"set aside {checkpoint.path.name}: the run was stopped while saving it (its trainer_state.json is "
                 f"missing or cut off), so the resume continues {back_to} and saves it again. The partial save is "
-                f"kept at {aside}; delete it when you like.",
-                file=sys.stderr,
+                f"kept at {aside}; delete it when you like."
             )
 
     def invocation(self) -> dict:
@@ -316,7 +307,7 @@ class RunDir:
         """A stable wandb run id, so a resumed run continues the same wandb run."""
         path = self.path / "wandb_id"
         if not path.exists():
-            path.write_text(secrets.token_hex(4))
+            write_atomic(path, secrets.token_hex(4))
         return path.read_text().strip()
 
 
@@ -332,20 +323,40 @@ def _set_aside(checkpoint: Path, why: str) -> Path:
     return aside
 
 
-def run_dir_name(name: str, overrides: list[str] | tuple[str, ...], timestamp: str) -> str:
+def run_finished(run_dir: Path) -> bool:
+    """The run wrote its summary with a final evaluation: there is nothing left to resume (a sweep skips it)."""
+    try:
+        return bool(json.loads((Path(run_dir) / "summary.json").read_text()).get("final"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def newest_dir(parent: Path, name: str, marker: str) -> Path | None:
+    """The newest (last modified) `<parent>/<name>-*` holding the file `marker`: the run, or sweep, a --resume
+    without a directory continues. None when there is none."""
+    found = [path for path in Path(parent).glob(f"{name}-*") if (path / marker).is_file()]
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
+
+def safe_name(text: str, limit: int = MAX_NAME) -> str:
+    """`text` as a file name: characters other than letters, digits and `._,=+-` become `_` and the ends lose
+    `._-`; past `limit` characters it is cut, and a hash of the whole text keeps two long names apart."""
+    safe = re.sub(r"[^A-Za-z0-9._,=+-]+", "_", text).strip("._-")
+    if len(safe) > limit:
+        safe = f"{safe[: limit - 9]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def run_dir_name(name: str, overrides: list[str] | tuple[str, ...] = (), timestamp: str | None = None) -> str:
     """`<name>-<overrides, short>-<timestamp>`, a safe file name: quickstart-loss_type=dr_grpo-20261127-101500.
 
     An override is shown by the last part of its key (`train.loss_type=dr_grpo` -> `loss_type=dr_grpo`), or the
     last two where the last is not unique in the schema (`data.seed=1`), joined by commas (a list value's items by
-    `+`); characters other than
-    letters, digits and `._=,+-` become `_`. Past MAX_OVERRIDES characters the overrides are cut and a hash of all
-    of them keeps two long arms apart; invocation.json and summary.json have them in full.
+    `+`), made a safe name of at most MAX_OVERRIDES characters (`safe_name`); invocation.json and summary.json have
+    them in full. The timestamp is now's unless given.
     """
-    shown = ",".join(_short_override(override) for override in overrides)
-    shown = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", shown).strip("_")
-    if len(shown) > MAX_OVERRIDES:
-        digest = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:6]
-        shown = f"{shown[: MAX_OVERRIDES - 7]}~{digest}"
+    timestamp = timestamp or time.strftime(TIMESTAMP)
+    shown = safe_name(",".join(_short_override(override) for override in overrides), MAX_OVERRIDES)
     base = name[: MAX_NAME - len(timestamp) - len(shown) - 2]
     return "-".join(part for part in (base, shown, timestamp) if part)
 

@@ -8,18 +8,19 @@ is off it is a `NullMirror`, so no caller checks for it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import netrc
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rewards.jsonl import JsonlError, read_jsonl
 from train.errors import UserError
+from train.records.files import write_atomic
+from train.records.voice import warn
 
 
 class MetricsLog:
@@ -28,9 +29,9 @@ class MetricsLog:
     def __init__(self, path: Path, mirror: Mirror | None = None, guard: Callable[[], None] | None = None):
         self.path = Path(path)
         self.mirror: Mirror = mirror or NullMirror()
-        self.torn_line: int | None = None  # set by truncate_after: the torn last line it dropped
         # Raises when the file is no longer this run's to write (RunDir.check_held: its dir deleted or replaced).
         self.guard = guard or (lambda: None)
+        self.torn_line: int | None = None  # set by truncate_after: the torn last line it dropped
 
     def write(self, record: dict[str, Any]) -> None:
         self.guard()
@@ -57,7 +58,7 @@ class MetricsLog:
         read = read_records(self.path, fix=RESUME_FIX)
         self.torn_line = read.torn_line
         kept = [row for row in read.rows if row["step"] <= step and row.get("label") not in drop_labels]
-        write_atomically(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+        write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         return len(read.rows) - len(kept)
 
 
@@ -77,7 +78,8 @@ class RecordsRead:
 
 
 def read_records(path: Path, *, fix: str) -> RecordsRead:
-    """The records of a metrics.jsonl (none when it does not exist).
+    """The records of a metrics.jsonl (none when it does not exist), read by the one JSONL reader
+    (rewards.jsonl.read_jsonl).
 
     Every line must be a JSON object with a "type" and a numeric "step", as MetricsLog writes them. The one
     exception is a last line that lacks its newline and does not parse: a write cut off by a kill (each record is
@@ -86,60 +88,24 @@ def read_records(path: Path, *, fix: str) -> RecordsRead:
     guessing which records to keep would lose or duplicate some silently.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return RecordsRead([])
-    except (OSError, UnicodeDecodeError) as error:
-        raise CorruptRecords(f"cannot read {path}: {getattr(error, 'strerror', None) or error}. {fix}.") from None
-    lines = text.split("\n")
-    rows: list[dict[str, Any]] = []
-    numbers: list[int] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        last = number == len(lines)  # no newline after it
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if last:
-                return RecordsRead(rows, torn_line=number, line_numbers=numbers)
-            problem = f"is not JSON ({error.msg} at column {error.colno})"
-        else:
-            problem = _record_problem(row)
-            if problem is None:
-                rows.append(row)
-                numbers.append(number)
-                continue
-        shown = line if len(line) <= 60 else line[:57] + "..."
-        raise CorruptRecords(f"{path} line {number} {problem}: {shown!r}. {fix}.")
-    return RecordsRead(rows, line_numbers=numbers)
+    try:
+        read = read_jsonl(path, check=_record_problem, torn_last_line=True)
+    except OSError as error:
+        raise CorruptRecords(f"cannot read {path}: {error.strerror or error}. {fix}.") from None
+    except JsonlError as error:
+        line = error.bad[0]
+        said = f"is {line.problem}" if line.problem.startswith("not ") else f"is bad ({line.problem})"
+        raise CorruptRecords(f"{path} line {line.number} {said}: {line.text!r}. {fix}.") from None
+    return RecordsRead(read.rows, read.torn_line, read.line_numbers)
 
 
-def _record_problem(row: Any) -> str | None:
-    if not isinstance(row, dict):
-        return f"is a JSON {type(row).__name__}, not a record (an object)"
+def _record_problem(row: dict[str, Any]) -> str | None:
     step = row.get("step")
     if not isinstance(row.get("type"), str) or isinstance(step, bool) or not isinstance(step, int | float):
-        return 'is not a record of this run (every record has a "type" and a numeric "step")'
+        return 'not a record of this run (every record has a "type" and a numeric "step")'
     return None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader (or a kill) sees the old content or the new, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    with contextlib.suppress(OSError):  # the rename itself survives a machine crash once the directory is synced
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +114,7 @@ def _finite(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    write_atomically(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -213,15 +179,13 @@ def start_wandb(setting: str, *, project: str, name: str, run_dir: Path, config:
         return WandbMirror.init(mode=mode, **init)
     except Exception as error:  # noqa: BLE001 - any wandb problem must not stop training
         if mode != "online":
-            warnings.warn(
-                f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl", stacklevel=2
-            )
+            warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl")
             return NullMirror()
-        warnings.warn(f"wandb could not reach its server ({error}); logging offline instead", stacklevel=2)
+        warn(f"wandb could not reach its server ({error}); logging offline instead")
     try:
         return WandbMirror.init(mode="offline", **init)
     except Exception as error:  # noqa: BLE001
-        warnings.warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl", stacklevel=2)
+        warn(f"wandb could not start ({error}); training goes on, metrics stay in metrics.jsonl")
         return NullMirror()
 
 
@@ -264,7 +228,7 @@ class WandbMirror:
         try:
             self.run.log(payload)
         except Exception as error:  # noqa: BLE001
-            warnings.warn(f"wandb logging failed ({error}); continuing without wandb", stacklevel=2)
+            warn(f"wandb logging failed ({error}); continuing without wandb")
             self.run = None
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
@@ -278,5 +242,5 @@ class WandbMirror:
                     self.run.summary[f"final/{key}"] = value
             self.run.finish()
         except Exception as error:  # noqa: BLE001
-            warnings.warn(f"wandb finish failed ({error})", stacklevel=2)
+            warn(f"wandb finish failed ({error})")
         self.run = None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rewards import has_answer_block
 from train.config import DataConfig, RewardSpec
-from train.errors import UserError
+from train.errors import UserError, validation_problems
 from train.models.hub import hub_reachable
 from train.tasks.templates import PromptTemplate, prompt_template
 
@@ -144,15 +144,9 @@ class Task:
             return self.Options.model_validate(options)
         except ValidationError as error:
             valid = ", ".join(self.Options.model_fields) or "none"
-            problems = []
-            for item in error.errors():
-                key = ".".join(str(part) for part in item["loc"]) or "(options)"
-                if item["type"] == "extra_forbidden":
-                    problems.append(f"unknown option {key!r}")
-                else:
-                    problems.append(f"{key}: {item['msg'].removeprefix('Value error, ').lower()}")
+            problems = validation_problems(error, lambda location: f"unknown option {'.'.join(map(str, location))!r}.")
             raise UserError(
-                f"data.options for task {self.name} do not validate: {'; '.join(problems)}. "
+                f"data.options for task {self.name} do not validate: {problems} "
                 f"Valid options of {self.name}: {valid}. Fix or remove the option in the YAML or with --set."
             ) from None
 
@@ -166,16 +160,15 @@ def is_local_path(source: str) -> bool:
     return source.endswith((".jsonl", ".json")) or Path(source).exists()
 
 
-def read_jsonl(path: str | Path) -> list[Row]:
-    """The rows of a data file, read by the one JSONL reader (rewards.read_jsonl); a missing file or any bad line
+def read_data_file(path: str | Path) -> list[Row]:
+    """The rows of a data file, read by the one JSONL reader (rewards.jsonl.read_jsonl); a missing file or any bad line
     (not UTF-8, not JSON, not an object, NaN or Infinity) is a UserError naming the file, the lines and the fix."""
-    from rewards import JsonlError
-    from rewards import read_jsonl as read_rows
+    from rewards.jsonl import JsonlError, read_jsonl
 
     if not Path(path).is_file():
         raise UserError(f"data file not found: {path}. Set data.source to an existing .jsonl file.")
     try:
-        return read_rows(path).rows
+        return read_jsonl(path).rows
     except JsonlError as error:
         raise UserError(f"data.source: {error}") from None
     except OSError as error:
@@ -192,7 +185,7 @@ def load_source(source: str, split: Split, *, hub_split: str | None = None, hub_
     """
     path = source.replace("{split}", split)
     if is_local_path(path):
-        return read_jsonl(path)
+        return read_data_file(path)
     return load_hub_split(source, hub_split or split, hub_config)
 
 

@@ -18,7 +18,7 @@ from pydantic import Field
 from rewards import answers_match, extract_answer, math_answers_match, parse_gsm8k_gold
 from train.config import DataConfig, RewardSpec
 from train.errors import UserError
-from train.tasks.base import Row, Split, Task, TaskOptions, load_hub_split, read_jsonl, require_columns
+from train.tasks.base import Row, Split, Task, TaskOptions, load_hub_split, read_data_file, require_columns
 
 
 class JsonlOptions(TaskOptions):
@@ -58,7 +58,7 @@ class JsonlTask(Task):
         )
 
     def raw_rows(self, split: Split) -> list[Row]:
-        return read_jsonl(self.data.source.replace("{split}", split))
+        return read_data_file(self.data.source.replace("{split}", split))
 
     def rows(self, split: Split) -> list[Row]:
         raw = self.raw_rows(split)

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from train.errors import writing
 
 
 @dataclass
@@ -125,21 +120,6 @@ def html_table(table: Table) -> str:
 
 def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file so that a reader never sees half of it (a browser reloading report.html mid-write)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with writing(path, f"{len(raw) / 2**10:.0f} KB of the report"), os.fdopen(handle, "wb") as file:
-            file.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 CSS = """

@@ -18,6 +18,7 @@ from rewards.core import completion_text
 from rewards.registry import LENGTH_PENALTY_PARAM, RewardFunction, describe_params
 from rewards.scoring import Cost, Part, Scored, prompt_groups, spread, summarize, token_source, weighted_totals
 from train.config import RewardSpec
+from train.records.voice import console, warn
 
 EXCERPT_CHARS = 60
 PROMPT_CHARS = 30
@@ -77,10 +78,8 @@ def fmt(value: float | None) -> str:
 
 
 def make_console():
-    from rich.console import Console
-
     # Piped output has no width to respect: keep each row on one line instead of rich's default of 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return console(width=None if sys.stdout.isatty() else 200)
 
 
 @dataclass
@@ -157,9 +156,9 @@ class Report:
     def print_tables(self, show: int) -> None:
         from rich.text import Text
 
-        console = make_console()
         for warning in self.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            warn(warning)
+        console = make_console()
         if len(self.rows) == 1:
             row = self.rows[0]
             console.print(Text(f"completion: {excerpt(row['completion'])}"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,11 @@ from train.lab.reports.document import (
     esc,
     render_html,
     render_markdown,
-    write_atomic,
 )
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import format_config_value, format_number
+from train.records.files import write_atomic
+from train.records.voice import warn
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -50,10 +50,9 @@ def write_run_report(run_dir: str | Path, samples: int = SAMPLES_SHOWN) -> Path 
     try:
         return build_run_report(run_dir, samples=samples)
     except Exception as error:  # noqa: BLE001 - a report must never stop training
-        warnings.warn(
+        warn(
             f"the run report for {run_dir} could not be written ({type(error).__name__}: {error}); training goes "
-            f"on. Rebuild it with experiments/report.py {run_dir}\n{traceback.format_exc(limit=3)}",
-            stacklevel=2,
+            f"on. Rebuild it with experiments/report.py {run_dir}\n{traceback.format_exc(limit=3)}"
         )
         return None
 

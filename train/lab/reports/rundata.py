@@ -13,7 +13,6 @@ parse, is a UserError naming the file and the line (train.records.tracking.read_
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from train.errors import UserError
+from train.evaluation.samples import read_samples, samples_path
 from train.records.format import EPOCH, EVAL, STEP, eval_metrics, summary_eval
 from train.records.tracking import REPORT_FIX, read_records
 
@@ -113,9 +113,8 @@ class RunData:
 
     def greedy_samples(self, label: str) -> dict[int, dict[str, Any]]:
         """The greedy sample of each test prompt of one evaluation (samples/<label>.jsonl), by prompt index."""
-        path = self.path / SAMPLES_DIR / f"{label}.jsonl"
         rows: dict[int, dict[str, Any]] = {}
-        for row in read_jsonl(path, must_contain='"greedy"'):
+        for row in read_samples(samples_path(self.path / SAMPLES_DIR, label)):
             if row.get("kind") == "greedy" and isinstance(row.get("index"), int):
                 rows[row["index"]] = row
         return rows
@@ -150,27 +149,6 @@ def load_run(run_dir: str | Path) -> RunData:
             )
     run.skipped_lines = int(read.torn_line is not None)
     return run
-
-
-def read_jsonl(path: Path, must_contain: str | None = None) -> Iterator[dict[str, Any]]:
-    """The JSON objects of a JSONL file, skipping lines that do not parse (a torn last line); none if missing.
-
-    `must_contain` skips, before parsing, lines that lack that text (cheap filtering of large samples files).
-    """
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError:
-        return
-    with handle:
-        for line in handle:
-            if not line.strip() or (must_contain is not None and must_contain not in line):
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                yield row
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import statistics
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,12 @@ from train.lab.reports.document import (
     esc,
     render_html,
     render_markdown,
-    write_atomic,
 )
 from train.lab.reports.run_report import REPORT_HTML, REPORT_MD, write_run_report
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import ComparisonTable, Row, comparison_table
+from train.records.files import write_atomic
+from train.records.voice import warn
 
 STATE_FILE = "sweep_state.json"
 LOGS_DIR = "logs"
@@ -61,10 +61,9 @@ def write_sweep_report(sweep_dir: str | Path) -> Path | None:
     try:
         return build_sweep_report(sweep_dir)[-1]
     except Exception as error:  # noqa: BLE001 - a report must never stop the sweep
-        warnings.warn(
+        warn(
             f"the sweep report for {sweep_dir} could not be written ({type(error).__name__}: {error}). Rebuild it "
-            f"with experiments/report.py {sweep_dir}\n{traceback.format_exc(limit=3)}",
-            stacklevel=2,
+            f"with experiments/report.py {sweep_dir}\n{traceback.format_exc(limit=3)}"
         )
         return None
 
