@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from train.errors import UserError, exit_on_user_error  # noqa: E402
+from train.errors import UserError, exit_on_user_error, writing
 
 
 @exit_on_user_error
@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> str:
     note = table.noise_note()  # the rows within sampling noise of the best one: their ranking is no finding
     text = table.markdown() + (f"\n{note}\n" if note else "")
     if args.csv:
-        args.csv.write_text(table.csv())
+        with writing(args.csv, "the comparison table as CSV"):
+            args.csv.write_text(table.csv())
     if args.markdown:
-        args.markdown.write_text(text)
+        with writing(args.markdown, "the comparison table as Markdown"):
+            args.markdown.write_text(text)
     print(text, end="")
     return text
 

@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line below short
         console.print(run_dir.interrupted_message(), highlight=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        run_dir.close()  # the lock, for a caller in this process (a test, a resume after an error) to take again
 
 
 @dataclass
@@ -210,7 +212,7 @@ def build(
     )
     if not verbose:
         quiet_third_party()  # now that wandb is imported, its offline-URL warning too
-    log = MetricsLog(run_dir.metrics_path, mirror)
+    log = MetricsLog(run_dir.metrics_path, mirror, guard=run_dir.check_held)
 
     # 8. Evaluation: the test split through the policy's generator; one evaluation, one record, however many
     # processes (MainProcessEvaluator).

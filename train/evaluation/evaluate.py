@@ -233,6 +233,7 @@ class Evaluator:
         self.new_findings: Callable[[], list[Any]] | None = None
 
     def __call__(self, label: str, step: int, epoch: float) -> dict[str, float]:
+        self.log.guard()  # the run dir is still this run's: samples/ is written before the record
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         samples = samples_path(self.samples_dir, label)
         metrics = evaluate(

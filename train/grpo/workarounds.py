@@ -8,6 +8,9 @@ written against, and how to tell it is no longer needed.
   TRL passes stop strings and the tokenizer to `generate` (grep `stop_strings` in trl/trainer/grpo_trainer.py).
 - `EpochSampler`: TRL 1.14.2's `RepeatSampler`, one permutation per iteration, restarted on resume. No longer needed
   when TRL's sampler draws by epoch: tests/test_training.py's resumed-run prompt order passes with TRL's sampler.
+- `at_max_steps`: transformers 5.17's Trainer checks max_steps only after a step, so a resume from the checkpoint
+  of the last step trains one more and ends its epoch again. No longer needed when tests/test_resume_exact.py's
+  resume from the last checkpoint passes with `GRPOLabTrainer._run_epoch` removed.
 - `unsloth_grpo_config`: unsloth 2026.10.9's GRPOConfig `__init__`, which rewrites values from others. No longer
   needed when tests/test_unsloth_backend.py sees unsloth's GRPOConfig keep the values it is given.
 
@@ -22,6 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+
+
+def at_max_steps(trainer: Any) -> bool:
+    """True (and training told to stop) when the trainer has already made max_steps steps: transformers' epoch loop
+    would otherwise train one step past max_steps on a resume from the last step's checkpoint, and end that epoch
+    (its record, its evaluation) a second time."""
+    if trainer.state.global_step >= trainer.state.max_steps > 0:
+        trainer.control.should_training_stop = True
+        return True
+    return False
 
 
 def vllm_runs_on_cpu() -> bool:
