@@ -4,10 +4,12 @@ config keys in which they differ (config.yaml flattened to dotted keys; logging.
     uv run python experiments/compare.py runs/quickstart-A runs/quickstart-B
     uv run python experiments/compare.py runs/* --columns final_pass@1,pass@1_by_eval --csv compare.csv
 
-Figures come from each run's summary.json and metrics.jsonl (train/lab/reports/tables.py, the same table a sweep
-writes). Columns by id: zero_shot_pass@1, final_pass@1, improvement, pass@k, outcomes, mean_output_tokens,
-budget_utilization, final_epoch_mean_reward, wall_seconds (the default), and pass@1_by_eval, correct, partial,
-failed, truncated_frac, reward_total, final_epoch_accumulated_reward, steps, status, final:<metric>, ...
+Under the table, the rows whose final pass@1 is within sampling noise of the best row's are named, with how many
+prompts would tell them apart (the binomial standard error, train/diagnosis/noise.py). Figures come from each run's
+summary.json and metrics.jsonl (train/lab/reports/tables.py, the same table a sweep writes). Columns by id:
+zero_shot_pass@1, final_pass@1, improvement, pass@k, outcomes, mean_output_tokens, budget_utilization,
+final_epoch_mean_reward, wall_seconds (the default), and pass@1_by_eval, correct, partial, failed, truncated_frac,
+reward_total, final_epoch_accumulated_reward, steps, status, final:<metric>, ...
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from train.errors import UserError, exit_on_user_error  # noqa: E402
+from train.errors import UserError, exit_on_user_error, writing
 
 
 @exit_on_user_error
@@ -42,11 +44,14 @@ def main(argv: list[str] | None = None) -> str:
     if unknown:
         raise UserError(f"unknown column(s) {', '.join(unknown)}; see experiments/compare.py --help for the ids.")
     table = compare_runs([load_run(path) for path in args.runs], columns=columns, best_by=args.best_by)
-    text = table.markdown()
+    note = table.noise_note()  # the rows within sampling noise of the best one: their ranking is no finding
+    text = table.markdown() + (f"\n{note}\n" if note else "")
     if args.csv:
-        args.csv.write_text(table.csv())
+        with writing(args.csv, "the comparison table as CSV"):
+            args.csv.write_text(table.csv())
     if args.markdown:
-        args.markdown.write_text(text)
+        with writing(args.markdown, "the comparison table as Markdown"):
+            args.markdown.write_text(text)
     print(text, end="")
     return text
 

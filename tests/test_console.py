@@ -22,8 +22,9 @@ SCRIPT = str(ROOT / "experiments" / "run_eval_test.py")
 # What it prints: the model build (2 lines, when the session has not built it yet) and a header, per evaluation
 # a table of 6 rows (+ title, header, rule, caption) and 2 samples of 2 lines, one progress line per step (8 steps
 # < LINES_PER_RUN), one line per epoch, the final evaluation's line, the run summary (zero-shot, 2 epochs, final
-# + title, header, rule, caption), the wandb line and the run dir. The quickstart, the same way: 141 lines.
-MOST_LINES = 3 + 3 * (10 + 4) + 8 + 2 + 1 + 8 + 2
+# + title, header, rule, caption), the wandb line and the run dir; and the diagnosis (issue 24): at most 3 new
+# findings after each evaluation, and at the end the verdict, up to 3 problems and the count of findings.
+MOST_LINES = 3 + 3 * (10 + 4 + 3) + 8 + 2 + 1 + 8 + 2 + 5
 
 
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
@@ -75,6 +76,7 @@ def test_a_logged_run_prints_a_few_lines_and_no_step_dicts(logged_run):
     assert titles == ["zero-shot", "epoch 1 (step 4)", "epoch 2 (step 8)"]  # each table once; final refers to 2's
     assert "final evaluation = the epoch 2 (step 8) evaluation" in text
     assert "wandb sync " in text
+    assert sum(line.startswith("verdict ") for line in lines) == 1  # the diagnosis' one line at the end
 
 
 def test_every_figure_trl_logs_is_in_metrics_jsonl(logged_run):
@@ -145,3 +147,18 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_completes(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final"] is not None
     assert summary["overrides"] == ["train.temperature=0.9"]  # kept from the first session (invocation.json)
+
+
+def test_the_run_diagnoses_itself_in_summary_json_the_console_and_the_report(logged_run):
+    _, result, run_dir = logged_run
+    diagnosis = json.loads((run_dir / "summary.json").read_text())["diagnosis"]
+    assert diagnosis["learning"] in (True, False) and diagnosis["verdict"]
+    for finding in diagnosis["findings"]:
+        assert set(finding) == {"name", "severity", "title", "subject", "evidence", "meaning", "to_try"}
+        assert finding["severity"] in ("problem", "watch", "note")
+    verdict = next(line for line in result.stdout.splitlines() if line.startswith("verdict "))
+    assert verdict == f"verdict {diagnosis['verdict']}"
+    report = (run_dir / "report.md").read_text()
+    assert "## What happened in this run" in report and f"Verdict: {diagnosis['verdict']}." in report
+    for finding in diagnosis["findings"]:
+        assert f"### {finding['severity']}: {finding['title']}" in report

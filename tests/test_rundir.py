@@ -86,7 +86,8 @@ def test_a_finished_run_is_recognised(tmp_path):
 
 
 def run_with_checkpoints(tmp_path, steps):
-    """A run dir holding a finished checkpoint (state, weights, optimizer) at each step."""
+    """A run dir holding a finished checkpoint (state, weights, optimizer, scheduler) at each step, and the step
+    records of every step up to the last."""
     import torch
     from safetensors.torch import save_file
 
@@ -94,12 +95,17 @@ def run_with_checkpoints(tmp_path, steps):
     run = RunDir.choose(cfg, tmp_path / "run", resume=False)
     run.open()
     run.close()
+    log = MetricsLog(run.metrics_path)
+    log.write({"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0.0})
+    for step in range(1, max(steps) + 1):
+        log.write({"type": "step", "step": step, "epoch": step / 4})
     for step in steps:
         checkpoint = run.checkpoint_dir / f"checkpoint-{step}"
         checkpoint.mkdir(parents=True)
         (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         save_file({"w": torch.ones(64)}, str(checkpoint / "model.safetensors"))
         torch.save({"state": {}}, checkpoint / "optimizer.pt")
+        torch.save({"last_epoch": step}, checkpoint / "scheduler.pt")
     return run
 
 

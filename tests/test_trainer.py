@@ -178,10 +178,10 @@ def test_a_one_token_stop_string_ends_transformers_rollouts_like_end_of_sequence
     assert answer_close in trainer.generation_config.eos_token_id
 
 
-def test_a_longer_stop_string_leaves_transformers_rollouts_alone_and_says_so(tmp_path):
-    with pytest.warns(UserWarning, match="not single tokens"):
-        trainer = make_trainer(tmp_path, "mean", "group", stop_strings=("</answer>\n",))
+def test_a_longer_stop_string_leaves_transformers_rollouts_alone_and_says_so(tmp_path, capsys):
+    trainer = make_trainer(tmp_path, "mean", "group", stop_strings=("</answer>\n",))
     assert trainer.eos_token_ids == [trainer.processing_class.eos_token_id]
+    assert "not single tokens" in capsys.readouterr().err
 
 
 def test_vllm_rollouts_stop_through_generation_kwargs(tmp_path):

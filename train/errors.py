@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -69,34 +70,63 @@ def note_output_dir(path: Path) -> None:
     _OUTPUT_DIR[:] = [Path(path)]
 
 
-def disk_full_message(error: BaseException) -> str | None:
-    """One paragraph for a write that failed because the disk is full, or None for any other error.
-
-    torch reports a full disk while saving a checkpoint as "unexpected pos ..." from its zip writer, not as
-    ENOSPC; both are recognised.
-    """
-    full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
-        isinstance(error, RuntimeError)
-        and ("unexpected pos" in str(error) or "PytorchStreamWriter failed" in str(error))
+def is_disk_full(error: BaseException) -> bool:
+    """A write that failed because the disk is full: ENOSPC, and the libraries that say it otherwise: torch's zip
+    writer ("unexpected pos ...", "PytorchStreamWriter failed") and safetensors' SafetensorError ("No space left
+    on device (os error 28)", not an OSError)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    if isinstance(error, RuntimeError):
+        return "unexpected pos" in str(error) or "PytorchStreamWriter failed" in str(error)
+    return type(error).__name__ == "SafetensorError" and (
+        "No space left on device" in str(error) or "os error 28" in str(error)
     )
-    if not full:
+
+
+def _safetensors_path(error: BaseException) -> str | None:
+    # 'Error while serializing: I/O error: No space left on device (os error 28) at path "/run/x/.tmpAbC"': the
+    # temporary file it writes beside the destination, so its directory is where.
+    match = re.search(r'at path "([^"]+)"', str(error))
+    return str(Path(match.group(1)).parent) if match else None
+
+
+def disk_full_message(error: BaseException, where: Path | None = None, what: str = "") -> str | None:
+    """One paragraph for a write that failed because the disk is full (`is_disk_full`), or None for any other error:
+    the path (`where`, else the error's own, else the run dir), its free space and `what` was being written."""
+    if not is_disk_full(error):
         return None
-    where = Path(getattr(error, "filename", None) or (_OUTPUT_DIR[0] if _OUTPUT_DIR else "."))
+    run_dir = _OUTPUT_DIR[0] if _OUTPUT_DIR else "."
+    where = Path(where or getattr(error, "filename", None) or _safetensors_path(error) or run_dir)
     probe = next((p for p in (where, *where.parents) if p.exists()), Path("."))
     free = shutil.disk_usage(probe).free / 2**20
-    checkpoints = sorted((_OUTPUT_DIR[0] / "checkpoints").glob("checkpoint-*")) if _OUTPUT_DIR else []
-    size = sum(f.stat().st_size for f in checkpoints[-1].rglob("*") if f.is_file()) / 2**20 if checkpoints else None
-    need = f"; a checkpoint of this run takes about {size:.0f} MB" if size else ""
+    what = f"{what}; " if what else ""
     if not _OUTPUT_DIR:  # not a training run: an export, a report, a table
         return (
-            f"no space left on device while writing {where} ({free:.0f} MB free). Free space on that disk, or "
+            f"no space left on device while writing {where} ({what}{free:.0f} MB free). Free space on that disk, or "
             "choose a destination on another one, and run again."
         )
+    checkpoints = sorted((_OUTPUT_DIR[0] / "checkpoints").glob("checkpoint-*"))
+    size = sum(f.stat().st_size for f in checkpoints[-1].rglob("*") if f.is_file()) / 2**20 if checkpoints else None
+    need = f"; a checkpoint of this run takes about {size:.0f} MB" if size else ""
     return (
-        f"no space left on device while writing under {where} ({free:.0f} MB free{need}). What was logged is kept "
-        "in metrics.jsonl. Free space on that disk (or lower train.save_total_limit), then continue the run with "
-        "--resume."
+        f"no space left on device while writing {where} ({what}{free:.0f} MB free{need}). What was logged is kept "
+        "in metrics.jsonl, and nothing cut short is used: a resume sets an unfinished checkpoint aside and continues "
+        "from the one before, and adapter/ keeps its last whole save. Free space on that disk (or lower "
+        "train.save_total_limit), then continue the run with --resume."
     )
+
+
+@contextlib.contextmanager
+def writing(where: Path, what: str) -> Iterator[None]:
+    """Name the path and what is written there when the disk fills up during the block (torch, safetensors and a
+    write to an open file name neither): the full disk becomes a UserError with `disk_full_message`."""
+    try:
+        yield
+    except Exception as error:
+        message = disk_full_message(error, where, what)
+        if message is None:
+            raise
+        raise UserError(message) from None
 
 
 # Errors of a write that the destination refused: read-only file system, permissions, a disk quota.
@@ -155,7 +185,7 @@ def exit_on_user_error(main: Callable[P, R]) -> Callable[P, R]:
             return main(*args, **kwargs)
         except user_errors() as error:
             _report(str(error))
-        except (OSError, RuntimeError) as error:
+        except Exception as error:
             message = disk_full_message(error) or refused_write_message(error)
             if message is None:
                 raise

@@ -26,7 +26,7 @@ from train.errors import exit_on_user_error
 from train.models.threads import set_num_threads
 from train.records import voice
 from train.records.distributed import MainProcessEvaluator, check_backend_scales, decided_by_main, is_main_process
-from train.records.rundir import Checkpoint, RunDir
+from train.records.rundir import ADAPTER_DIR, SAMPLES_DIR, Checkpoint, RunDir
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line below short
         console.print(run_dir.interrupted_message(), highlight=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        run_dir.close()  # the lock, for a caller in this process (a test, a resume after an error) to take again
 
 
 @dataclass
@@ -187,6 +189,7 @@ def build(
     # 5. The run dir: created (or taken back for a resume, with its last checkpoint) now that the inputs are sound.
     checkpoint = decided_by_main(lambda: run_dir.open(config_file=config_file))
 
+    from train.diagnosis import NewFindings
     from train.evaluation.evaluate import Evaluator
     from train.grpo.callbacks import EpochCallback, MetricsCallback, ReportCallback
     from train.grpo.ledger import RewardLedger
@@ -222,7 +225,7 @@ def build(
     )
     if not verbose:
         quiet_third_party()  # now that wandb is imported, its offline-URL warning too
-    log = MetricsLog(run_dir.metrics_path, mirror)
+    log = MetricsLog(run_dir.metrics_path, mirror, guard=run_dir.check_held)
 
     # 8. Evaluation: the test split through the policy's generator; one evaluation, one record, however many
     # processes (MainProcessEvaluator).
@@ -236,7 +239,7 @@ def build(
             eval_cfg=cfg.eval,
             max_new_tokens=cfg.eval_max_new_tokens,
             log=log,
-            samples_dir=run_dir.path / "samples",
+            samples_dir=run_dir.path / SAMPLES_DIR,
             console=console,
         )
     )
@@ -254,7 +257,7 @@ def build(
         stop_strings=task.stop_strings,
         vllm=policy.has_vllm,
     )
-    adapter = EpochAdapterCallback(policy, run_dir.path / "adapter")
+    adapter = EpochAdapterCallback(policy, run_dir.path / ADAPTER_DIR)
     progress = ProgressLine(console, run_dir.path.name, reward_names)
     # 11. What happens at every step and epoch boundary, in this order: the step record; the epoch record, its
     # evaluation and checkpoint request; the adapter (so a killed run keeps its latest); the report (plots,
@@ -279,6 +282,8 @@ def build(
     # 12. What works on the whole model needs the trainer: under ZeRO-3 it gathers the sharded weights for
     # evaluation and saving. One progress line replaces TRL's per-step dicts.
     evaluator.trainer = adapter.trainer = trainer
+    # 13. The diagnosis reads the records as they are after each evaluation: at most three new findings printed.
+    evaluator.evaluator.new_findings = NewFindings(lambda: run_records(cfg, run_dir, log, reward_funcs))
     if not verbose:
         take_over_progress(trainer, progress)
     return Run(cfg, backend, run_dir, console, checkpoint, policy, log, mirror, evaluator, trainer, adapter, progress)
@@ -288,23 +293,25 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     """Zero-shot evaluation, GRPO (an evaluation after every epoch), final evaluation, adapter, summary, report."""
     started = time.time() if started is None else started
     cfg, trainer, evaluator, console = built.cfg, built.trainer, built.evaluator, built.console
+    from train.diagnosis import diagnose
     from train.grpo.callbacks import write_report
     from train.models import gpu_facts
+    from train.records.console import finding_width, verdict_lines
     from train.records.format import build_summary
     from train.records.tracking import write_summary
 
-    # 13. Zero-shot baseline (kept from the first session when resuming).
+    # 14. Zero-shot baseline (kept from the first session when resuming).
     if cfg.eval.zero_shot:
         evaluator.zero_shot()
 
-    # 14. GRPO, with the callbacks above at every step and epoch end.
+    # 15. GRPO, with the callbacks above at every step and epoch end.
     checkpoint = built.checkpoint
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
     finally:
         built.progress.stop()
 
-    # 15. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary, report.
+    # 16. Final evaluation (the last epoch's, when it evaluated this very model), adapter, summary, report.
     evaluator.final(trainer.state.global_step, trainer.state.epoch)
     if cfg.output.save_adapter:
         built.adapter.save_final(trainer.state.global_step)
@@ -315,10 +322,14 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
     summary["overrides"] = built.run_dir.overrides
     # vLLM's model and share, Standby, the peak memory beside the plan checked before the run (None on a CPU).
     summary["gpu"] = gpu_facts(built.policy, plan=built.memory_plan)
+    diagnosis = diagnose(run_records(cfg, built.run_dir, built.log, evaluator.evaluator.reward_funcs))
+    summary["diagnosis"] = diagnosis.as_dict()  # the verdict and every finding, as the report shows them
     write_summary(built.run_dir.path, summary)
     write_report(built.run_dir.path)  # never raises, its import included: a report cannot fail a finished run
     built.mirror.finish(summary)
     evaluator.print_summary(summary)
+    for line in verdict_lines(diagnosis, built.run_dir.path, width=finding_width(console)):
+        console.print(line, highlight=False, soft_wrap=True)
     offline = getattr(built.mirror, "offline_dir", None)
     if offline is not None:
         console.print(
@@ -326,6 +337,21 @@ def run(built: Run, *, started: float | None = None) -> dict[str, Any]:
         )
     console.print(f"run dir: {built.run_dir.path}", highlight=False)
     return summary
+
+
+def run_records(cfg, run_dir: RunDir, log, reward_funcs: list[Any]):
+    """The run's records as the diagnosis reads them: metrics.jsonl so far, the samples of every evaluation, the
+    config, and the rewards' reasons for a score (train.diagnosis)."""
+    from train.diagnosis import from_records, read_samples_dir
+    from train.evaluation.samples import sample_explainer
+
+    return from_records(
+        log.records(),
+        config=cfg.model_dump(mode="json"),
+        samples=read_samples_dir(run_dir.path / "samples"),
+        explain=sample_explainer(reward_funcs),
+        source=f"run dir {run_dir.path}",
+    )
 
 
 def task_and_rewards(cfg, splits: tuple[str, ...]) -> tuple[Any, list[Any], tuple[list[Any], list[float]]]:

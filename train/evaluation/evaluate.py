@@ -11,7 +11,7 @@ rewards as TRL scores them (rewards/scoring.py) and graded by the task, and beco
 The evaluation's jobs live apart: the metrics are a pure function of the samples (train/evaluation/metrics.py, which
 lists every key), the samples file is train/evaluation/samples.py's and the eval record train/records/format.py's, and
 what the console shows is train/records/console.py's. `Evaluator` is a run's evaluator: it evaluates under a label,
-records the result once in metrics.jsonl and prints it beside zero-shot.
+records the result once in metrics.jsonl and prints it beside zero-shot, then the diagnosis' new findings.
 """
 
 from __future__ import annotations
@@ -29,9 +29,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rewards.scoring import call_rewards, trl_arguments, weighted_total
 from train.config import EvalConfig
 from train.evaluation.metrics import metrics_from_samples
-from train.evaluation.samples import copy_samples, samples_path, samples_writer
+from train.evaluation.samples import copy_samples, reward_names, samples_path, samples_writer
 from train.models.generation import GeneratedCompletion, Generator
-from train.records.console import eval_title, headline_table, run_summary_table, sample_lines
+from train.records.console import (
+    eval_title,
+    finding_lines,
+    finding_width,
+    headline_table,
+    run_summary_table,
+    sample_lines,
+)
 from train.records.format import EVAL, eval_metrics, eval_record
 from train.records.tracking import MetricsLog
 from train.tasks.base import Row, Task
@@ -121,19 +128,6 @@ def evaluate(
     )
 
 
-def reward_names(reward_funcs: Sequence[RewardFunc]) -> list[str]:
-    """Each reward's `__name__`; a name used twice (the same reward with other params) gets _2, _3, ..."""
-    names: list[str] = []
-    for func in reward_funcs:
-        name = getattr(func, "__name__", type(func).__name__)
-        unique, count = name, 1
-        while unique in names:
-            count += 1
-            unique = f"{name}_{count}"
-        names.append(unique)
-    return names
-
-
 def _score(
     task: Task,
     batch: list[Row],
@@ -207,7 +201,9 @@ def _progress(show: bool, console: Console | None) -> Progress:
 
 
 class Evaluator:
-    """Evaluates the live policy under a label, records it as an `eval` record and prints it beside zero-shot."""
+    """Evaluates the live policy under a label, records it as an `eval` record and prints it beside zero-shot, then
+    at most three findings of the diagnosis not shown before (`new_findings`, a train.diagnosis.NewFindings that
+    train/run.py sets; None prints none)."""
 
     def __init__(
         self,
@@ -234,8 +230,10 @@ class Evaluator:
         self.samples_dir = samples_dir
         self.console = console
         self.zero_shot_metrics: dict[str, float] | None = None
+        self.new_findings: Callable[[], list[Any]] | None = None
 
     def __call__(self, label: str, step: int, epoch: float) -> dict[str, float]:
+        self.log.guard()  # the run dir is still this run's: samples/ is written before the record
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         samples = samples_path(self.samples_dir, label)
         metrics = evaluate(
@@ -256,7 +254,19 @@ class Evaluator:
         )
         for line in sample_lines(samples, width=self.console.width):
             self.console.print(line, highlight=False, soft_wrap=True, markup=False)
+        self._print_new_findings()
         return metrics
+
+    def _print_new_findings(self) -> None:
+        if self.new_findings is None:
+            return
+        try:
+            findings = self.new_findings()
+        except Exception as error:  # noqa: BLE001 - a diagnosis must never stop training (summary.json has it later)
+            self.console.print(f"(the diagnosis could not run: {type(error).__name__}: {error})", markup=False)
+            return
+        for line in finding_lines(findings, width=finding_width(self.console)):
+            self.console.print(line, highlight=False, soft_wrap=True)
 
     def _record(self, label: str, step: int, epoch: float, metrics: dict[str, float], **extra: Any) -> None:
         self.log.write(eval_record(label, step, epoch, metrics, **extra))

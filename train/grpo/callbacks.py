@@ -7,6 +7,7 @@ train/records/format.py, evaluation is `train.evaluation.evaluate.Evaluator`, an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from transformers import TrainerCallback
 
 from train.config import EvalConfig
 from train.grpo.ledger import RewardLedger, epoch_fields, step_fields
-from train.records.format import EPOCH, STEP, TRAIN
+from train.records.distributed import decided_by_main
+from train.records.format import EPOCH, EVAL, STEP, TRAIN
 from train.records.tracking import MetricsLog
 from train.records.voice import warn
 
@@ -46,7 +48,10 @@ class MetricsCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         if "train_runtime" in logs:  # the closing summary the Trainer logs once after training
-            self.log.write({"type": TRAIN, "step": state.global_step, "epoch": state.epoch, **logs})
+            # A resume of a run whose training had ended (killed in the final evaluation) trains nothing: the record
+            # of that training is already there.
+            if not any(row["step"] == state.global_step for row in self.log.records(TRAIN)):
+                self.log.write({"type": TRAIN, "step": state.global_step, "epoch": state.epoch, **logs})
             return
         record = {"type": STEP, "step": state.global_step, "epoch": state.epoch, **logs}
         record.update(step_fields(self.ledger.take_step()))
@@ -74,7 +79,9 @@ class EpochCallback(TrainerCallback):
     """At each epoch end: the epoch summary record and console block, the epoch's evaluation, a checkpoint.
 
     The checkpoint is requested after the records are written, so a run killed in between redoes the epoch on
-    --resume and the records it redoes are cut from metrics.jsonl first (no epoch record lost or duplicated).
+    --resume and the records it redoes are cut from metrics.jsonl first (no epoch record lost or duplicated). A
+    checkpoint saved before the epoch end's records (train.save_steps at the epoch's last step, or max_steps) is
+    resumed past that epoch end by transformers, so `on_train_begin` makes whichever of them the kill cut off.
     """
 
     def __init__(
@@ -92,28 +99,54 @@ class EpochCallback(TrainerCallback):
         self.evaluate = evaluate
         self.console = console
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed run whose checkpoint sits at an epoch end or a step evaluation: the records there that the kill
+        cut off (the epoch record, its evaluation, the step's evaluation) are made now, from the checkpoint's model,
+        before training goes on (each is made once: `_record_epoch_end`, `_evaluate_once`)."""
+        if state.global_step == 0:
+            return control
+        self._evaluate_step(state)
+        at_epoch_end = state.epoch >= 1 and abs(state.epoch - round(state.epoch)) < 1e-9
+        if at_epoch_end or state.global_step >= state.max_steps:
+            self._record_epoch_end(state)
+        return control
+
     def on_epoch_end(self, args, state, control, **kwargs):
-        epoch = round(state.epoch)
+        self._record_epoch_end(state)
+        control.should_save = True
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._evaluate_step(state)
+        return control
+
+    def _record_epoch_end(self, state) -> None:
+        # 1-based, a last partial epoch (max_steps) counted as one: epoch 2.25 is the third, never a second "2".
+        epoch = max(1, math.ceil(state.epoch - 1e-6))
         totals = self.ledger.take_epoch()
-        if state.is_world_process_zero:
+        recorded = any(row["epoch"] == epoch for row in self.log.records(EPOCH))
+        if state.is_world_process_zero and not recorded:
             self.log.write({"type": EPOCH, "step": state.global_step, "epoch": epoch, **epoch_fields(totals)})
             self.console.print(
-                f"[bold]=== Epoch {epoch}/{round(state.num_train_epochs)} Summary ===[/] "
+                f"[bold]=== Epoch {epoch}/{math.ceil(state.num_train_epochs)} Summary ===[/] "
                 f"Accumulated Reward: {totals.reward_sum:.4g} | Mean Reward: {totals.mean_reward:.4g} | "
                 f"Total Samples: {totals.num_samples}",
                 highlight=False,
                 soft_wrap=True,
             )
         if self.eval_cfg.when == "epoch":
-            self.evaluate(f"epoch_{epoch}", state.global_step, float(epoch))
-        control.should_save = True
-        return control
+            self._evaluate_once(f"epoch_{epoch}", state.global_step, float(epoch))
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def _evaluate_step(self, state) -> None:
         every = self.eval_cfg.every_steps
         if self.eval_cfg.when == "steps" and every and state.global_step % every == 0:
-            self.evaluate(f"step_{state.global_step}", state.global_step, state.epoch)
-        return control
+            self._evaluate_once(f"step_{state.global_step}", state.global_step, state.epoch)
+
+    def _evaluate_once(self, label: str, step: int, epoch: float) -> None:
+        # Every process asks the main one (it alone writes records), so all of them take the same branch.
+        done = decided_by_main(lambda: any(row.get("label") == label for row in self.log.records(EVAL)))
+        if not done:
+            self.evaluate(label, step, epoch)
 
 
 class ReportCallback(TrainerCallback):

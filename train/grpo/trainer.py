@@ -10,13 +10,15 @@ GRPOConfig and its extra arguments come from one place, train/grpo/arguments.py'
 Both hooks wrap private TRL methods (`_calculate_rewards`, `_generate_and_score_completions`); trl is pinned below
 1.15 and tests/test_trainer.py pins their behaviour, so an upgrade that moves them fails a test, not a run.
 The ledger is train/grpo/ledger.py's. What this class does only to work around TRL's or vLLM's behaviour (stop
-strings on transformers rollouts, the CPU vLLM weight push, the epoch-seeded sampler) is train/grpo/workarounds.py's.
+strings on transformers rollouts, the CPU vLLM weight push, the epoch-seeded sampler, no step past max_steps on a
+resume) is train/grpo/workarounds.py's.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +27,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from train.config import HYBRID_FULL_BUDGET
+from train.errors import writing
 from train.grpo import workarounds
 from train.grpo.advantages import group_advantages
 from train.grpo.ledger import RewardLedger, weighted_rewards
@@ -55,6 +58,17 @@ class GRPOLabTrainer(GRPOTrainer):
         if self.use_vllm and self.vllm_mode == "colocate" and workarounds.vllm_runs_on_cpu():
             # Looked up at each push, so a test can wrap it.
             self.vllm_generation.sync_weights = lambda: workarounds.push_weights_into_cpu_vllm(self)
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
+        if not workarounds.at_max_steps(self):
+            super()._run_epoch(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # A full disk mid-save is named with the checkpoint it cut short (torch and safetensors name no path); the
+        # save lacks trainer_state.json (written last), so a resume sets it aside (train/records/rundir.py).
+        name = f"checkpoint-{self.state.global_step}"
+        with writing(Path(self.args.output_dir) / name, f"the trainer's {name}"):
+            super()._save_checkpoint(model, trial)
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)

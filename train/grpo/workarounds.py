@@ -8,6 +8,9 @@ written against, and how to tell it is no longer needed.
   TRL passes stop strings and the tokenizer to `generate` (grep `stop_strings` in trl/trainer/grpo_trainer.py).
 - `EpochSampler`: TRL 1.14.2's `RepeatSampler`, one permutation per iteration, restarted on resume. No longer needed
   when TRL's sampler draws by epoch: tests/test_training.py's resumed-run prompt order passes with TRL's sampler.
+- `at_max_steps`: transformers 5.17's Trainer checks max_steps only after a step, so a resume from the checkpoint
+  of the last step trains one more and ends its epoch again. No longer needed when tests/test_resume_exact.py's
+  resume from the last checkpoint passes with `GRPOLabTrainer._run_epoch` removed.
 - `unsloth_grpo_config`: unsloth 2026.10.9's GRPOConfig `__init__`, which rewrites values from others. No longer
   needed when tests/test_unsloth_backend.py sees unsloth's GRPOConfig keep the values it is given.
 
@@ -20,9 +23,18 @@ fails on a CPU ("0 active drivers", STACK.md).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
+
+
+def at_max_steps(trainer: Any) -> bool:
+    """True (and training told to stop) when the trainer has already made max_steps steps: transformers' epoch loop
+    would otherwise train one step past max_steps on a resume from the last step's checkpoint, and end that epoch
+    (its record, its evaluation) a second time."""
+    if trainer.state.global_step >= trainer.state.max_steps > 0:
+        trainer.control.should_training_stop = True
+        return True
+    return False
 
 
 def vllm_runs_on_cpu() -> bool:
@@ -58,11 +70,12 @@ def stop_at_single_tokens(trainer: Any, stop_strings: tuple[str, ...]) -> None:
     """
     ids = [trainer.processing_class(text=stop, add_special_tokens=False)["input_ids"] for stop in stop_strings]
     if any(len(token_ids) != 1 for token_ids in ids):
-        warnings.warn(
+        from train.records.voice import warn
+
+        warn(
             f"the stop strings {list(stop_strings)} are not single tokens of this tokenizer: training rollouts on "
             "transformers run to end-of-sequence or the token budget (evaluation and vLLM rollouts stop there). "
-            "Set data.stop_strings: [] to make evaluation match, or train with vLLM (the unsloth backend).",
-            stacklevel=3,
+            "Set data.stop_strings: [] to make evaluation match, or train with vLLM (the unsloth backend)."
         )
         return
     trainer.eos_token_ids = [*trainer.eos_token_ids, *(token_ids[0] for token_ids in ids)]

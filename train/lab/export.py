@@ -27,11 +27,11 @@ from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable
 from train.models import adapter_kind
 from train.records.files import set_aside
+from train.records.rundir import ADAPTER_DIR
 
 if TYPE_CHECKING:
     from train.models import Policy
 
-ADAPTER_DIR = "adapter"
 DTYPES = ("bfloat16", "float16", "float32")
 
 

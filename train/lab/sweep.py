@@ -55,7 +55,7 @@ from train.lab.reports.sweep_report import LOGS_DIR, STATE_FILE
 from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key
 from train.records.files import write_atomic
 from train.records.format import summary_eval
-from train.records.rundir import newest_dir, run_dir_name, run_finished, safe_name
+from train.records.rundir import SUMMARY_FILE, newest_dir, run_dir_name, run_finished, safe_name
 
 # The library's run entry (train/run.py), the same command line as experiments/run_eval_test.py.
 RUNNER = [sys.executable, "-m", "train.run"]
@@ -510,7 +510,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 def _headline(run_dir: Path) -> str:
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
         before, after = summary_eval(summary, "zero_shot")["pass@1"], summary_eval(summary, "final")["pass@1"]
         return f": greedy pass@1 {before:.3f} -> {after:.3f}"
     except (OSError, json.JSONDecodeError, KeyError, TypeError):

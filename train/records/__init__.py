@@ -2,6 +2,8 @@
 summary, the console, and who writes them when several processes run.
 
 - `rundir.py`: naming, creating, locking and resuming a run dir;
+- `resume.py`: what a resume checks so it is exact (config.yaml as started, metrics.jsonl against the checkpoint,
+  the checkpoint's files, read without unpickling);
 - `format.py`: what a step, epoch, eval and train record of metrics.jsonl holds, and summary.json built from them;
 - `tracking.py`: `MetricsLog` (metrics.jsonl, then the wandb mirror) and summary.json's writer;
 - `console.py`: everything a run prints (the progress line, the tables), and what it keeps off the screen;

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from train.errors import writing
 from train.records.distributed import is_main_process, num_processes, wait_for_everyone
 from train.records.files import replace_dir
 
@@ -31,12 +32,18 @@ def save_run_adapter(policy: Policy, directory: Path, trainer: Any = None) -> No
     partial = directory.with_name(f".{directory.name}.partial")
     if is_main_process():
         shutil.rmtree(partial, ignore_errors=True)
-    if num_processes() > 1 and trainer is not None:
-        trainer.save_model(str(partial))
-    elif is_main_process():
-        from train.models import save_policy
+    try:
+        with writing(partial, f"the run's adapter (the last whole one stays in {directory})"):
+            if num_processes() > 1 and trainer is not None:
+                trainer.save_model(str(partial))
+            elif is_main_process():
+                from train.models import save_policy
 
-        save_policy(policy, partial)
+                save_policy(policy, partial)
+    except BaseException:
+        if is_main_process():  # half an adapter is never kept, and its space is given back
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     if is_main_process():
         replace_dir(partial, directory)
     wait_for_everyone()

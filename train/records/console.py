@@ -5,9 +5,12 @@
   is one live line that updates in place (rich): step/total, epoch, elapsed and remaining time, the mean reward and
   each reward's mean, the KL, the completion length and completions per second. When stdout is not a terminal
   (CI, a log file) the same figures are one plain line every `every` steps.
-- After each evaluation: `headline_table` (its figures beside zero-shot) and `sample_lines` (two of its greedy
-  completions); at the end `run_summary_table`; `eval_table` (every metric) for experiments/evaluate.py. Every
-  console table of a run is here; the figures are train/evaluation/metrics.py's.
+- After each evaluation: `headline_table` (its figures beside zero-shot), `sample_lines` (two of its greedy
+  completions) and `finding_lines` (at most three new findings of the diagnosis); at the end `run_summary_table`
+  and `verdict_lines`; `eval_table` (every metric) for experiments/evaluate.py. The diagnosis' lines (and
+  `print_diagnosis` for experiments/diagnose.py) are train/records/diagnosis_console.py's, re-exported here: it
+  imports rich only, so that command starts in a second. Every console table of a run is here; the figures are
+  train/evaluation/metrics.py's.
 - `quiet_third_party` filters, once, what libraries print that tells the user of a run nothing: progress bars of
   weight loading and saving and of data set maps, transformers' notes on file mtimes and on a tied lm_head missing
   from a checkpoint, torch's pin_memory warning on a CPU, and wandb's "URL not available in offline run" (TRL's
@@ -38,6 +41,12 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from rewards.jsonl import JsonlError
 from train.evaluation.metrics import COUNT_KEYS, OUTCOMES
 from train.evaluation.samples import read_samples
+from train.records.diagnosis_console import (  # noqa: F401 - re-exported: the run's console helpers in one place
+    finding_lines,
+    finding_width,
+    print_diagnosis,
+    verdict_lines,
+)
 from train.records.format import summary_eval
 
 # Plain lines per run when stdout is not a terminal (one every total_steps / LINES_PER_RUN steps).

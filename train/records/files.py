@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from train.errors import writing
+
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Replace `path` with `data` (text is written as UTF-8), creating its directory if needed."""
@@ -22,7 +24,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as file:
+        # A full disk is named with this path (a write to an open file names none) and the size being written.
+        with writing(path, f"{len(raw) / 2**10:.0f} KB"), os.fdopen(handle, "wb") as file:
             file.write(raw)
             file.flush()
             os.fsync(file.fileno())

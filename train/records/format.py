@@ -7,7 +7,7 @@ A record is one JSON object with a `type` and the optimizer `step` it belongs to
   `timing/reward/<f>` (seconds spent in each reward that step);
 - `epoch`: `epoch/accumulated_reward`, `epoch/mean_reward`, `epoch/num_samples`, `epoch/rewards/<f>/mean`;
 - `eval`: `label` (zero_shot, epoch_N, step_N, final) and `eval/<metric>` for each metric of train.evaluation.evaluate;
-- `train`: the trainer's closing `train_runtime` and `train_loss`, once per training session.
+- `train`: the trainer's closing `train_runtime` and `train_loss`, once per run (of the session that ended training).
 
 TRL's `completions/clipped_ratio` (trl 1.14.2 grpo_trainer.py, `is_truncated = ids[-1] not in eos_and_pad`) counts
 a completion as clipped whenever its last token is not end-of-sequence or padding. A completion that stops after a

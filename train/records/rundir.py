@@ -2,11 +2,14 @@
 
 runs/<name>[-<overrides>]-<timestamp>/     (e.g. quickstart-loss_type=dr_grpo-20261127-101500)
     config.yaml       the resolved config (after --set), what --resume runs again
-    invocation.json   the config file and the --set overrides the run was started with
+    invocation.json   the config file and the --set overrides the run was started with, and the settings config.yaml
+                      started with (a resume refuses an edited config.yaml: train/records/resume.py)
     metrics.jsonl     every step, epoch and eval record (train/records/format.py, written by train/records/tracking.py)
     summary.json      evals (each evaluation once), zero_shot, final, epochs, wall_seconds (train/records/format.py)
     samples/          one JSONL per evaluation (zero_shot.jsonl, epoch_1.jsonl, ..., final.jsonl)
     checkpoints/      the trainer's checkpoints (every epoch end, and every train.save_steps)
+                      (unfinished-checkpoint-N: a save a kill cut short; unrecorded-checkpoint-N: one whose steps
+                      metrics.jsonl lacks; both set aside by a resume, never resumed from)
     adapter/          the final LoRA adapter (or weights) and tokenizer
     .lock             held (an OS file lock, released when the process ends) while a run uses the dir
 
@@ -32,10 +35,16 @@ from typing import IO
 from train.config import ExperimentConfig, load_config
 from train.errors import UserError, check_writable, note_output_dir
 from train.records.files import write_atomic
-from train.records.tracking import MetricsLog
+from train.records.resume import check_checkpoint, check_settings_unchanged, plan_records, started_settings
+from train.records.tracking import RESUME_FIX, read_records
 from train.records.voice import say
 
+# The run dir's files (the layout above); reports, sweeps and the export name them from here.
 CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+SAMPLES_DIR = "samples"
+ADAPTER_DIR = "adapter"
 INVOCATION_FILE = "invocation.json"
 LOCK_FILE = ".lock"
 # Longest run dir name (a sweep's run names too); the overrides part is cut (and told apart by a hash) to fit.
@@ -58,42 +67,6 @@ def _parses(path: Path) -> bool:
         return False
 
 
-def check_checkpoint(checkpoint: Checkpoint, previous: Checkpoint | None) -> None:
-    """Refuse a finished checkpoint whose files cannot be read (damaged or cut short since it was saved), naming the
-    file and the way back to the previous checkpoint, instead of failing deep inside the trainer with a traceback.
-    (A save a kill cut short never gets here: `RunDir._set_aside_unfinished_saves`.)"""
-    import torch
-    from safetensors import safe_open
-
-    def readable(path: Path) -> bool:
-        try:
-            if path.name.endswith(".json"):
-                return _parses(path)
-            if path.suffix == ".safetensors":
-                with safe_open(str(path), framework="pt") as weights:
-                    for name in weights.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
-                        weights.get_tensor(name)
-            elif path.suffix in (".pt", ".pth"):
-                torch.load(path, map_location="cpu", weights_only=False)
-            return True
-        except Exception:  # noqa: BLE001 - any failure to read is a corrupt file here
-            return False
-
-    files = [p for p in sorted(checkpoint.path.iterdir()) if p.suffix in (".json", ".safetensors", ".pt", ".pth")]
-    broken = next((p for p in files if not readable(p)), None)
-    if broken is None:
-        return
-    way_back = (
-        f"Delete it (rm -r {checkpoint.path}) and --resume again to continue from {previous.path.name}"
-        if previous
-        else f"Delete it (rm -r {checkpoint.path}) and --resume again to restart training from the beginning"
-    )
-    raise UserError(
-        f"the checkpoint {checkpoint.path.name} cannot be resumed from: {broken} is corrupt or truncated (the run was "
-        f"probably killed, or the disk filled, while saving it). {way_back}; the records after that point are redone."
-    )
-
-
 class RunDir:
     def __init__(self, path: Path, cfg: ExperimentConfig, resuming: bool = False, overrides: list[str] = ()):
         self.path = Path(path)
@@ -101,6 +74,8 @@ class RunDir:
         self.resuming = resuming
         self.overrides = list(overrides)
         self._lock: IO[str] | None = None
+        self._identity: tuple[int, ...] | None = None  # (device, inode) of the dir and of its .lock, once taken
+        self._holder = 0  # the process that took the lock
 
     @classmethod
     def choose(
@@ -144,31 +119,50 @@ class RunDir:
     def open(self, config_file: str | Path = "") -> Checkpoint | None:
         """Take the dir for this process (locked) and return the checkpoint to resume from, if any.
 
-        A new run creates the dir and writes config.yaml and invocation.json (`config_file` and the overrides). A
-        resume cuts metrics.jsonl back to the checkpoint it resumes from (records after it are redone) and drops the
-        final evaluation; a torn last line is dropped with a note on stderr, any other bad line refuses the resume
-        (train.records.tracking.read_records).
+        A new run creates the dir and writes config.yaml and invocation.json (`config_file`, the overrides and the
+        settings config.yaml starts with). A resume checks that config.yaml still holds those settings, that
+        metrics.jsonl records every step up to the checkpoint once and that the checkpoint can continue the run
+        exactly (train/records/resume.py), then cuts metrics.jsonl back to the checkpoint (records after it are
+        redone) and drops the final evaluation. Each repair (a torn last line, a repeated line, a checkpoint the
+        records do not reach) is named on stderr; what cannot be repaired exactly refuses the resume.
         """
         note_output_dir(self.path)
         if not self.resuming:
             self._create()
             self._take_lock()
-            write_atomic(self.path / CONFIG_FILE, self.cfg.to_yaml())  # its presence marks a run a resume finds
-            invocation = {"config": str(config_file), "overrides": self.overrides}
+            config_yaml = self.cfg.to_yaml()
+            write_atomic(self.path / CONFIG_FILE, config_yaml)  # its presence marks a run a resume finds
+            invocation = {
+                "config": str(config_file),
+                "overrides": self.overrides,
+                "settings": started_settings(config_yaml),
+            }
             write_atomic(self.path / INVOCATION_FILE, json.dumps(invocation, indent=2) + "\n")
             return None
         self._take_lock()
+        check_settings_unchanged(self.path, self.invocation().get("settings"))
         self._set_aside_unfinished_saves()
-        checkpoint = self.last_checkpoint()
-        if checkpoint is not None:
-            check_checkpoint(checkpoint, previous=self.last_checkpoint(before=checkpoint.step))
-        log = MetricsLog(self.metrics_path)
-        log.truncate_after(checkpoint.step if checkpoint else 0, drop_labels=("final",))
-        if log.torn_line is not None:
+        read = read_records(self.metrics_path, fix=RESUME_FIX)
+        finished = [checkpoint for checkpoint, done in self._checkpoints() if done]
+        plan = plan_records(read, self.metrics_path, [c.step for c in finished], self.cfg.logging.logging_steps)
+        checkpoint = next((c for c in finished if c.step == plan.step), None)
+        if checkpoint is not None:  # refused before anything is changed
+            previous = self.last_checkpoint(before=checkpoint.step)
+            check_checkpoint(checkpoint.path, previous.path if previous else None)
+        if read.torn_line is not None:
             say(
-                f"repaired {self.metrics_path}: its last line (line {log.torn_line}) was cut off mid-write when the "
+                f"repaired {self.metrics_path}: its last line (line {read.torn_line}) was cut off mid-write when the "
                 "run was stopped; it is dropped, and the step it belonged to is redone."
             )
+        for repair in plan.repairs:
+            say(repair)
+        for newer in (c for c in finished if c.step > plan.step):  # never resumed from: its steps are not recorded
+            aside = _set_aside(newer.path, "unrecorded")
+            say(f"set aside {newer.path.name} as {aside.name}: its steps have no records.")
+        step = checkpoint.step if checkpoint else 0
+        kept = [row for row in plan.rows if row["step"] <= step and row.get("label") != "final"]
+        if kept != read.rows or read.torn_line is not None:
+            write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
         return checkpoint
 
     def _create(self) -> None:
@@ -198,6 +192,44 @@ class RunDir:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock = handle  # kept open: the lock lives as long as this process
+        held, lock = os.stat(self.path), os.fstat(handle.fileno())
+        self._identity = (held.st_dev, held.st_ino, lock.st_dev, lock.st_ino)
+        self._holder = os.getpid()
+
+    def check_held(self) -> None:
+        """Stop the run when its dir was deleted or replaced (a new dir at the same path) while it ran: the lock
+        lives in the deleted dir, so another run may be writing the new one, and this run's records must not go
+        into that run's files. A forked copy of the run's process (a reward that forks) stops too, instead of writing
+        every record twice. Called before every record (MetricsLog's guard) and evaluation."""
+        if self._identity is None:
+            return
+        if os.getpid() != self._holder:
+            raise UserError(
+                f"process {os.getpid()} is a copy of the run's process {self._holder} made by fork (a reward or a "
+                "library that forks and returns in both): it stops here rather than write every record of the run "
+                f"into {self.path} a second time. The run itself goes on in process {self._holder}; a reward that "
+                "needs a subprocess should start it with subprocess or multiprocessing's spawn."
+            )
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            there = "it is gone"
+        else:
+            if (now.st_dev, now.st_ino) != self._identity[:2]:
+                there = "another directory is at that path now"
+            else:
+                try:
+                    lock = os.stat(self.path / LOCK_FILE)
+                    if (lock.st_dev, lock.st_ino) == self._identity[2:]:
+                        return
+                except OSError:
+                    pass
+                there = f"its {LOCK_FILE} was deleted or replaced, so another run can take the dir"
+        raise UserError(
+            f"the run dir {self.path} was deleted or replaced while this run (process {os.getpid()}) was writing to "
+            f"it: {there}. The run stops here rather than write its records into another run's files. What it "
+            "logged went with the deleted dir; start the run again in a dir of its own (--output-dir)."
+        )
 
     def close(self) -> None:
         """Release the run dir (the process ending does the same)."""
@@ -207,7 +239,7 @@ class RunDir:
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / METRICS_FILE
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -242,12 +274,7 @@ class RunDir:
         for checkpoint, done in checkpoints:
             if done or (last is not None and checkpoint.step < last.step):
                 continue  # an older dir without a readable state is never resumed from, so it is left as it is
-            aside = checkpoint.path.with_name(f"unfinished-{checkpoint.path.name}")
-            suffix = 1
-            while aside.exists():
-                suffix += 1
-                aside = checkpoint.path.with_name(f"unfinished-{checkpoint.path.name}.{suffix}")
-            checkpoint.path.rename(aside)
+            aside = _set_aside(checkpoint.path, "unfinished")
             back_to = f"from {last.path.name}" if last else "from the start of training"
             say(
                 f"set aside {checkpoint.path.name}: the run was stopped while saving it (its trainer_state.json is "
@@ -289,10 +316,22 @@ class RunDir:
         return path.read_text().strip()
 
 
+def _set_aside(checkpoint: Path, why: str) -> Path:
+    """Rename checkpoint-N to <why>-checkpoint-N (or .2, .3, ... when taken): kept, but out of the trainer's way
+    (neither its checkpoint rotation nor `RunDir` reads it)."""
+    aside = checkpoint.with_name(f"{why}-{checkpoint.name}")
+    suffix = 1
+    while aside.exists():
+        suffix += 1
+        aside = checkpoint.with_name(f"{why}-{checkpoint.name}.{suffix}")
+    checkpoint.rename(aside)
+    return aside
+
+
 def run_finished(run_dir: Path) -> bool:
     """The run wrote its summary with a final evaluation: there is nothing left to resume (a sweep skips it)."""
     try:
-        return bool(json.loads((Path(run_dir) / "summary.json").read_text()).get("final"))
+        return bool(json.loads((Path(run_dir) / SUMMARY_FILE).read_text()).get("final"))
     except (OSError, ValueError, AttributeError):
         return False
 

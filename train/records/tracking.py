@@ -12,7 +12,8 @@ import json
 import math
 import netrc
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,12 +26,15 @@ from train.records.voice import warn
 class MetricsLog:
     """Append-only JSONL of the run's records, each also sent to the mirror."""
 
-    def __init__(self, path: Path, mirror: Mirror | None = None):
+    def __init__(self, path: Path, mirror: Mirror | None = None, guard: Callable[[], None] | None = None):
         self.path = Path(path)
         self.mirror: Mirror = mirror or NullMirror()
+        # Raises when the file is no longer this run's to write (RunDir.check_held: its dir deleted or replaced).
+        self.guard = guard or (lambda: None)
         self.torn_line: int | None = None  # set by truncate_after: the torn last line it dropped
 
     def write(self, record: dict[str, Any]) -> None:
+        self.guard()
         with self.path.open("a") as handle:
             handle.write(json.dumps(_finite(record)) + "\n")
             handle.flush()  # enough for a killed process: the line is in the OS's hands
@@ -70,6 +74,7 @@ class CorruptRecords(UserError):
 class RecordsRead:
     rows: list[dict[str, Any]]
     torn_line: int | None = None  # the number of a last line cut off mid-write (skipped), if there was one
+    line_numbers: list[int] = field(default_factory=list)  # the line of the file each row was read from
 
 
 def read_records(path: Path, *, fix: str) -> RecordsRead:
@@ -93,7 +98,7 @@ def read_records(path: Path, *, fix: str) -> RecordsRead:
         line = error.bad[0]
         said = f"is {line.problem}" if line.problem.startswith("not ") else f"is bad ({line.problem})"
         raise CorruptRecords(f"{path} line {line.number} {said}: {line.text!r}. {fix}.") from None
-    return RecordsRead(read.rows, read.torn_line)
+    return RecordsRead(read.rows, read.torn_line, read.line_numbers)
 
 
 def _record_problem(row: dict[str, Any]) -> str | None:
@@ -109,7 +114,9 @@ def _finite(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    write_atomic(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    from train.records.rundir import SUMMARY_FILE  # rundir imports this module
+
+    write_atomic(Path(run_dir) / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------

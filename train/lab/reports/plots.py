@@ -294,6 +294,25 @@ def overlay_plot(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# A finding of the diagnosis (train/diagnosis): its own small plot in "What happened in this run"
+
+
+def finding_plot(plot: Any) -> bytes:
+    """A train.diagnosis.Plot: its series over steps (markers when there are few points), its threshold dashed."""
+    fig = Figure(figsize=(5.0, 2.4), layout="constrained")
+    ax = fig.subplots()
+    for i, series in enumerate(plot.series):
+        ax.plot(
+            series.steps, series.values, "o-" if len(series.values) <= 20 else "-", color=f"C{i}", label=series.label
+        )
+    if plot.threshold is not None and math.isfinite(plot.threshold):
+        ax.axhline(plot.threshold, color="grey", linestyle="--", label=f"threshold {plot.threshold:.3g}")
+    ax.set_title(plot.title, fontsize=9)
+    _finish(ax, plot.x_label, plot.y_label)
+    return to_png(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 
 
 def to_png(fig: Figure) -> bytes:

@@ -2,7 +2,9 @@
 
     write_run_report("runs/quickstart-20260101-120000")   # -> Path of report.html, or None (never raises)
 
-The report shows the zero-shot baseline against the final evaluation (or, for a run still going, the latest one),
+The report opens with "What happened in this run": the diagnosis' verdict and each finding with its evidence, what
+it means, what to try and a small plot where one helps (train/diagnosis, train/lab/reports/run_diagnosis.py). It then
+shows the zero-shot baseline against the final evaluation (or, for a run still going, the latest one),
 every evaluation, every epoch's accumulated and mean reward, the training curves (reward per step, each reward,
 pass@k, KL, completion length and clipped ratio, time per reward) and, in the HTML only, a few test prompts with
 their zero-shot and final greedy completions side by side, each reward's score and the outcome.
@@ -31,6 +33,7 @@ from train.lab.reports.document import (
     render_html,
     render_markdown,
 )
+from train.lab.reports.run_diagnosis import diagnose_run, diagnosis_section
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import format_config_value, format_number
 from train.records.files import write_atomic
@@ -61,20 +64,32 @@ def build_run_report(run_dir: str | Path, samples: int = SAMPLES_SHOWN) -> Path:
     """write_run_report, raising: a UserError for a directory that is not a run dir, any other error as is."""
     run = load_run(run_dir)
     images = plots.run_plots(run)
-    for name, png in images.items():
+    diagnosis, diagnosis_images = _diagnosis(run)
+    for name, png in {**diagnosis_images, **images}.items():
         write_atomic(run.path / PLOTS_DIR / f"{name}.png", png)
-    blocks = run_blocks(run, images, samples)
+    blocks = run_blocks(run, images, samples, diagnosis)
     write_atomic(run.path / REPORT_MD, render_markdown(blocks))
     html_path = run.path / REPORT_HTML
     write_atomic(html_path, render_html(blocks, title=f"{run.name}: run report"))
     return html_path
 
 
-def run_blocks(run: RunData, images: dict[str, bytes], samples: int) -> list[Block]:
+def _diagnosis(run: RunData) -> tuple[list[Block], dict[str, bytes]]:
+    """The opening section; a diagnosis that fails is one paragraph, and the rest of the report is still written."""
+    try:
+        return diagnosis_section(diagnose_run(run))
+    except Exception as error:  # noqa: BLE001 - the figures below do not depend on it
+        return [Paragraph(f"The diagnosis could not run ({type(error).__name__}: {error}).")], {}
+
+
+def run_blocks(
+    run: RunData, images: dict[str, bytes], samples: int, diagnosis: list[Block] | None = None
+) -> list[Block]:
     blocks: list[Block] = [Heading(f"Run report: {run.name}", 1), Paragraph(status_line(run))]
     setup = setup_line(run)
     if setup:
         blocks.append(Paragraph(setup))
+    blocks += diagnosis or []
     blocks += result_blocks(run)
     blocks += eval_blocks(run)
     blocks += epoch_blocks(run)

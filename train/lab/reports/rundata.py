@@ -22,12 +22,8 @@ import yaml
 from train.errors import UserError
 from train.evaluation.samples import read_samples, samples_path
 from train.records.format import EPOCH, EVAL, STEP, eval_metrics, summary_eval
+from train.records.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, SUMMARY_FILE
 from train.records.tracking import REPORT_FIX, read_records
-
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
-SAMPLES_DIR = "samples"
 
 
 @dataclass

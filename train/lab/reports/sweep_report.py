@@ -32,6 +32,7 @@ from train.lab.reports.run_report import REPORT_HTML, REPORT_MD, write_run_repor
 from train.lab.reports.rundata import RunData, load_run
 from train.lab.reports.tables import ComparisonTable, Row, comparison_table
 from train.records.files import write_atomic
+from train.records.rundir import CONFIG_FILE, METRICS_FILE
 from train.records.voice import warn
 
 STATE_FILE = "sweep_state.json"
@@ -85,13 +86,14 @@ def build_sweep_report(sweep_dir: str | Path, run_reports: bool = False) -> list
     if run_reports:
         for entry in state["runs"]:
             run_dir = sweep_dir / entry["name"]
-            if run_dir.is_dir() and ((run_dir / "metrics.jsonl").is_file() or (run_dir / "config.yaml").is_file()):
+            if run_dir.is_dir() and ((run_dir / METRICS_FILE).is_file() or (run_dir / CONFIG_FILE).is_file()):
                 path = write_run_report(run_dir)
                 if path is not None:
                     written.append(path)
     groups = sweep_groups(sweep_dir, state)
     table = sweep_table(state, groups)
-    write_atomic(sweep_dir / TABLE_MD, table.markdown())
+    note = table.noise_note()
+    write_atomic(sweep_dir / TABLE_MD, table.markdown() + (f"\n{note}\n" if note else ""))
     write_atomic(sweep_dir / TABLE_CSV, table.csv())
     images = sweep_plots(groups, table)
     for name, png in images.items():
@@ -198,6 +200,8 @@ def sweep_blocks(
     if state.get("description"):
         blocks.append(Paragraph(str(state["description"])))
     blocks += [Paragraph(" ".join(lines)), Heading("Results"), table.block()]
+    if table.noise_note():
+        blocks.append(Paragraph(table.noise_note()))
     blocks.append(Paragraph(f"The same table as CSV: {TABLE_CSV}; as Markdown: {TABLE_MD}."))
     if images:
         blocks.append(Heading("Curves"))

@@ -16,7 +16,9 @@ and on demand: `pass@1_by_eval` (greedy pass@1 at every evaluation: zero-shot, s
 
 Rows that group several runs (a sweep's repeats, one per seed) show the mean and the sample standard deviation,
 "0.320 ± 0.040", and the CSV has a `<column> std` beside each value. The best row (highest `best_by`, or lowest
-when it starts with "-") is marked. A run that has not finished shows no final figures and its status.
+when it starts with "-") is marked, and `noise_note` names the rows whose final pass@1 is within sampling noise of
+it (the binomial standard error on the prompts evaluated, train/diagnosis/noise.py). A run that has not finished
+shows no final figures and its status.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from train.diagnosis.noise import compare_rates
 from train.lab.reports.document import Table
 from train.lab.reports.plots import pass_k_keys, pass_k_label
 from train.lab.reports.rundata import RunData, flatten_config
@@ -140,6 +143,43 @@ class ComparisonTable:
         from train.lab.reports.document import markdown_table
 
         return markdown_table(self.block()) + "\n"
+
+    def noise_note(self) -> str:
+        """Which rows' final greedy pass@1 is within sampling noise of the best row's (train/diagnosis/noise.py:
+        the binomial standard error of a difference of two pass rates, 95%, on the prompts each row evaluated: a
+        row of repeats counts every run's prompts), and how many prompts would resolve each; "" when none is.
+        A sweep's or a compare's ranking between such rows is not a finding."""
+        if self.best is None:
+            return ""
+        best = self.rows[self.best]
+        best_rate, best_prompts = self._final_pass1(best)
+        if best_rate is None:
+            return ""
+        close = []
+        for index, row in enumerate(self.rows):
+            rate, prompts = self._final_pass1(row)
+            if index == self.best or rate is None:
+                continue
+            difference = compare_rates(best_rate, best_prompts, rate, prompts)
+            if difference.beyond_noise:
+                continue
+            name = next(iter(row.keys.values()), str(index))
+            needed = difference.prompts_to_resolve
+            resolve = f"; about {needed:,} prompts each would resolve it" if needed else ", the same"
+            close.append(f"{name} ({rate:.3f} on {prompts:,} prompts{resolve})")
+        if not close:
+            return ""
+        best_name = next(iter(best.keys.values()), "the best row")
+        return (
+            f"Within sampling noise of {best_name}'s final pass@1 {best_rate:.3f} ({best_prompts:,} prompts; 95%, "
+            f"binomial standard error): {'; '.join(close)}."
+        )
+
+    @staticmethod
+    def _final_pass1(row: Row) -> tuple[float | None, int]:
+        stat = Stat.of([part_value(run, "final:pass@1") for run in row.runs])
+        prompts = sum(int(part_value(run, "final:num_prompts") or 0) for run in row.runs)
+        return (stat.mean if stat is not None else None), max(prompts, 1)
 
     def csv(self) -> str:
         """One column per figure (composite columns split), full precision, `<header> std` beside each when a row
