@@ -122,10 +122,16 @@ def test_summary_has_zero_shot_epochs_final_and_wall_time(run):
     assert summary["wall_seconds"] > 0
 
 
-def test_training_changed_the_weights(run, builtin_cache):
+def test_training_changed_the_weights(run, builtin_cache, monkeypatch):
     from safetensors.torch import load_file
 
-    (built,) = [p for p in (builtin_cache / "builtin").iterdir() if (p / "model.safetensors").exists()]
+    from train.config import load_config
+    from train.models.builtin import builtin_model_dir
+    from train.tasks import get_task
+
+    monkeypatch.setenv("GRPO_LAB_CACHE", str(builtin_cache))
+    cfg = load_config(run / "config.yaml")
+    built = builtin_model_dir(cfg, get_task(cfg.data))  # this run's model among the session's other built ones
     before = load_file(built / "model.safetensors")
     after = load_file(run / "adapter" / "model.safetensors")
     changed = [name for name in before if not torch.equal(before[name], after[name])]
