@@ -6,7 +6,9 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -380,6 +382,84 @@ def test_a_user_reward_that_floods_the_console_is_captured_shown_once_and_counte
     assert "printed 1000012 characters in one call; the first 2048 follow" in err
     assert "x" * 2048 in err and "x" * 2049 not in err and err.count("characters in one call") == 1
     assert reward.printed_chars == 2 * 1_000_012
+
+
+PROCESS_REWARDS = """
+import os, sys, threading
+
+def fd_writer(completions, **kwargs):
+    os.write(1, b"z" * 3000)
+    os.write(2, b"w" * 10)
+    thread = threading.Thread(target=lambda: os.write(1, b"t" * 5))
+    thread.start()
+    thread.join()
+    return [0.5 for _ in completions]
+
+def mover(completions, **kwargs):
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    return [1.0 for _ in completions]
+
+def closer(completions, **kwargs):
+    os.close(1)
+    return [1.0 for _ in completions]
+
+def replacer(completions, **kwargs):
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return [1.0 for _ in completions]
+"""
+
+
+def process_reward(tmp_path, function: str):
+    from rewards import get_reward
+
+    (tmp_path / "process.py").write_text(PROCESS_REWARDS)
+    reward = get_reward(function, path=f"{tmp_path / 'process.py'}:{function}")
+    reward.first_call_strict = True
+    return reward
+
+
+def test_a_user_reward_writing_to_file_descriptors_or_from_threads_is_captured_and_counted(tmp_path, capfd):
+    """os.write(1, ...) and a thread's writes went around the sys.stdout capture, straight to the console."""
+    reward = process_reward(tmp_path, "fd_writer")
+    assert reward(completions=["a"]) == [0.5]
+    assert reward(completions=["a"]) == [0.5]
+    out, err = capfd.readouterr()
+    assert out == "" and "z" * 2049 not in err
+    assert "fd_writer' (" in err and "printed 3015 characters in one call; the first 2048 follow" in err
+    assert reward.printed_chars == 2 * 3015
+    print("after")  # fds 1 and 2 are back where they were
+    assert capfd.readouterr().out == "after\n"
+
+
+@pytest.mark.parametrize(
+    ("function", "fragment"),
+    [
+        ("mover", "changed the current directory from"),
+        ("closer", "closed file descriptor 1 (stdout)"),
+        ("replacer", "replaced file descriptor 2 (stderr) with another file"),
+    ],
+)
+def test_a_user_reward_that_moves_the_directory_or_closes_stdout_is_undone_and_counted_as_its_failure(
+    tmp_path, monkeypatch, capfd, function, fragment
+):
+    """A reward's os.chdir moved the run dir's relative paths, and os.close(1) silenced or ended the run."""
+    from rewards.core import UserRewardRaised
+
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    reward = process_reward(tmp_path, function)
+    with pytest.raises(UserRewardRaised, match=rf"reward '{function}' .*{re.escape(fragment)}.*it was put back"):
+        reward(completions=["a"])  # the first call of a training run: the error, exit 2
+    assert os.getcwd() == str(tmp_path / "work")
+    reward.calls, reward.first_call_strict = 1, True
+    assert reward(completions=["a"]) == [None]  # later: the batch is the reward's failure, counted
+    assert reward.error_count == 1 and os.getcwd() == str(tmp_path / "work")
+    print("still here")
+    print("and here", file=sys.stderr)
+    out, err = capfd.readouterr()
+    assert out == "still here\n" and "and here" in err and fragment in err
 
 
 @pytest.mark.parametrize(
