@@ -527,6 +527,7 @@ def garble_line(path: Path, number: int, garbage: str = "}{ not json") -> None:
         ("not a record", ["metrics.jsonl line 2 is not a record of this run", '"type"']),
         ("summary", ["summary.json is not valid JSON (line 1, column 1", "Delete it"]),
         ("summary list", ["summary.json holds a JSON list"]),
+        ("config list", ["config.yaml holds a YAML list, not the run's config", "Restore the run's config.yaml"]),
     ],
 )
 def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_path, capsys, script, damage, expected):
@@ -536,6 +537,8 @@ def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_pat
         garble_line(run / "metrics.jsonl", 2)
     elif damage == "not a record":
         garble_line(run / "metrics.jsonl", 2, '{"loss": 0.5}')
+    elif damage == "config list":  # it used to give a table of "-"
+        (run / "config.yaml").write_text("[]\n")
     elif damage == "summary":
         (run / "summary.json").write_text("<html>oops</html>\n")
     else:
@@ -543,6 +546,21 @@ def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_pat
     before = sorted(p.name for p in run.iterdir())
     fails_cleanly(capsys, entry_point(script), [str(run)], *expected)
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written beside it
+
+
+def test_compare_refuses_an_unknown_best_by_naming_the_known_columns(tmp_path, capsys):
+    """It used to be ignored: no row marked best, exit 0."""
+    first, second = report_run(tmp_path), tmp_path / "other"
+    shutil.copytree(REPORT_RUN, second)
+    argv = [str(first), str(second), "--best-by=-final_pas@1"]
+    fails_cleanly(
+        capsys,
+        entry_point("compare"),
+        argv,
+        "--best-by 'final_pas@1' is not a table column id",
+        "did you mean final_pass@1?",
+        "wall_seconds",
+    )
 
 
 def resumable_run(tmp_path, metrics_tail: str) -> Path:

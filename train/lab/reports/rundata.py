@@ -212,4 +212,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}. Restore the run's "
             "config.yaml (the config it ran with) or delete it: the report then shows no config keys."
         ) from None
-    return value if isinstance(value, dict) else {}
+    if value is None:  # an empty file: no config keys
+        return {}
+    if not isinstance(value, dict):  # it used to be read as {}, a table of "-" with no word
+        raise UserError(
+            f"{path} holds a YAML {type(value).__name__}, not the run's config (a mapping of sections such as "
+            "model:, data:, train:). Restore the run's config.yaml (the config it ran with) or delete it: the "
+            "report then shows no config keys."
+        )
+    return value
