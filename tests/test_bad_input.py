@@ -940,6 +940,25 @@ def test_a_report_of_a_run_whose_samples_file_is_binary_names_it(tmp_path, capsy
     fails_cleanly(capsys, entry_point("report"), [str(run)], "zero_shot.jsonl has 4 bad line(s)", "not UTF-8")
 
 
+def test_a_report_flags_step_records_out_of_order_in_one_line_and_a_warning(tmp_path, capsys):
+    """Two runs interleaved in one metrics.jsonl were drawn as loops without a word."""
+    run = report_run(tmp_path)
+    clean = entry_point("report")([str(run)])
+    assert "out of order" not in capsys.readouterr().err and "out of order" not in (run / "report.md").read_text()
+    with (run / "metrics.jsonl").open("a") as metrics:  # another run's first two steps, appended after ours
+        for step in (1, 2):
+            metrics.write(json.dumps({"type": "step", "step": step, "epoch": step / 3, "loss": 0.5}) + "\n")
+    assert entry_point("report")([str(run)]) == clean
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and err.count("out of order") == 1
+    assert "metrics.jsonl has step records out of order: line 14 records step 1 after step 6 (line 9)" in err
+    assert "such records in all" not in err  # step 2 after step 1 is in order again
+    for report in ("report.md", "report.html"):
+        text = " ".join((run / report).read_text().split())
+        assert text.count("step records out of order") == 1, report
+        assert "line 14 records step 1 after step 6 (line 9)" in text, report
+
+
 def test_a_comparison_table_into_a_directory_is_refused_before_it_writes(tmp_path, capsys):
     run = report_run(tmp_path)
     (tmp_path / "tables").mkdir()
