@@ -772,6 +772,10 @@ GOOD = '{"question": "1 + 1", "answer": "2", "level": 1}'
         ('{"question": "2 + 2", "answer": "4", "level": "hard"}', ["line 2: 'level' is text, but a number at line 1"]),
         ('{"question": "2 + 2 \\ud800", "answer": "4", "level": 1}', ["rows.jsonl line 2 holds a lone surrogate"]),
         ('{"question": "' + "x" * 1_000_001 + '", "answer": "4", "level": 1}', ["line 2 is longer than 1,000,000"]),
+        (  # JSON keeps the last "answer" without a word: the gold was "5", the row's author meant one of the two
+            '{"question": "2 + 2", "answer": "4", "level": 1, "answer": "5"}',
+            ["rows.jsonl has 1 bad line(s): line 2: key 'answer' appears twice in one object"],
+        ),
     ],
 )
 def test_a_data_file_row_after_the_first_is_checked_and_named_by_its_line(tmp_path, capsys, bad_line, expected):
