@@ -10,7 +10,9 @@ sys.stdout and sys.stderr go to `sink` as before. After the call the descriptors
 from what was saved before it; the captured bytes are decoded into `sink` in chunks (it keeps a head and counts
 every character). A directory that changed, or a descriptor closed or replaced, raises UserRewardRaised naming
 what the reward did, after it was undone; what a training run then does is RewardFunction's (a failure of the
-reward, counted). An exception of the reward's own wins over these.
+reward, counted). An exception of the reward's own wins over these. Rewards are called one at a time (TRL calls
+them in turn), so one capture is in place at a time; what another thread of the run writes to fd 1 or 2 during a
+call is captured with the reward's output.
 """
 
 from __future__ import annotations
