@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
 
     from train.lab.reports import compare_runs, load_run
-    from train.lab.reports.tables import known_column
+    from train.lab.reports.tables import known_column, unknown_column_message
 
     for flag, destination in (("--csv", args.csv), ("--markdown", args.markdown)):
         if destination is not None and destination.is_dir():
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> str:
     unknown = [c for c in columns or [] if not known_column(c)]
     if unknown:
         raise UserError(f"unknown column(s) {', '.join(unknown)}; see experiments/compare.py --help for the ids.")
+    if args.best_by and (problem := unknown_column_message("--best-by", args.best_by.removeprefix("-"))):
+        raise UserError(problem)  # it used to be ignored: no row marked best, no word
     table = compare_runs([load_run(path) for path in args.runs], columns=columns, best_by=args.best_by)
     note = table.noise_note()  # the rows within sampling noise of the best one: their ranking is no finding
     text = table.markdown() + (f"\n{note}\n" if note else "")

@@ -67,18 +67,20 @@ def read_jsonl(
     check: Callable[[dict[str, Any]], str | None] | None = None,
     skip_bad: bool = False,
     torn_last_line: bool = False,
+    unique_keys: bool = False,
 ) -> JsonlRows:
     """The objects of a JSONL file (blank lines skipped). Raises JsonlError when the file is missing, or when any
     line is bad and skip_bad is False; with skip_bad, bad lines are left out and listed in `skipped`. `check` says
     what is wrong with a parsed object (None: nothing). With torn_last_line, a last line without its newline that
-    does not parse is left out and its number is `torn_line`."""
+    does not parse is left out and its number is `torn_line`. With unique_keys (data files, which people write), an
+    object that repeats a key is a bad line: JSON keeps the last value without a word, so one of the two is lost."""
     path = Path(path)
     if not path.is_file():
         raise JsonlError(f"{path} not found (resolved to {path.resolve()}). Check the path.")
     rows, line_numbers, bad, torn = [], [], [], None
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
-            row, problem = _parse_line(raw, required, check)
+            row, problem = _parse_line(raw, required, check, unique_keys)
             if problem is not None and torn_last_line and not raw.endswith(b"\n") and not _parses(raw):
                 torn = number
             elif problem is not None:
@@ -105,7 +107,10 @@ def describe_bad_lines(bad: list[str]) -> str:
 
 
 def _parse_line(
-    raw: bytes, required: Sequence[str], check: Callable[[dict[str, Any]], str | None] | None
+    raw: bytes,
+    required: Sequence[str],
+    check: Callable[[dict[str, Any]], str | None] | None,
+    unique_keys: bool = False,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(row, None) for a good line, (None, None) for a blank one, (None, why) for a bad one."""
     try:
@@ -115,8 +120,9 @@ def _parse_line(
     if not line.strip():
         return None, None
     try:
-        row = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except _NotFinite as error:
+        hook = _unique_object if unique_keys else None
+        row = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=hook)
+    except (_NotFinite, _DuplicateKey) as error:
         return None, str(error)
     except ValueError as error:  # JSONDecodeError, and ints past Python's digit limit
         return None, f"not JSON ({getattr(error, 'msg', error)})"
@@ -135,6 +141,19 @@ def _parses(raw: bytes) -> bool:
         return True
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return False
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in row:
+            raise _DuplicateKey(f"key {key!r} appears twice in one object (JSON would keep the last value silently)")
+        row[key] = value
+    return row
 
 
 def _refuse_constant(name: str) -> float:

@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from rewards import accuracy, countdown, formats, length, user
+from rewards import accuracy, countdown, formats, guard, length, user
 from rewards.core import (
     Completion,
     Reward,
@@ -180,14 +180,16 @@ class RewardFunction:
 
     @contextlib.contextmanager
     def _captured_output(self) -> Iterator[None]:
-        """A user reward's prints go to a buffer, not the console: the first OUTPUT_SHOWN_CHARS are shown once
-        (on stderr, after the call), and every character is counted in `printed_chars`."""
+        """A user reward's output (prints, and writes to file descriptors 1 and 2 from any thread) goes to a
+        buffer, not the console: the first OUTPUT_SHOWN_CHARS are shown once (on stderr, after the call), and every
+        character is counted in `printed_chars`. A call that moves the current directory or closes or replaces
+        stdout/stderr is undone and fails as the reward's (rewards/guard.py)."""
         if self.source == "built-in":
             yield
             return
         buffer = _HeadOfOutput(OUTPUT_SHOWN_CHARS)
         try:
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            with guard.process_guarded(f"reward '{self.__name__}' ({self.source})", buffer):
                 yield
         finally:
             self.printed_chars += buffer.chars

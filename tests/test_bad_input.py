@@ -6,7 +6,9 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -382,6 +384,84 @@ def test_a_user_reward_that_floods_the_console_is_captured_shown_once_and_counte
     assert reward.printed_chars == 2 * 1_000_012
 
 
+PROCESS_REWARDS = """
+import os, sys, threading
+
+def fd_writer(completions, **kwargs):
+    os.write(1, b"z" * 3000)
+    os.write(2, b"w" * 10)
+    thread = threading.Thread(target=lambda: os.write(1, b"t" * 5))
+    thread.start()
+    thread.join()
+    return [0.5 for _ in completions]
+
+def mover(completions, **kwargs):
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    return [1.0 for _ in completions]
+
+def closer(completions, **kwargs):
+    os.close(1)
+    return [1.0 for _ in completions]
+
+def replacer(completions, **kwargs):
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return [1.0 for _ in completions]
+"""
+
+
+def process_reward(tmp_path, function: str):
+    from rewards import get_reward
+
+    (tmp_path / "process.py").write_text(PROCESS_REWARDS)
+    reward = get_reward(function, path=f"{tmp_path / 'process.py'}:{function}")
+    reward.first_call_strict = True
+    return reward
+
+
+def test_a_user_reward_writing_to_file_descriptors_or_from_threads_is_captured_and_counted(tmp_path, capfd):
+    """os.write(1, ...) and a thread's writes went around the sys.stdout capture, straight to the console."""
+    reward = process_reward(tmp_path, "fd_writer")
+    assert reward(completions=["a"]) == [0.5]
+    assert reward(completions=["a"]) == [0.5]
+    out, err = capfd.readouterr()
+    assert out == "" and "z" * 2049 not in err
+    assert "fd_writer' (" in err and "printed 3015 characters in one call; the first 2048 follow" in err
+    assert reward.printed_chars == 2 * 3015
+    print("after")  # fds 1 and 2 are back where they were
+    assert capfd.readouterr().out == "after\n"
+
+
+@pytest.mark.parametrize(
+    ("function", "fragment"),
+    [
+        ("mover", "changed the current directory from"),
+        ("closer", "closed file descriptor 1 (stdout)"),
+        ("replacer", "replaced file descriptor 2 (stderr) with another file"),
+    ],
+)
+def test_a_user_reward_that_moves_the_directory_or_closes_stdout_is_undone_and_counted_as_its_failure(
+    tmp_path, monkeypatch, capfd, function, fragment
+):
+    """A reward's os.chdir moved the run dir's relative paths, and os.close(1) silenced or ended the run."""
+    from rewards.core import UserRewardRaised
+
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    reward = process_reward(tmp_path, function)
+    with pytest.raises(UserRewardRaised, match=rf"reward '{function}' .*{re.escape(fragment)}.*it was put back"):
+        reward(completions=["a"])  # the first call of a training run: the error, exit 2
+    assert os.getcwd() == str(tmp_path / "work")
+    reward.calls, reward.first_call_strict = 1, True
+    assert reward(completions=["a"]) == [None]  # later: the batch is the reward's failure, counted
+    assert reward.error_count == 1 and os.getcwd() == str(tmp_path / "work")
+    print("still here")
+    print("and here", file=sys.stderr)
+    out, err = capfd.readouterr()
+    assert out == "still here\n" and "and here" in err and fragment in err
+
+
 @pytest.mark.parametrize(
     ("function", "expected"),
     [
@@ -447,6 +527,7 @@ def garble_line(path: Path, number: int, garbage: str = "}{ not json") -> None:
         ("not a record", ["metrics.jsonl line 2 is not a record of this run", '"type"']),
         ("summary", ["summary.json is not valid JSON (line 1, column 1", "Delete it"]),
         ("summary list", ["summary.json holds a JSON list"]),
+        ("config list", ["config.yaml holds a YAML list, not the run's config", "Restore the run's config.yaml"]),
     ],
 )
 def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_path, capsys, script, damage, expected):
@@ -456,6 +537,8 @@ def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_pat
         garble_line(run / "metrics.jsonl", 2)
     elif damage == "not a record":
         garble_line(run / "metrics.jsonl", 2, '{"loss": 0.5}')
+    elif damage == "config list":  # it used to give a table of "-"
+        (run / "config.yaml").write_text("[]\n")
     elif damage == "summary":
         (run / "summary.json").write_text("<html>oops</html>\n")
     else:
@@ -463,6 +546,21 @@ def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_pat
     before = sorted(p.name for p in run.iterdir())
     fails_cleanly(capsys, entry_point(script), [str(run)], *expected)
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written beside it
+
+
+def test_compare_refuses_an_unknown_best_by_naming_the_known_columns(tmp_path, capsys):
+    """It used to be ignored: no row marked best, exit 0."""
+    first, second = report_run(tmp_path), tmp_path / "other"
+    shutil.copytree(REPORT_RUN, second)
+    argv = [str(first), str(second), "--best-by=-final_pas@1"]
+    fails_cleanly(
+        capsys,
+        entry_point("compare"),
+        argv,
+        "--best-by 'final_pas@1' is not a table column id",
+        "did you mean final_pass@1?",
+        "wall_seconds",
+    )
 
 
 def resumable_run(tmp_path, metrics_tail: str) -> Path:
@@ -674,6 +772,10 @@ GOOD = '{"question": "1 + 1", "answer": "2", "level": 1}'
         ('{"question": "2 + 2", "answer": "4", "level": "hard"}', ["line 2: 'level' is text, but a number at line 1"]),
         ('{"question": "2 + 2 \\ud800", "answer": "4", "level": 1}', ["rows.jsonl line 2 holds a lone surrogate"]),
         ('{"question": "' + "x" * 1_000_001 + '", "answer": "4", "level": 1}', ["line 2 is longer than 1,000,000"]),
+        (  # JSON keeps the last "answer" without a word: the gold was "5", the row's author meant one of the two
+            '{"question": "2 + 2", "answer": "4", "level": 1, "answer": "5"}',
+            ["rows.jsonl has 1 bad line(s): line 2: key 'answer' appears twice in one object"],
+        ),
     ],
 )
 def test_a_data_file_row_after_the_first_is_checked_and_named_by_its_line(tmp_path, capsys, bad_line, expected):
@@ -840,6 +942,25 @@ def test_a_report_of_a_run_whose_samples_file_is_binary_names_it(tmp_path, capsy
     run = report_run(tmp_path)
     (run / "samples" / "zero_shot.jsonl").write_bytes(bytes(range(256)) * 4)
     fails_cleanly(capsys, entry_point("report"), [str(run)], "zero_shot.jsonl has 4 bad line(s)", "not UTF-8")
+
+
+def test_a_report_flags_step_records_out_of_order_in_one_line_and_a_warning(tmp_path, capsys):
+    """Two runs interleaved in one metrics.jsonl were drawn as loops without a word."""
+    run = report_run(tmp_path)
+    clean = entry_point("report")([str(run)])
+    assert "out of order" not in capsys.readouterr().err and "out of order" not in (run / "report.md").read_text()
+    with (run / "metrics.jsonl").open("a") as metrics:  # another run's first two steps, appended after ours
+        for step in (1, 2):
+            metrics.write(json.dumps({"type": "step", "step": step, "epoch": step / 3, "loss": 0.5}) + "\n")
+    assert entry_point("report")([str(run)]) == clean
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and err.count("out of order") == 1
+    assert "metrics.jsonl has step records out of order: line 14 records step 1 after step 6 (line 9)" in err
+    assert "such records in all" not in err  # step 2 after step 1 is in order again
+    for report in ("report.md", "report.html"):
+        text = " ".join((run / report).read_text().split())
+        assert text.count("step records out of order") == 1, report
+        assert "line 14 records step 1 after step 6 (line 9)" in text, report
 
 
 def test_a_comparison_table_into_a_directory_is_refused_before_it_writes(tmp_path, capsys):

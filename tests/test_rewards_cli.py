@@ -589,6 +589,14 @@ def test_a_number_json_does_not_have_is_a_bad_line(tmp_path, capsys, value, show
     assert_error(code, err, "1 bad line(s)", f"line 2: {shown}", "write null")
 
 
+def test_a_row_that_repeats_a_key_is_a_bad_line(tmp_path, capsys):
+    """JSON kept the last "answer" without a word."""
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"completion": "x", "answer": "1"}\n{"completion": "x", "answer": "1", "answer": "2"}\n')
+    code, _, err = run([path, "--rewards", "mark_reward"], capsys)
+    assert_error(code, err, "1 bad line(s)", "line 2: key 'answer' appears twice in one object", "--skip-bad")
+
+
 def test_the_script_exits_2_without_traceback_on_nan_in_the_input(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [{"completion": "<answer>(8 - 5) * 8</answer>", "target": float("nan")}])
     result = run_process(path, "--rewards", "countdown_reward")

@@ -82,3 +82,15 @@ def test_check_names_what_is_wrong_with_a_parsed_line(tmp_path):
     with pytest.raises(JsonlError, match="line 2: a step that is not a number") as caught:
         read_jsonl(path, check=lambda row: None if isinstance(row["step"], int) else "a step that is not a number")
     assert caught.value.bad[0].text == '{"step": "one"}'
+
+
+def test_unique_keys_names_a_repeated_key_at_any_depth_and_only_when_asked(tmp_path):
+    """Data files ask for it (a repeated key loses a value silently); metrics.jsonl, whose writer never repeats a
+    key, does not pay for the check."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"a": 1}\n{"a": 1, "b": 2, "a": 3}\n{"n": {"x": 1, "x": 2}}\n')
+    assert read_jsonl(path).rows[1] == {"a": 3, "b": 2}
+    with pytest.raises(JsonlError) as caught:
+        read_jsonl(path, unique_keys=True)
+    assert "line 2: key 'a' appears twice in one object" in str(caught.value)
+    assert "line 3: key 'x' appears twice" in str(caught.value)

@@ -78,7 +78,7 @@ def single_row(args: Any) -> dict[str, Any]:
 def read_rows(path: Path, skip_bad: bool) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of a JSONL file, each with its line number in `_line`, and a warning about skipped lines."""
     try:
-        read = read_jsonl(path, required=("completion",), skip_bad=skip_bad)
+        read = read_jsonl(path, required=("completion",), skip_bad=skip_bad, unique_keys=True)
     except JsonlError as error:
         hint = " Or pass --skip-bad to score the other lines." if "bad line" in str(error) else ""
         raise UserError(f"{error}{hint}") from None

@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from train.config import load_config, load_yaml
 from train.errors import UserError, validation_problems
 from train.lab.reports.sweep_report import LOGS_DIR, STATE_FILE
-from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key
+from train.lab.reports.tables import COLUMNS, format_config_value, known_column, short_key, unknown_column_message
 from train.records.files import write_atomic
 from train.records.format import summary_eval
 from train.records.rundir import SUMMARY_FILE, newest_dir, run_dir_name, run_finished, safe_name
@@ -90,8 +90,8 @@ class TableSpec(Spec):
     @field_validator("best_by")
     @classmethod
     def _known_best(cls, value: str | None) -> str | None:
-        if value is not None and not known_column(value.lstrip("-")):
-            raise ValueError(f"best_by {value!r} is not a table column id (e.g. final_pass@1, -wall_seconds)")
+        if value is not None and (problem := unknown_column_message("best_by", value.removeprefix("-"))):
+            raise ValueError(problem)
         return value
 
 

@@ -199,7 +199,7 @@ def read_data_file(path: str | Path) -> FileRows:
         raise UserError(f"data file not found: {path}. Set data.source to an existing .jsonl file.")
     try:
         _refuse_long_lines(Path(path))
-        read = read_jsonl(path)
+        read = read_jsonl(path, unique_keys=True)  # a repeated key would lose one of its values silently
     except JsonlError as error:
         raise UserError(f"data.source: {error}") from None
     except OSError as error:

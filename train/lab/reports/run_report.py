@@ -34,7 +34,7 @@ from train.lab.reports.document import (
     render_markdown,
 )
 from train.lab.reports.run_diagnosis import diagnose_run, diagnosis_section
-from train.lab.reports.rundata import RunData, load_run
+from train.lab.reports.rundata import RunData, load_run, out_of_order_note
 from train.lab.reports.tables import format_config_value, format_number
 from train.records.files import write_atomic
 from train.records.voice import warn
@@ -63,6 +63,9 @@ def write_run_report(run_dir: str | Path, samples: int = SAMPLES_SHOWN) -> Path 
 def build_run_report(run_dir: str | Path, samples: int = SAMPLES_SHOWN) -> Path:
     """write_run_report, raising: a UserError for a directory that is not a run dir, any other error as is."""
     run = load_run(run_dir)
+    disorder = out_of_order_note(run)
+    if disorder:
+        warn(disorder)
     images = plots.run_plots(run)
     diagnosis, diagnosis_images = _diagnosis(run)
     for name, png in {**diagnosis_images, **images}.items():
@@ -123,6 +126,9 @@ def status_line(run: RunData) -> str:
         parts.append("Not started: no records yet.")
     if run.skipped_lines:
         parts.append(f"{run.skipped_lines} unreadable line(s) of metrics.jsonl skipped (a torn last line).")
+    disorder = out_of_order_note(run)
+    if disorder:
+        parts.append(f"Warning: {disorder}")
     parts.append(f"Report made {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     return " ".join(parts)
 

@@ -37,6 +37,9 @@ class RunData:
     epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch records
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval records: label, step, epoch and metrics
     skipped_lines: int = 0  # 1 when the last line of metrics.jsonl was torn by a kill mid-write (skipped)
+    # step records whose step is not above the one before, as (line, step, line before, step before): two runs
+    # interleaved in one metrics.jsonl, or lines pasted in; the curves would draw them as loops
+    out_of_order: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -126,7 +129,8 @@ def load_run(run_dir: str | Path) -> RunData:
         )
     run = RunData(path=path, config=_read_yaml(path / CONFIG_FILE), summary=_read_json(path / SUMMARY_FILE))
     read = read_records(path / METRICS_FILE, fix=REPORT_FIX)
-    for record in read.rows:
+    previous: tuple[int, int] | None = None  # the line and step of the last step record
+    for index, record in enumerate(read.rows):
         kind = record.get("type")
         epoch = record.get("epoch", 0)
         if kind in (STEP, EPOCH, EVAL) and (isinstance(epoch, bool) or not isinstance(epoch, int | float)):
@@ -135,6 +139,10 @@ def load_run(run_dir: str | Path) -> RunData:
                 f"the file was edited or damaged after the run wrote it. {REPORT_FIX}."
             )
         if kind == STEP:
+            line = read.line_numbers[index] if index < len(read.line_numbers) else index + 1
+            if previous is not None and record["step"] <= previous[1]:
+                run.out_of_order.append((line, record["step"], *previous))
+            previous = (line, record["step"])
             run.steps.append(record)
         elif kind == EPOCH:
             run.epochs.append(record)
@@ -151,6 +159,20 @@ def load_run(run_dir: str | Path) -> RunData:
             )
     run.skipped_lines = int(read.torn_line is not None)
     return run
+
+
+def out_of_order_note(run: RunData) -> str | None:
+    """One line on step records out of order (see RunData.out_of_order), or None when they all go up."""
+    if not run.out_of_order:
+        return None
+    line, step, line_before, step_before = run.out_of_order[0]
+    more = f" ({len(run.out_of_order)} such records in all)" if len(run.out_of_order) > 1 else ""
+    return (
+        f"{run.path / METRICS_FILE} has step records out of order: line {line} records step {step} after step "
+        f"{step_before} (line {line_before}){more}. Two runs may have written into this one file (a run dir deleted "
+        "and recreated under a live run), or lines were pasted in; the curves draw the records in file order, so "
+        "they loop back there."
+    )
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -212,4 +234,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}. Restore the run's "
             "config.yaml (the config it ran with) or delete it: the report then shows no config keys."
         ) from None
-    return value if isinstance(value, dict) else {}
+    if value is None:  # an empty file: no config keys
+        return {}
+    if not isinstance(value, dict):  # it used to be read as {}, a table of "-" with no word
+        raise UserError(
+            f"{path} holds a YAML {type(value).__name__}, not the run's config (a mapping of sections such as "
+            "model:, data:, train:). Restore the run's config.yaml (the config it ran with) or delete it: the "
+            "report then shows no config keys."
+        )
+    return value

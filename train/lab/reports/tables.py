@@ -24,6 +24,7 @@ shows no final figures and its status.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -72,6 +73,18 @@ IGNORED_CONFIG_PREFIXES = ("logging.", "output.")  # where a run writes and logs
 
 def known_column(column: str) -> bool:
     return column in COLUMNS or column in EXPANDING or column == "status" or column.startswith(PART_PREFIXES)
+
+
+def unknown_column_message(what: str, column: str) -> str | None:
+    """None for a known column id; else what is wrong with it, the closest id (did you mean) and the known ones."""
+    if known_column(column):
+        return None
+    close = difflib.get_close_matches(column, [*COLUMNS, *EXPANDING, "status"], n=1)
+    return (
+        f"{what} {column!r} is not a table column id{f' (did you mean {close[0]}?)' if close else ''}. Known: "
+        f"{', '.join([*COLUMNS, *EXPANDING, 'status'])}, or final:<metric>, zero_shot:<metric>, "
+        "eval@<label>:<metric>, last_epoch:<key>; '-id' marks the lowest as best."
+    )
 
 
 @dataclass
