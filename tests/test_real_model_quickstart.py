@@ -64,9 +64,9 @@ def test_the_quickstart_config_runs_end_to_end_shrunk_and_reports_its_answer_blo
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in records if row["type"] == "step"] == [1, 2]
-    evals = {row["label"]: row["metrics"] for row in records if row["type"] == "eval"}
+    evals = {row["label"]: row for row in records if row["type"] == "eval"}
     assert {"zero_shot", "final"} <= set(evals)
-    assert all(metrics["num_prompts"] == 4 for metrics in evals.values())
+    assert all(row["eval/num_prompts"] == 4 for row in evals.values())
     report = (run_dir / "report.md").read_text()
     assert "What the answer blocks hold" in report and "number from the question" in report
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
