@@ -111,6 +111,12 @@ def _last_number(text: str) -> str | None:
     return candidates[-1].group().strip() if candidates else None
 
 
+def numbers_in(text: str) -> set[Fraction]:
+    """The value of every number written in the text ("has 7 coins, gets 1,000 more" -> {7, 1000})."""
+    values = (_value(match) for match in _NUMBER_RE.finditer(text[: 100 * MAX_ANSWER_CHARS]))
+    return {value for value in values if value is not None}
+
+
 def parse_number(text: str) -> Fraction | None:
     """The exact value of a text that is one number as written (`1,000`, `-3`, `0.5`, `1/2`, `\\frac{1}{2}`).
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from itertools import islice
 
-from rewards.answers import last_block
+from rewards.answers import last_block, numbers_in, single_number
 from rewards.core import Completion, Reward, RewardConfigError, per_completion
 
 REASONING_STEPS_MAX_CHARS = 100_000
@@ -92,6 +92,44 @@ def _count_present(completion: Completion, marks: tuple[str, ...]) -> float:
 def _explain_present(completion: Completion, marks: tuple[str, ...]) -> str:
     missing = [mark for mark in marks if mark not in completion.text]
     return f"missing {', '.join(missing)}" if missing else f"all {len(marks)} tags"
+
+
+def own_answer_reward(value: float = 0.25) -> Reward:
+    """`value` when the last `<answer>...</answer>` block holds one number that the question does not hold (or that
+    is the gold answer); 0.0 otherwise.
+
+    The lenient layout credit that copying cannot earn: a small model rewarded for any answer block learns to put
+    the question's first number in it (issue 25). Compared as numbers ("9.0" is 9); spacing optional. Dataset
+    columns `question` and `answer`. Range [0, value]. Source: this project (the real-model quickstart).
+    """
+    return per_completion(
+        _own_answer,
+        (min(0.0, value), max(0.0, value)),
+        ("question", "answer"),
+        explain_one=_explain_own_answer,
+        value=value,
+    )
+
+
+def _own_answer(completion: Completion, value: float) -> float:
+    return value if _own_answer_reason(completion) == "a number of its own" else 0.0
+
+
+def _explain_own_answer(completion: Completion, value: float) -> str:
+    return _own_answer_reason(completion)
+
+
+def _own_answer_reason(completion: Completion) -> str:
+    block = last_block(completion.text, "answer")
+    if block is None:
+        return "no <answer>...</answer> block"
+    number = single_number(block)
+    if number is None:
+        return "the answer block holds no single number"
+    gold = single_number(str(completion.columns["answer"]))
+    if number != gold and number in numbers_in(str(completion.columns["question"])):
+        return f"{block} is copied from the question"
+    return "a number of its own"
 
 
 def strict_hard_format_reward() -> Reward:

@@ -40,6 +40,7 @@ REWARDS: dict[str, Callable[..., Reward]] = {
     # the lenient set (seed study) and its strict originals
     "hard_format_reward": formats.hard_format_reward,
     "mark_reward": formats.mark_reward,
+    "own_answer_reward": formats.own_answer_reward,
     "strict_hard_format_reward": formats.strict_hard_format_reward,
     "strict_mark_reward": formats.strict_mark_reward,
     "correctness_reward": accuracy.correctness_reward,

@@ -246,3 +246,33 @@ def test_soft_format_reward_equals_the_demos_regex(text):
 def test_soft_format_anywhere_reward_equals_its_regex(text):
     regex_says = re.search(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", text, re.DOTALL) is not None
     assert score("soft_format_anywhere_reward", text) == (0.5 if regex_says else 0.0)
+
+
+# --- own_answer_reward: layout credit that copying a number from the question cannot earn ---
+
+QUESTION = "Ava has 7 coins. She gets 2 more. How many coins does Ava have now?"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "reason"),
+    [
+        ("7 + 2 = 9 <answer>9</answer>", 0.25, "a number of its own"),
+        ("<answer> 10 coins </answer>", 0.25, "a number of its own"),  # wrong, but not copied: partial credit
+        ("<answer>7</answer>", 0.0, "7 is copied from the question"),
+        ("<answer>2.0</answer>", 0.0, "2.0 is copied from the question"),
+        ("<answer>your number</answer>", 0.0, "the answer block holds no single number"),
+        ("<answer>7 + 2</answer>", 0.0, "the answer block holds no single number"),
+        ("the answer is 9", 0.0, "no <answer>...</answer> block"),
+    ],
+)
+def test_own_answer_reward_pays_only_for_a_number_not_copied_from_the_question(text, expected, reason):
+    reward = get_reward("own_answer_reward")
+    columns = {"question": [QUESTION], "answer": ["9"]}
+    assert reward(completions=[text], **columns) == [expected]
+    assert reward.explain(completions=[text], **columns) == [reason]
+
+
+def test_own_answer_reward_pays_for_the_gold_even_when_the_question_holds_it():
+    reward = get_reward("own_answer_reward", value=0.5)
+    question = "Ben has 4 cards. He gets 4 more. He loses 4. How many cards does Ben have now?"
+    assert reward(completions=["<answer>4</answer>"], question=[question], answer=["4"]) == [0.5]

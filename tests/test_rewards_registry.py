@@ -12,7 +12,7 @@ import pytest
 from rewards import REWARDS, RewardConfigError, RewardError, get_reward
 
 REQUIRED_PARAMS = {"soft_overlong_punishment": {"max_completion_len": 100, "soft_punish_cache": 20}}
-GOLD = {"answer": ["8"], "target": [24], "numbers": [[3, 5, 8]]}
+GOLD = {"answer": ["8"], "target": [24], "numbers": [[3, 5, 8]], "question": ["3 and 5 make?"]}
 TEXT = "<think>\nStep 1: 3*5+8\n</think>\n<answer>\n8\n</answer>\n"
 
 

@@ -40,7 +40,12 @@ def build(name):
 
 
 def gold(count):
-    return {"answer": ["18"] * count, "target": [24] * count, "numbers": [[3, 5, 8]] * count}
+    return {
+        "answer": ["18"] * count,
+        "target": [24] * count,
+        "numbers": [[3, 5, 8]] * count,
+        "question": ["Ava has 9 coins. She gets 9 more."] * count,
+    }
 
 
 def assert_in_range(reward, scores, count):

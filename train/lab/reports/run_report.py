@@ -22,6 +22,7 @@ from typing import Any
 
 from train.evaluation.metrics import COUNT_KEYS
 from train.lab.reports import plots
+from train.lab.reports.answer_blocks import answer_block_counts
 from train.lab.reports.document import (
     Block,
     Heading,
@@ -95,6 +96,7 @@ def run_blocks(
     blocks += diagnosis or []
     blocks += result_blocks(run)
     blocks += eval_blocks(run)
+    blocks += answer_block_blocks(run)
     blocks += epoch_blocks(run)
     if images:
         blocks.append(Heading("Training curves"))
@@ -188,6 +190,32 @@ def eval_blocks(run: RunData) -> list[Block]:
     ]
 
 
+def answer_block_blocks(run: RunData) -> list[Block]:
+    """What the zero-shot and the final (or latest) greedy answer blocks hold: a layout learned by copying a number
+    from the question shows here, where pass@1 alone cannot tell it from no layout at all."""
+    labels = [label for label in ("zero_shot", run.last_eval_label) if label]
+    counts = {label: answer_block_counts(_greedy_of(run, label).values()) for label in dict.fromkeys(labels)}
+    counts = {label: row for label, row in counts.items() if sum(row.values())}
+    if not counts:
+        return []
+    kinds = list(next(iter(counts.values())))
+    rows = [[label, *[str(row[kind]) for kind in kinds], str(sum(row.values()))] for label, row in counts.items()]
+    return [
+        Heading("What the answer blocks hold"),
+        Paragraph("Greedy replies by the content of their last <answer> block."),
+        Table(["evaluation", *kinds, "replies"], rows, align_right_from=1),
+    ]
+
+
+def _greedy_of(run: RunData, label: str) -> dict[int, dict[str, Any]]:
+    """The greedy samples of an evaluation; a final one that reused the last epoch's reads that epoch's file."""
+    samples = run.greedy_samples(label)
+    if not samples and label == "final":
+        same_as = next((row.get("same_as") for row in run.evals if row["label"] == "final"), None)
+        samples = run.greedy_samples(same_as) if same_as else {}
+    return samples
+
+
 def epoch_blocks(run: RunData) -> list[Block]:
     if not run.epochs:
         return []
@@ -258,10 +286,7 @@ def sample_blocks(run: RunData, count: int) -> list[Block]:
     if count <= 0 or label is None:
         return []
     before = run.greedy_samples("zero_shot")
-    after = run.greedy_samples(label)
-    if not after and label == "final":  # a final eval that reused the last epoch's: its file may be the epoch's
-        same_as = next((row.get("same_as") for row in run.evals if row["label"] == "final"), None)
-        after = run.greedy_samples(same_as) if same_as else {}
+    after = _greedy_of(run, label)
     indexes = pick_samples(before, after, count)
     if not indexes:
         return []
