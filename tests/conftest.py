@@ -95,3 +95,30 @@ def score(reward: Any, completions: list[Any], **columns: Any) -> list[float | N
 
     function = get_reward(reward) if isinstance(reward, str) else reward
     return function(completions=completions, **columns)
+
+
+def run_with_checkpoints(tmp_path: Path, steps=(2, 4)) -> Any:
+    """A run dir (RunDir) of the tiny config holding a finished checkpoint (state, weights, optimizer, scheduler) at
+    each step, a zero-shot record, and the step records of every step up to the last."""
+    import torch
+    from safetensors.torch import save_file
+
+    from train.config import load_config
+    from train.records.rundir import RunDir
+    from train.records.tracking import MetricsLog
+
+    run = RunDir.choose(load_config(write_tiny_config(tmp_path)), tmp_path / "run", resume=False)
+    run.open()
+    run.close()
+    log = MetricsLog(run.metrics_path)
+    log.write({"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0.0})
+    for step in range(1, max(steps) + 1):
+        log.write({"type": "step", "step": step, "epoch": step / 4})
+    for step in steps:
+        checkpoint = run.checkpoint_dir / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        save_file({"w": torch.ones(64)}, str(checkpoint / "model.safetensors"))
+        torch.save({"state": {}}, checkpoint / "optimizer.pt")
+        torch.save({"last_epoch": step}, checkpoint / "scheduler.pt")
+    return run

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import entry_point, write_tiny_config
+from conftest import entry_point, run_with_checkpoints, write_tiny_config
 
 from train.config import load_config
 from train.errors import UserError
@@ -176,27 +176,6 @@ def test_a_config_edited_since_the_run_started_is_refused_naming_what_differs(ma
 # The checks themselves, on a run dir made by hand (fast)
 
 
-def hand_made_run(tmp_path: Path, steps=(2, 4)) -> RunDir:
-    import torch
-    from safetensors.torch import save_file
-
-    run = RunDir.choose(load_config(write_tiny_config(tmp_path)), tmp_path / "run", resume=False)
-    run.open()
-    run.close()
-    log = MetricsLog(run.metrics_path)
-    log.write({"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0.0})
-    for step in range(1, max(steps) + 1):
-        log.write({"type": "step", "step": step, "epoch": step / 4})
-    for step in steps:
-        checkpoint = run.checkpoint_dir / f"checkpoint-{step}"
-        checkpoint.mkdir(parents=True)
-        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-        save_file({"w": torch.ones(4)}, str(checkpoint / "model.safetensors"))
-        torch.save({"state": {}}, checkpoint / "optimizer.pt")
-        torch.save({"last_epoch": step}, checkpoint / "scheduler.pt")
-    return run
-
-
 def resume(run: RunDir):
     resumed = RunDir.choose(run.cfg, run.path, resume=True)
     try:
@@ -207,7 +186,7 @@ def resume(run: RunDir):
 
 def test_an_emptied_metrics_file_with_a_checkpoint_is_refused(tmp_path):
     """r_metrics_empty: resumed silently from checkpoint-4 with no record of steps 1 to 4 (or the zero-shot)."""
-    run = hand_made_run(tmp_path)
+    run = run_with_checkpoints(tmp_path)
     run.metrics_path.write_text("")
     with pytest.raises(UserError, match=r"no record of step 1 .*steps 1 to 4 out of the records.*rm -r .*checkpoints"):
         resume(run)
@@ -215,14 +194,14 @@ def test_an_emptied_metrics_file_with_a_checkpoint_is_refused(tmp_path):
 
 
 def test_two_different_records_of_one_step_are_refused_naming_both_lines(tmp_path):
-    run = hand_made_run(tmp_path)
+    run = run_with_checkpoints(tmp_path)
     MetricsLog(run.metrics_path).write({"type": "step", "step": 3, "epoch": 9.0})
     with pytest.raises(UserError, match=r"two different records of step 3 \(lines 4 and 6\)"):
         resume(run)
 
 
 def test_a_line_lost_in_the_middle_goes_back_to_the_checkpoint_before_it(tmp_path, capsys):
-    run = hand_made_run(tmp_path)
+    run = run_with_checkpoints(tmp_path)
     kept = [line for line in lines(run.path) if '"step": 3,' not in line]
     run.metrics_path.write_text("".join(kept))
     assert resume(run).step == 2
@@ -234,7 +213,7 @@ def test_a_line_lost_in_the_middle_goes_back_to_the_checkpoint_before_it(tmp_pat
 @pytest.mark.parametrize("deleted", [("optimizer.pt",), ("scheduler.pt",), ("optimizer.pt", "scheduler.pt")])
 def test_a_checkpoint_without_its_optimizer_state_is_refused_naming_the_file(tmp_path, deleted):
     """r_no_optimizer: transformers resumed with a fresh optimizer and schedule, without a word."""
-    run = hand_made_run(tmp_path)
+    run = run_with_checkpoints(tmp_path)
     for name in deleted:
         (run.checkpoint_dir / "checkpoint-4" / name).unlink()
     with pytest.raises(UserError, match=rf"{' and '.join(deleted)} (is|are) missing.*continue from checkpoint-2"):
@@ -255,7 +234,7 @@ def test_checking_a_checkpoint_runs_no_code_from_it(tmp_path):
     """A .pt file was unpickled with weights_only=False: a run dir from someone else could run code here."""
     import torch
 
-    run = hand_made_run(tmp_path)
+    run = run_with_checkpoints(tmp_path)
     marker = tmp_path / "code-ran"
     torch.save({"state": _RunsCode(str(marker))}, run.checkpoint_dir / "checkpoint-4" / "optimizer.pt")
     assert resume(run).step == 4
@@ -263,7 +242,7 @@ def test_checking_a_checkpoint_runs_no_code_from_it(tmp_path):
 
 
 def test_a_config_edit_is_named_key_by_key_and_an_old_run_dir_is_not_checked(tmp_path):
-    run = hand_made_run(tmp_path)
+    run = run_with_checkpoints(tmp_path)
     config = run.path / "config.yaml"
     config.write_text(config.read_text().replace("num_epochs: 2", "num_epochs: 3").replace("beta: 0.04", "beta: 0.0"))
     with pytest.raises(UserError, match=r"config.yaml was edited since the run started") as error:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_tiny_config
+from conftest import run_with_checkpoints, write_tiny_config
 
 from train.config import load_config
 from train.errors import UserError
@@ -83,30 +83,6 @@ def test_a_finished_run_is_recognised(tmp_path):
     assert not run.finished
     (run.path / "summary.json").write_text(json.dumps({"final": {"pass@1": 0.5}}))
     assert RunDir.choose(cfg, tmp_path / "run", resume=True).finished
-
-
-def run_with_checkpoints(tmp_path, steps):
-    """A run dir holding a finished checkpoint (state, weights, optimizer, scheduler) at each step, and the step
-    records of every step up to the last."""
-    import torch
-    from safetensors.torch import save_file
-
-    cfg = load_config(write_tiny_config(tmp_path))
-    run = RunDir.choose(cfg, tmp_path / "run", resume=False)
-    run.open()
-    run.close()
-    log = MetricsLog(run.metrics_path)
-    log.write({"type": "eval", "label": "zero_shot", "step": 0, "epoch": 0.0})
-    for step in range(1, max(steps) + 1):
-        log.write({"type": "step", "step": step, "epoch": step / 4})
-    for step in steps:
-        checkpoint = run.checkpoint_dir / f"checkpoint-{step}"
-        checkpoint.mkdir(parents=True)
-        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-        save_file({"w": torch.ones(64)}, str(checkpoint / "model.safetensors"))
-        torch.save({"state": {}}, checkpoint / "optimizer.pt")
-        torch.save({"last_epoch": step}, checkpoint / "scheduler.pt")
-    return run
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from train.records.format import config_value
+
 PROBLEM, WATCH, NOTE = "problem", "watch", "note"
 SEVERITIES = (PROBLEM, WATCH, NOTE)
 
@@ -109,12 +111,7 @@ class RunRecords:
     explain: Explain | None = None
 
     def config_value(self, dotted: str, default: Any = None) -> Any:
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        return config_value(self.config, dotted, default)
 
     @property
     def reward_names(self) -> list[str]:

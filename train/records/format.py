@@ -110,3 +110,13 @@ def _summary_fields(row: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {
         key.removeprefix(prefix): value for key, value in row.items() if key not in ("type", "label", "step", "epoch")
     }
+
+
+def config_value(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """A key of a run's config.yaml by its dotted path ("train.beta"), or `default` where the config lacks it."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node

@@ -21,7 +21,7 @@ import yaml
 
 from train.errors import UserError
 from train.evaluation.samples import read_samples, samples_path
-from train.records.format import EPOCH, EVAL, STEP, eval_metrics, summary_eval
+from train.records.format import EPOCH, EVAL, STEP, config_value, eval_metrics, summary_eval
 from train.records.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, SUMMARY_FILE
 from train.records.tracking import REPORT_FIX, read_records
 
@@ -103,12 +103,7 @@ class RunData:
         return (self.summary or {}).get("wall_seconds")
 
     def config_value(self, dotted: str, default: Any = None) -> Any:
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        return config_value(self.config, dotted, default)
 
     def greedy_samples(self, label: str) -> dict[int, dict[str, Any]]:
         """The greedy sample of each test prompt of one evaluation (samples/<label>.jsonl), by prompt index."""
