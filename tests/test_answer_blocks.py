@@ -46,3 +46,9 @@ def test_without_a_question_field_the_chat_prompts_user_text_is_the_question():
 
 def test_no_samples_count_nothing():
     assert answer_block_counts([]) == {RIGHT: 0, COPIED: 0, OTHER: 0, NO_BLOCK: 0}
+
+
+def test_a_countdown_sample_graded_against_its_target_is_not_counted():
+    """Countdown's gold is a target for an equation, not a number for the block: no "right number" to count."""
+    countdown = {"kind": "greedy", "prompt": "3 5 -> 8", "completion": "<answer>3+5</answer>", "target": 8}
+    assert answer_block_counts([countdown]) == {RIGHT: 0, COPIED: 0, OTHER: 0, NO_BLOCK: 0}

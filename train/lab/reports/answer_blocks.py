@@ -35,10 +35,11 @@ def answer_block_kind(completion: str, gold: str, question: str) -> str:
 
 def answer_block_counts(samples: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """How many greedy samples fall in each of KINDS (all four keys, in that order). A sample's question is its
-    `question` field, else its prompt's text; its gold is `answer`."""
+    `question` field, else its prompt's text; its gold is `answer`. A sample without an `answer` (Countdown grades
+    an equation against its target) is not counted: "the right number" would mean nothing for it."""
     counts = dict.fromkeys(KINDS, 0)
     for sample in samples:
-        if sample.get("kind", "greedy") != "greedy":
+        if sample.get("kind", "greedy") != "greedy" or sample.get("answer") is None:
             continue
         question = sample.get("question") or _prompt_text(sample.get("prompt"))
         counts[answer_block_kind(str(sample.get("completion") or ""), str(sample.get("answer")), question)] += 1
