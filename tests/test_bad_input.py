@@ -527,6 +527,9 @@ def garble_line(path: Path, number: int, garbage: str = "}{ not json") -> None:
         ("not a record", ["metrics.jsonl line 2 is not a record of this run", '"type"']),
         ("summary", ["summary.json is not valid JSON (line 1, column 1", "Delete it"]),
         ("summary list", ["summary.json holds a JSON list"]),
+        ("evals an int", ['its "evals" is a number (5), not an object of evaluations by label', "Delete it"]),
+        ("an eval a string", ['its evaluation "zero_shot" is a string ("x"), not an object of metrics']),
+        ("eval without a label", ['metrics.jsonl line 1 is bad (an evaluation without its "label"']),
         ("config list", ["config.yaml holds a YAML list, not the run's config", "Restore the run's config.yaml"]),
     ],
 )
@@ -541,6 +544,12 @@ def test_a_report_or_comparison_of_a_corrupt_run_names_the_file_and_line(tmp_pat
         (run / "config.yaml").write_text("[]\n")
     elif damage == "summary":
         (run / "summary.json").write_text("<html>oops</html>\n")
+    elif damage in ("evals an int", "an eval a string"):  # an AttributeError traceback in both scripts
+        summary = json.loads((run / "summary.json").read_text())
+        summary["evals"] = 5 if damage == "evals an int" else {**summary["evals"], "zero_shot": "x"}
+        (run / "summary.json").write_text(json.dumps(summary))
+    elif damage == "eval without a label":  # skipped without a word
+        garble_line(run / "metrics.jsonl", 1, '{"type": "eval", "step": 0, "epoch": 0.0, "eval/pass@1": 0.1}')
     else:
         (run / "summary.json").write_text("[1, 2]\n")
     before = sorted(p.name for p in run.iterdir())

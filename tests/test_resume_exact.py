@@ -410,3 +410,101 @@ def test_a_report_onto_a_full_disk_names_the_file_not_dot(max_steps_run, monkeyp
     message = " ".join(capsys.readouterr().err.split())
     assert f"no space left on device while writing {finished / 'plots'}" in message
     assert " KB; " in message and "MB free" in message
+
+
+# --- a run dir damaged between the kill and the resume: one paragraph, exit 2, nothing of the run changed ---
+
+
+def _checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "checkpoint-2"
+
+
+def _replace_with_dir(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.mkdir()
+
+
+def _replace_with_file(path: Path) -> None:
+    shutil.rmtree(path)
+    path.write_text("x")
+
+
+def _edit_json(path: Path, edit) -> None:
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def _drop_first_eval_label(run_dir: Path) -> None:
+    rows = records(run_dir)
+    next(row for row in rows if row["type"] == "eval").pop("label")
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _reshape_a_weight(run_dir: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights_file = _checkpoint(run_dir) / "model.safetensors"
+    weights = load_file(str(weights_file))
+    weights[next(iter(weights))] = torch.zeros(3, 3)
+    save_file(weights, str(weights_file))
+
+
+DAMAGED = {
+    "weights missing": (lambda d: (_checkpoint(d) / "model.safetensors").unlink(), "holds no model weights"),
+    "trainer state {}": (lambda d: (_checkpoint(d) / "trainer_state.json").write_text("{}"), "trainer_state.json is"),
+    "trainer state []": (lambda d: (_checkpoint(d) / "trainer_state.json").write_text("[]"), "trainer_state.json is"),
+    ".lock a directory": (lambda d: _replace_with_dir(d / ".lock"), ".lock is a directory, where the run keeps"),
+    "wandb_id a directory": (lambda d: _replace_with_dir(d / "wandb_id"), "wandb_id is a directory"),
+    "checkpoints a file": (lambda d: _replace_with_file(d / "checkpoints"), "checkpoints is a file"),
+    "samples a file": (lambda d: _replace_with_file(d / "samples"), "samples is a file"),
+    "overrides an int": (
+        lambda d: _edit_json(d / "invocation.json", lambda v: {**v, "overrides": 5}),
+        '"overrides" is 5, not a list of --set strings',
+    ),
+    "invocation an int": (lambda d: (d / "invocation.json").write_text("5"), "holds a JSON int"),
+    "eval without a label": (_drop_first_eval_label, 'line 1 is bad (an evaluation without its "label"'),
+    "weights of another shape": (_reshape_a_weight, "cannot be loaded into the model this run's config builds"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", DAMAGED)
+def test_a_damaged_run_dir_is_named_before_the_resume_changes_anything(max_steps_run, tmp_path, capsys, damage):
+    """Section 3's damaged run dirs: each was a traceback (an eval without a label only after the whole resumed
+    run); the samples a file resumed with exit 0 and wrote no samples."""
+    config, finished = max_steps_run
+    run_dir = copy_run(finished, tmp_path)
+    make_damage, named = DAMAGED[damage]
+    make_damage(run_dir)
+    kept_before = [row for row in records(run_dir) if row.get("label") != "final"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main([str(config), "--output-dir", str(run_dir), "--resume"])
+    assert exit_info.value.code == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in message and named in message, message
+    assert "--resume again" in message or "delete it" in message, message  # the way out
+    # Every record kept (the final evaluation's is dropped by a resume that got as far as loading the weights: it
+    # is redone at the end of every resume).
+    assert [row for row in records(run_dir) if row.get("label") != "final"] == kept_before
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_a_run_dir_symlink_to_nothing_is_skipped_by_resume_and_named_for_a_new_run(tmp_path):
+    """A dangling or looping runs/<name>-* link is not a run to continue; as --output-dir of a new run it was
+    called read-only ("File exists"), after the model had loaded."""
+    cfg = load_config(write_tiny_config(tmp_path, output={"dir": str(tmp_path / "runs")}))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "tiny-20260101-000000").symlink_to(tmp_path / "gone")
+    (runs / "tiny-loop-a").symlink_to(runs / "tiny-loop-b")
+    (runs / "tiny-loop-b").symlink_to(runs / "tiny-loop-a")
+    with pytest.raises(UserError, match="found no run to continue"):
+        RunDir.choose(cfg, None, resume=True)
+    real = RunDir.choose(cfg, runs / "tiny-real", resume=False)
+    real.open()
+    real.close()
+    assert RunDir.choose(cfg, None, resume=True).path == runs / "tiny-real"
+    with pytest.raises(UserError, match=r"tiny-20260101-000000 is a symbolic link to .*gone, which does not exist"):
+        RunDir.choose(cfg, runs / "tiny-20260101-000000", resume=False)
+    with pytest.raises(UserError, match="tiny-loop-a is a symbolic link that loops"):
+        RunDir.choose(cfg, runs / "tiny-loop-a" / "run", resume=False)

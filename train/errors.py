@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import shutil
 import sys
@@ -157,6 +158,7 @@ def check_writable(directory: Path, what: str, fix: str, *, keep: bool = False) 
     and a probe file written and removed in it; unless `keep`, what this call created is removed again. `what`
     names the directory in the message ("the run dir", "--merged"), `fix` says what to do."""
     directory = Path(directory)
+    check_no_broken_link(directory, what)
     created = [] if keep else [p for p in (directory, *directory.parents) if not p.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -172,6 +174,27 @@ def check_writable(directory: Path, what: str, fix: str, *, keep: bool = False) 
         for path in created:  # innermost first
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def check_no_broken_link(path: Path, what: str) -> None:
+    """Refuse a path that is, or lies under, a symbolic link to nothing (a dangling link, or one that loops back to
+    itself): creating the directory there fails with "File exists", which reads like a permissions problem."""
+    for link in (Path(path), *Path(path).parents):
+        if not link.is_symlink() or link.exists():
+            continue
+        try:
+            os.stat(link)
+        except OSError as error:
+            target = os.readlink(link)
+            found = (
+                f"a symbolic link that loops (through {target})"
+                if error.errno == errno.ELOOP
+                else f"a symbolic link to {target}, which does not exist"
+            )
+            raise UserError(
+                f"cannot write {what} {path}: {link} is {found}. Point the link at an existing directory (or create "
+                f"its target), remove it (rm {link}), or choose another path."
+            ) from None
 
 
 def exit_on_user_error(main: Callable[P, R]) -> Callable[P, R]:

@@ -31,6 +31,7 @@ from train.errors import writing
 from train.grpo import workarounds
 from train.grpo.advantages import group_advantages
 from train.grpo.ledger import RewardLedger, weighted_rewards
+from train.records.resume import unloadable_checkpoint
 
 
 class GRPOLabTrainer(GRPOTrainer):
@@ -69,6 +70,14 @@ class GRPOLabTrainer(GRPOTrainer):
         name = f"checkpoint-{self.state.global_step}"
         with writing(Path(self.args.output_dir) / name, f"the trainer's {name}"):
             super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        # Weights that do not fit the model (an edited checkpoint, another model's run): one paragraph naming the
+        # checkpoint and the way back, instead of torch's list of size mismatches from deep inside train().
+        try:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        except (RuntimeError, ValueError) as error:
+            raise unloadable_checkpoint(Path(resume_from_checkpoint), error) from None
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)

@@ -513,5 +513,5 @@ def _headline(run_dir: Path) -> str:
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
         before, after = summary_eval(summary, "zero_shot")["pass@1"], summary_eval(summary, "final")["pass@1"]
         return f": greedy pass@1 {before:.3f} -> {after:.3f}"
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a damaged summary: no headline
         return ""

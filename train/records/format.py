@@ -24,6 +24,7 @@ tables, wandb and the reports read the same records.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 STEP, EPOCH, EVAL, TRAIN = "step", "epoch", "eval", "train"
@@ -103,6 +104,29 @@ def summary_eval(summary: dict[str, Any] | None, which: str | dict[str, Any] | N
     if isinstance(value, dict):  # the old layout: zero_shot and final held the metrics themselves
         return value
     return (summary.get("evals") or {}).get(value) if isinstance(value, str) else None
+
+
+def summary_problem(summary: dict[str, Any]) -> str | None:
+    """What in a summary.json is not as `build_summary` writes it (or wrote it before Dec 2026), or None: readers
+    index into evals, zero_shot, final and epochs by their shapes."""
+    evals = summary.get("evals")
+    if evals is not None and not isinstance(evals, dict):
+        return f'its "evals" is {_json_kind(evals)}, not an object of evaluations by label'
+    for label, metrics in (evals or {}).items():
+        if not isinstance(metrics, dict):
+            return f'its evaluation "{label}" is {_json_kind(metrics)}, not an object of metrics'
+    for key in ("zero_shot", "final"):
+        if summary.get(key) is not None and not isinstance(summary[key], str | dict):
+            return f'its "{key}" is {_json_kind(summary[key])}, not the label of an evaluation'
+    epochs = summary.get("epochs")
+    if epochs is not None and (not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs)):
+        return f'its "epochs" is {_json_kind(epochs)}, not a list of objects, one per epoch'
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{kind.get(type(value), type(value).__name__)} ({json.dumps(value)[:40]})"
 
 
 def _summary_fields(row: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -27,6 +27,16 @@ from train.records.tracking import RecordsRead
 
 # The trainer's state files a checkpoint must hold for an exact resume (DeepSpeed keeps its own in global_step*/).
 TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt")
+# The weights files transformers' Trainer._load_from_checkpoint resumes from (5.17; one is enough). Also enough: an
+# adapter in a subdirectory (several adapters), or a DeepSpeed/FSDP checkpoint's own layout.
+WEIGHTS_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -175,13 +185,15 @@ def check_checkpoint(checkpoint: Path, previous: Path | None) -> None:
     No file is unpickled: .pt/.pth/.bin files are torch's zip archives, whose every member's CRC is checked.
     (A save a kill cut short never gets here: `RunDir._set_aside_unfinished_saves`.)"""
     checkpoint = Path(checkpoint)
-    way_back = (
-        f"delete the checkpoint (rm -r {checkpoint}) and --resume again to continue from {previous.name}"
-        if previous
-        else f"delete the checkpoint (rm -r {checkpoint}) and --resume again to restart training from the beginning"
-    )
-    deepspeed = any(checkpoint.glob("global_step*"))
-    missing = [] if deepspeed else [name for name in TRAINER_STATE_FILES if not (checkpoint / name).is_file()]
+    way_back = _way_back(checkpoint, previous)
+    own_layout = any(checkpoint.glob("global_step*")) or any(checkpoint.glob("pytorch_model_fsdp*"))
+    if not own_layout and not _holds_weights(checkpoint):
+        raise UserError(
+            f"the checkpoint {checkpoint.name} cannot be resumed from: {checkpoint} holds no model weights (none of "
+            f"{', '.join(WEIGHTS_FILES)}), so the trainer cannot load the model it trained. Put the weights file "
+            f"back, or {way_back}; the records after that point are redone."
+        )
+    missing = [] if own_layout else [name for name in TRAINER_STATE_FILES if not (checkpoint / name).is_file()]
     if missing:
         names = " and ".join(missing)
         are = "is" if len(missing) == 1 else "are"
@@ -202,8 +214,46 @@ def check_checkpoint(checkpoint: Path, previous: Path | None) -> None:
     )
 
 
+def unloadable_checkpoint(checkpoint: Path, error: Exception) -> UserError:
+    """The error for a checkpoint whose weights the model this run's config builds cannot take (found only when the
+    trainer loads them: a tensor of another shape, after an edit or from another model's run), naming the first
+    line of the library's complaint and the checkpoint before it."""
+    checkpoint = Path(checkpoint)
+    earlier = [
+        path
+        for path in checkpoint.parent.glob("checkpoint-*")
+        if path.name.removeprefix("checkpoint-").isdigit()
+        and int(path.name.removeprefix("checkpoint-")) < int(checkpoint.name.removeprefix("checkpoint-") or 0)
+        and _readable(path / "trainer_state.json")
+    ]
+    previous = max(earlier, key=lambda path: int(path.name.removeprefix("checkpoint-")), default=None)
+    said = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), None)
+    said = (said or (str(error).strip().splitlines() or [type(error).__name__])[0])[:300].rstrip(".")
+    return UserError(
+        f"the checkpoint {checkpoint.name} cannot be loaded into the model this run's config builds: {said}. "
+        "Its weights were edited, or come from another model's run. Restore the checkpoint, or "
+        f"{_way_back(checkpoint, previous)}; the records after that point are redone."
+    )
+
+
+def _way_back(checkpoint: Path, previous: Path | None) -> str:
+    again = f"delete the checkpoint (rm -r {checkpoint}) and --resume again"
+    return (
+        f"{again} to continue from {previous.name}" if previous else f"{again} to restart training from the beginning"
+    )
+
+
+def _holds_weights(checkpoint: Path) -> bool:
+    return any((checkpoint / name).is_file() for name in WEIGHTS_FILES) or any(
+        (adapter / name).is_file() for adapter in checkpoint.iterdir() if adapter.is_dir() for name in WEIGHTS_FILES
+    )
+
+
 def _readable(path: Path) -> bool:
     try:
+        if path.name == "trainer_state.json":  # the trainer's state: an object with the step it was saved at
+            state = json.loads(path.read_text())
+            return isinstance(state, dict) and type(state.get("global_step")) is int
         if path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".safetensors":

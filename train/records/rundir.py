@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from train.config import ExperimentConfig, load_config
-from train.errors import UserError, check_writable, note_output_dir
+from train.errors import UserError, check_no_broken_link, check_writable, note_output_dir
 from train.records.files import write_atomic
 from train.records.resume import check_checkpoint, check_settings_unchanged, plan_records, started_settings
 from train.records.tracking import RESUME_FIX, read_records
@@ -47,6 +47,8 @@ SAMPLES_DIR = "samples"
 ADAPTER_DIR = "adapter"
 INVOCATION_FILE = "invocation.json"
 LOCK_FILE = ".lock"
+WANDB_ID_FILE = "wandb_id"
+CHECKPOINTS_DIR = "checkpoints"
 # Longest run dir name (a sweep's run names too); the overrides part is cut (and told apart by a hash) to fit.
 MAX_NAME = 120
 MAX_OVERRIDES = 60
@@ -89,6 +91,7 @@ class RunDir:
         """
         if not resume:
             path = Path(output_dir) if output_dir else Path(cfg.output.dir) / run_dir_name(cfg.name, overrides)
+            check_no_broken_link(path, "the run dir")  # now, not after the model is loaded
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise UserError(
                     f"the run dir {path} already exists and is not empty. Pass --resume to continue that run, or "
@@ -110,7 +113,9 @@ class RunDir:
                 f"--resume found no run to continue at {where} (a run dir has a config.yaml). Pass the run's "
                 "directory with --output-dir, or start a new run without --resume."
             )
-        return cls(path, load_config(path / CONFIG_FILE), resuming=True, overrides=read_overrides(path))
+        check_layout(path)
+        started = read_invocation(path)
+        return cls(path, load_config(path / CONFIG_FILE), resuming=True, overrides=started.get("overrides", []))
 
     @property
     def finished(self) -> bool:
@@ -243,7 +248,7 @@ class RunDir:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS_DIR
 
     def _checkpoints(self) -> list[tuple[Checkpoint, bool]]:
         """Every checkpoint-N dir, with whether its save finished: the trainer writes trainer_state.json last
@@ -283,10 +288,11 @@ class RunDir:
             )
 
     def invocation(self) -> dict:
-        """The config file and overrides the run was started with ({} for a run dir from before they were kept)."""
+        """The config file and overrides the run was started with ({} for a run dir from before they were kept, or
+        one whose invocation.json was damaged: a resume has refused that already, in `choose`)."""
         try:
-            return json.loads((self.path / INVOCATION_FILE).read_text())
-        except (OSError, ValueError):
+            return read_invocation(self.path)
+        except UserError:
             return {}
 
     def resume_command(self) -> str:
@@ -310,7 +316,7 @@ class RunDir:
 
     def wandb_id(self) -> str:
         """A stable wandb run id, so a resumed run continues the same wandb run."""
-        path = self.path / "wandb_id"
+        path = self.path / WANDB_ID_FILE
         if not path.exists():
             write_atomic(path, secrets.token_hex(4))
         return path.read_text().strip()
@@ -377,8 +383,71 @@ def _short_override(override: str) -> str:
     return f"{short}={value}"
 
 
-def read_overrides(path: Path) -> list[str]:
+# invocation.json's keys and what each holds (RunDir.open writes them).
+_INVOCATION_KEYS = {
+    "config": (str, "a file name"),
+    "overrides": (list, "a list of --set strings"),
+    "settings": (dict, "the config's settings"),
+}
+
+
+def read_invocation(run_dir: Path) -> dict:
+    """invocation.json as the run wrote it ({} when there is none: a run dir from before it was kept). One that was
+    edited or damaged is a UserError naming what is wrong: a resume would otherwise run with other overrides, or skip
+    the check of config.yaml against the settings the run started with, without a word."""
+    path = Path(run_dir) / INVOCATION_FILE
+    if not path.exists():
+        return {}
+    fix = (
+        "Restore it from a copy of the run, or delete it: the resume then runs config.yaml as it is, without checking "
+        "it against the settings the run started with."
+    )
     try:
-        return list(json.loads((Path(path) / INVOCATION_FILE).read_text()).get("overrides", []))
-    except (OSError, ValueError, AttributeError):
-        return []
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}. {fix}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not the object the run wrote. {fix}")
+    for key, (kind, meaning) in _INVOCATION_KEYS.items():
+        if key in value and not isinstance(value[key], kind):
+            raise UserError(f'{path}: its "{key}" is {value[key]!r}, not {meaning} as the run wrote it. {fix}')
+    if not all(isinstance(override, str) for override in value.get("overrides", [])):
+        raise UserError(f'{path}: its "overrides" are {value["overrides"]!r}, not --set strings. {fix}')
+    return value
+
+
+# What a resume reads or writes in a run dir, and whether it is a file or a directory there.
+_LAYOUT = {
+    CONFIG_FILE: "file",
+    INVOCATION_FILE: "file",
+    METRICS_FILE: "file",
+    SUMMARY_FILE: "file",
+    LOCK_FILE: "file",
+    WANDB_ID_FILE: "file",
+    CHECKPOINTS_DIR: "directory",
+    SAMPLES_DIR: "directory",
+    ADAPTER_DIR: "directory",
+}
+
+
+def check_layout(run_dir: Path) -> None:
+    """Refuse to resume a run dir where one of the run's files is a directory, or one of its directories a file
+    (moved or made by hand): the resume would fail part-way, or write its samples nowhere, with a traceback."""
+    for name, kind in _LAYOUT.items():
+        path = Path(run_dir) / name
+        if not path.exists() and not path.is_symlink():
+            continue
+        is_kind = path.is_dir() if kind == "directory" else path.is_file()
+        if is_kind:
+            continue
+        if path.is_dir():
+            found = "a directory"
+        elif not path.exists():
+            found = "a broken link"
+        else:
+            found = "a file" if kind == "directory" else "not a regular file"
+        raise UserError(
+            f"cannot resume {run_dir}: {path} is {found}, where the run keeps its {name} {kind}. It was made or moved "
+            f"there by hand. Move it out of the run dir (or delete it: rm -r {shlex.quote(str(path))}) and --resume "
+            "again; the run writes it anew."
+        )

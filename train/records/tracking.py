@@ -81,7 +81,8 @@ def read_records(path: Path, *, fix: str) -> RecordsRead:
     """The records of a metrics.jsonl (none when it does not exist), read by the one JSONL reader
     (rewards.jsonl.read_jsonl).
 
-    Every line must be a JSON object with a "type" and a numeric "step", as MetricsLog writes them. The one
+    Every line must be a JSON object with a "type" and a numeric "step", as MetricsLog writes them (an evaluation
+    also its "label"). The one
     exception is a last line that lacks its newline and does not parse: a write cut off by a kill (each record is
     written as one line ending in a newline), skipped and reported in `torn_line`. Any other bad line is a
     CorruptRecords naming the file, the line number, what is wrong and `fix`: something else wrote to the file, and
@@ -105,6 +106,8 @@ def _record_problem(row: dict[str, Any]) -> str | None:
     step = row.get("step")
     if not isinstance(row.get("type"), str) or isinstance(step, bool) or not isinstance(step, int | float):
         return 'not a record of this run (every record has a "type" and a numeric "step")'
+    if row["type"] == "eval" and (not isinstance(row.get("label"), str) or not row["label"]):
+        return 'an evaluation without its "label" (zero_shot, epoch_1, ..., final), which names it'
     return None
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from train.errors import UserError
 from train.evaluation.samples import read_samples, samples_path
-from train.records.format import EPOCH, EVAL, STEP, config_value, eval_metrics, summary_eval
+from train.records.format import EPOCH, EVAL, STEP, config_value, eval_metrics, summary_eval, summary_problem
 from train.records.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, SUMMARY_FILE
 from train.records.tracking import REPORT_FIX, read_records
 
@@ -141,7 +141,7 @@ def load_run(run_dir: str | Path) -> RunData:
             run.steps.append(record)
         elif kind == EPOCH:
             run.epochs.append(record)
-        elif kind == EVAL and "label" in record:
+        elif kind == EVAL:
             metrics = eval_metrics(record)
             run.evals.append(
                 {
@@ -201,6 +201,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise UserError(
             f"{path} holds a JSON {type(value).__name__}, not the run's summary (an object). {_SUMMARY_FIX}"
         )
+    problem = summary_problem(value)
+    if problem is not None:
+        raise UserError(f"{path} is not the summary the run wrote: {problem}. {_SUMMARY_FIX}")
     return value
 
 
