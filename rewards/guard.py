@@ -22,19 +22,33 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from rewards.core import UserRewardRaised
 
 _CHUNK = 1 << 16
 _STREAMS = {1: "stdout", 2: "stderr"}
+_console_stderr: list[int] = []  # the run's own stderr descriptor, saved while a call's output is captured
+
+
+def console_stderr() -> int:
+    """The file descriptor of the run's stderr: fd 2, or the copy saved while fd 2 captures a reward's output
+    (for a message that must reach the person while a reward runs: the time limit's last word)."""
+    return _console_stderr[-1] if _console_stderr else 2
 
 
 @contextlib.contextmanager
-def process_guarded(where: str, sink: TextIO) -> Iterator[None]:
+def process_guarded(
+    where: str, sink: TextIO, later: Callable[[str], object] | None = None, counted_as: str = ""
+) -> Iterator[None]:
     """Run the body with its output captured into `sink` at the descriptor level; restore and name any change to
-    the current directory or to file descriptors 1 and 2 (see the module docstring)."""
+    the current directory or to file descriptors 1 and 2 (see the module docstring). What a thread started during
+    the body and still running after it prints goes to `later` (default: `sink.write`), not the console
+    (`_ThreadsLeftRunning`; `counted_as` says where it is counted, for the note said when such a thread first
+    prints)."""
+    threads_before = set(threading.enumerate())
     cwd = _cwd()
     _flush_all()
     saved: dict[int, int] = {}
@@ -46,10 +60,12 @@ def process_guarded(where: str, sink: TextIO) -> Iterator[None]:
         os.dup2(capture.fileno(), fd)
     captured = os.fstat(capture.fileno())
     problems: list[str] = []
+    _console_stderr.append(saved.get(2, 2))
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     finally:
+        _console_stderr.pop()
         _flush_all()
         for fd, copy in saved.items():
             try:
@@ -64,6 +80,9 @@ def process_guarded(where: str, sink: TextIO) -> Iterator[None]:
             _drain(capture, sink)
         finally:
             capture.close()
+        left = [thread for thread in threading.enumerate() if thread not in threads_before and thread.is_alive()]
+        if left:
+            _ThreadsLeftRunning.follow(left, where, later or sink.write, counted_as)
         if cwd is not None and _cwd() != cwd:
             moved_to = _cwd()
             os.chdir(cwd)
@@ -74,6 +93,56 @@ def process_guarded(where: str, sink: TextIO) -> Iterator[None]:
             "change the run's process (its directory or its stdout/stderr): relative paths would move the run's "
             "files, and a closed stdout silences or ends the run."
         )
+
+
+class _ThreadsLeftRunning:
+    """sys.stdout and sys.stderr once a reward has left a thread running after its call: what such a thread
+    prints goes to its reward's `later` (counted with the reward's output, not shown), every other thread's output
+    goes where it went. A thread the reward left to print on its own (a loop
+    with print, a progress bar) would otherwise write over the run's console between and during steps. The first
+    time one prints, one note names the reward and the thread. Installed only when a reward leaves a thread running;
+    the console streams are wrapped, not replaced (every other attribute is theirs). What such a thread writes to
+    file descriptors 1 and 2 directly (os.write, C code) is not caught after the call."""
+
+    _followed: dict[int, tuple[threading.Thread, str, Callable[[str], object], str]] = {}
+    _noted: set[str] = set()
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    @classmethod
+    def follow(
+        cls, threads: list[threading.Thread], where: str, later: Callable[[str], object], counted_as: str
+    ) -> None:
+        for thread in threads:
+            if thread.ident is not None:
+                cls._followed[thread.ident] = (thread, where, later, counted_as)
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not isinstance(stream, cls):
+                setattr(sys, name, cls(stream))
+
+    def write(self, text: str) -> int:
+        followed = self._followed.get(threading.get_ident())
+        if followed is None or followed[0] is not threading.current_thread():
+            return self._stream.write(text)
+        thread, where, later, counted_as = followed
+        if where not in self._noted:
+            self._noted.add(where)
+            counted = f" (counted in {counted_as})" if counted_as else ""
+            note = (
+                f"note: {where} left a thread running after its call ({thread.name}) that prints: what it prints goes "
+                f"with the reward's own output{counted}, not to the console. A reward should finish its work before "
+                "it returns.\n"
+            )
+            console = sys.stderr._stream if isinstance(sys.stderr, _ThreadsLeftRunning) else sys.stderr
+            with contextlib.suppress(Exception):
+                console.write(note)
+        later(text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def _cwd() -> str | None:

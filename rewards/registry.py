@@ -190,7 +190,9 @@ class RewardFunction:
             return
         buffer = _HeadOfOutput(OUTPUT_SHOWN_CHARS)
         try:
-            with guard.process_guarded(f"reward '{self.__name__}' ({self.source})", buffer):
+            where = f"reward '{self.__name__}' ({self.source})"
+            metric = f"rewards/printed_chars/{self.__name__}"
+            with guard.process_guarded(where, buffer, later=self._count_later_output, counted_as=metric):
                 yield
         finally:
             self.printed_chars += buffer.chars
@@ -204,6 +206,10 @@ class RewardFunction:
                     f"'{self.__name__}']",
                     file=sys.stderr,
                 )
+
+    def _count_later_output(self, text: str) -> None:
+        """What a thread the reward left running prints after its call: counted with its output, never shown."""
+        self.printed_chars += len(text)
 
     def _inputs(self, completions: Sequence[Any] | None, columns: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         """The completions' texts, and TRL's extra keyword arguments (taken out of `columns`, which keeps the dataset

@@ -27,9 +27,13 @@ the limit the call is interrupted and a RewardResultError names the reward. How,
   stops a Python loop and a blocking system call (sleep, a socket read without timeout);
 - in any other thread the watchdog raises the exception asynchronously in that thread (CPython's
   PyThreadState_SetAsyncExc): this stops a Python loop, not a blocking system call;
-- neither stops C code that never returns to Python (a huge integer power, a catastrophic regex): the call ends
-  when that code returns, and is then reported as over the limit. A reward that catches the exception and goes
-  on is reported as over the limit when it returns.
+- neither stops C code that never returns to Python (a huge integer power, a catastrophic regex). A reward that
+  catches the exception and goes on is reported as over the limit when it returns.
+The interruption is repeated every RETRY_SECONDS. A call still running `hard_stop_after(limit)` seconds past its
+limit (it catches every interruption, `except BaseException:` or a bare `except:`, or is stuck in C code) cannot be
+stopped inside the process: the watchdog names the reward on the run's stderr and ends the process with exit code
+2, as a kill would (a run keeps what it logged and continues with --resume). Without this the call, and the run,
+would hang for good.
 Nothing is abandoned: no thread keeps running a reward after its call has ended. SIGUSR2's own handler is set
 for the duration of a call in the main thread and restored after it.
 """
@@ -42,9 +46,11 @@ import hashlib
 import importlib.util
 import inspect
 import math
+import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +59,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from rewards import guard
 from rewards.core import Completion, Reward, RewardConfigError, RewardResultError, UserRewardRaised
 
 USER_REWARD_TIMEOUT_SECONDS = 60.0
@@ -113,7 +120,7 @@ def _call_user(user: UserFunction, completions: Sequence[Completion]) -> Any:
     where = f"reward '{user.name}' ({user.source})"
     try:
         with _ctrl_c_watched() as ctrl_c:
-            return call_with_time_limit(user.function, arguments, user.timeout_seconds)
+            return call_with_time_limit(user.function, arguments, user.timeout_seconds, where)
     except KeyboardInterrupt as error:
         if ctrl_c.pressed:  # a real Ctrl-C: the run's to handle (exit 130 and the resume command)
             raise
@@ -229,12 +236,27 @@ _TIME_UP_SIGNAL = signal.SIGUSR2
 _main_thread_watches: list[_Watch] = []
 
 
-def call_with_time_limit(function: Callable[..., Any], arguments: dict[str, Any], seconds: float | None) -> Any:
+# After the limit the call is interrupted again every RETRY_SECONDS; HARD_STOP_GRACE bounds how long past the limit
+# a call that will not stop may run before the process ends (`hard_stop_after`).
+RETRY_SECONDS = 0.5
+HARD_STOP_GRACE = (2.0, 30.0)
+
+
+def hard_stop_after(seconds: float) -> float:
+    """Seconds past its limit a call may go on, interrupted, before the process ends: as long as the limit itself,
+    at least 2 s (time for a finally: block to tidy up) and at most 30 s."""
+    low, high = HARD_STOP_GRACE
+    return min(max(seconds, low), high)
+
+
+def call_with_time_limit(
+    function: Callable[..., Any], arguments: dict[str, Any], seconds: float | None, what: str = "the call"
+) -> Any:
     """function(**arguments), interrupted after `seconds` (None: no limit) with TimeLimitExceeded; see the module
-    docstring for what can be interrupted where."""
+    docstring for what can be interrupted where, and for the hard stop (`what` names the call in its message)."""
     if seconds is None:
         return function(**arguments)
-    watch = _Watch(seconds)
+    watch = _Watch(seconds, what)
     try:
         try:
             result = function(**arguments)
@@ -252,7 +274,8 @@ def call_with_time_limit(function: Callable[..., Any], arguments: dict[str, Any]
 class _Watch:
     """A watchdog thread that interrupts the calling thread once, at the limit, unless `finish` came first."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds, self.what = seconds, what
         self.target = threading.current_thread()
         self.on_main = self.target is threading.main_thread()
         self.lock = threading.Lock()
@@ -267,14 +290,36 @@ class _Watch:
     def _watch(self, seconds: float) -> None:
         if self.stop.wait(seconds):
             return
-        with self.lock:
-            if self.done:
+        give_up = time.monotonic() + hard_stop_after(seconds)
+        while time.monotonic() < give_up:
+            with self.lock:
+                if self.done:
+                    return
+                self.fired = True
+                if self.on_main:
+                    signal.pthread_kill(self.target.ident, _TIME_UP_SIGNAL)
+                else:
+                    _set_async_exception(self.target.ident, _TimeUp)
+            if self.stop.wait(RETRY_SECONDS):
                 return
-            self.fired = True
-            if self.on_main:
-                signal.pthread_kill(self.target.ident, _TIME_UP_SIGNAL)
-            else:
-                _set_async_exception(self.target.ident, _TimeUp)
+        with self.lock:
+            if not self.done:
+                self._end_the_process()
+
+    def _end_the_process(self) -> None:
+        """The hard stop (module docstring): one paragraph on the run's own stderr, then exit 2 at once."""
+        waited = self.seconds + hard_stop_after(self.seconds)
+        message = (
+            f"error: {self.what} was still running {waited:g} s after it started, although it was interrupted at its "
+            f"{self.seconds:g} s limit ({TIMEOUT_PARAM}) and every {RETRY_SECONDS:g} s after: it catches the "
+            "interruption (an `except BaseException:` or a bare `except:` around its work) or is stuck in C code, "
+            "and nothing else can stop it inside this process. The process ends here (exit 2), as a kill would: a "
+            "training run keeps what it logged. Catch Exception, not BaseException, in the reward (or make it "
+            "return sooner), then run again (--resume for a training run).\n"
+        )
+        with contextlib.suppress(OSError):
+            os.write(guard.console_stderr(), message.encode())
+        os._exit(2)
 
     def finish(self) -> None:
         """Stop watching; consume an interruption that was sent but not yet raised. Runs in the watched thread,
@@ -371,7 +416,9 @@ def load_user_module(file: Path, timeout_seconds: float | None = USER_REWARD_TIM
     sys.modules[module_name] = module
     try:
         with _ctrl_c_watched() as ctrl_c:
-            call_with_time_limit(spec.loader.exec_module, {"module": module}, timeout_seconds)
+            call_with_time_limit(
+                spec.loader.exec_module, {"module": module}, timeout_seconds, f"importing reward file {file}"
+            )
     except SyntaxError as error:
         raise RewardConfigError(
             f"Reward file {file} has a syntax error at line {error.lineno}: {error.msg}."

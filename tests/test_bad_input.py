@@ -8,12 +8,13 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import entry_point, write_tiny_config
+from conftest import ROOT, entry_point, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures("offline")
 
@@ -385,7 +386,7 @@ def test_a_user_reward_that_floods_the_console_is_captured_shown_once_and_counte
 
 
 PROCESS_REWARDS = """
-import os, sys, threading
+import os, sys, threading, time
 
 def fd_writer(completions, **kwargs):
     os.write(1, b"z" * 3000)
@@ -401,6 +402,15 @@ def mover(completions, **kwargs):
 
 def closer(completions, **kwargs):
     os.close(1)
+    return [1.0 for _ in completions]
+
+def leaves_a_printer(completions, **kwargs):
+    def chatter():
+        time.sleep(0.2)  # after the call has returned
+        for _ in range(20):
+            print("tick")
+            time.sleep(0.01)
+    threading.Thread(target=chatter, name="chatter", daemon=True).start()
     return [1.0 for _ in completions]
 
 def replacer(completions, **kwargs):
@@ -431,6 +441,24 @@ def test_a_user_reward_writing_to_file_descriptors_or_from_threads_is_captured_a
     assert reward.printed_chars == 2 * 3015
     print("after")  # fds 1 and 2 are back where they were
     assert capfd.readouterr().out == "after\n"
+
+
+def test_a_thread_a_user_reward_leaves_running_prints_into_its_count_not_the_console(tmp_path, capsys):
+    """A thread the reward started and left running printed over the run's console after the call returned."""
+    import threading
+
+    reward = process_reward(tmp_path, "leaves_a_printer")
+    assert reward(completions=["a"]) == [1.0]
+    for thread in threading.enumerate():
+        if thread.name == "chatter":
+            thread.join(timeout=30)
+    print("the run's own line")
+    out, err = capsys.readouterr()
+    assert "tick" not in out and "tick" not in err
+    assert out == "the run's own line\n"
+    assert "left a thread running after its call (chatter) that prints" in err and err.count("left a thread") == 1
+    assert "rewards/printed_chars/leaves_a_printer" in err
+    assert reward.printed_chars == 20 * len("tick\n")
 
 
 @pytest.mark.parametrize(
@@ -911,6 +939,69 @@ def test_a_reward_file_that_exits_interrupts_or_sleeps_at_import_is_refused_befo
     rewards = [{"name": "mine", "path": f"{tmp_path / 'mine.py'}:mine", "params": params}]
     config = write_tiny_config(tmp_path, rewards=rewards, output={"dir": str(tmp_path / "runs")})
     refused_before_run_dir(tmp_path, capsys, [], *expected, config=config)
+
+
+STUBBORN = """
+import os, time
+
+def stubborn_loop():
+    while True:  # catches the time limit's interruption every time
+        try:
+            time.sleep(100)
+        except BaseException:
+            pass
+"""
+
+
+def run_script(script: str, argv: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """An entry point in a process of its own (one whose end the test must see), under the test's own bound."""
+    command = [sys.executable, str(ROOT / "experiments" / f"{script}.py"), *argv]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+@pytest.mark.parametrize("where", ["call", "import"])
+def test_a_user_reward_that_catches_its_time_limit_ends_the_process_naming_it(tmp_path, where):
+    """A reward that caught BaseException past its timeout hung the run for good: the limit only ever interrupted
+    it once. Now interrupted every 0.5 s, and 2 s past its 0.5 s limit the process ends with exit 2."""
+    body = "stubborn_loop()\n" if where == "import" else ""
+    (tmp_path / "mine.py").write_text(STUBBORN + body + "\ndef mine(completions, **kwargs):\n    stubborn_loop()\n")
+    (tmp_path / "exp.yaml").write_text(
+        "rewards:\n  - {name: mine, path: mine.py:mine, params: {call_timeout_seconds: 0.5}}\n"
+    )
+    done = run_script("score_rewards", ["--completion", "x", "--answer", "x", "--config", "exp.yaml"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    message = " ".join(done.stderr.split())
+    assert "Traceback" not in message
+    named = "reward 'mine' (mine.py:mine)" if where == "call" else f"importing reward file {tmp_path / 'mine.py'}"
+    assert f"error: {named} was still running 2.5 s after it started" in message, message
+    assert "interrupted at its 0.5 s limit (call_timeout_seconds)" in message
+    assert "Catch Exception, not BaseException" in message
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("offline")
+def test_a_reward_that_turns_stubborn_mid_run_ends_it_and_the_run_resumes_once_fixed(tmp_path):
+    """The hard stop mid-run is a kill with a message: what was logged is kept, --resume finishes the run."""
+    (tmp_path / "mine.py").write_text(
+        STUBBORN + "\ncalls = [0]\n\ndef mine(completions, **kwargs):\n    calls[0] += 1\n"
+        "    if calls[0] > 3:  # past the probe and the first steps\n        stubborn_loop()\n"
+        "    return [0.5 for _ in completions]\n"
+    )
+    reward = {"name": "mine", "path": f"{tmp_path / 'mine.py'}:mine", "params": {"call_timeout_seconds": 0.5}}
+    config = write_tiny_config(tmp_path, rewards=["hard_format_reward", reward], train={"num_epochs": 1})
+    run_dir = tmp_path / "run"
+    stopped = run_script("run_eval_test", [str(config), "--output-dir", str(run_dir)], tmp_path, timeout=600)
+    assert stopped.returncode == 2 and "was still running 2.5 s after it started" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    logged = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert logged and json.loads(logged[0])["label"] == "zero_shot"
+    (tmp_path / "mine.py").write_text("def mine(completions, **kwargs):\n    return [0.5 for _ in completions]\n")
+    resumed = run_script("run_eval_test", [str(config), "--output-dir", str(run_dir), "--resume"], tmp_path, 600)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [row["step"] for row in rows if row["type"] == "step"]
+    assert steps == list(range(1, len(steps) + 1)) and steps
+    assert [row["label"] for row in rows if row["type"] == "eval"] == ["zero_shot", "epoch_1", "final"]
 
 
 AXES = [f"train.{key}" for key in ("seed", "num_epochs", "max_steps", "num_iterations", "logging_steps")] + [
