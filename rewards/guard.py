@@ -114,6 +114,9 @@ class _ThreadsLeftRunning:
     def follow(
         cls, threads: list[threading.Thread], where: str, later: Callable[[str], object], counted_as: str
     ) -> None:
+        for ident, (thread, *_) in list(cls._followed.items()):
+            if not thread.is_alive():
+                del cls._followed[ident]
         for thread in threads:
             if thread.ident is not None:
                 cls._followed[thread.ident] = (thread, where, later, counted_as)

@@ -317,8 +317,11 @@ class _Watch:
             "training run keeps what it logged. Catch Exception, not BaseException, in the reward (or make it "
             "return sooner), then run again (--resume for a training run).\n"
         )
+        console = guard.console_stderr()
         with contextlib.suppress(OSError):
-            os.write(guard.console_stderr(), message.encode())
+            if os.isatty(console):  # a progress bar may have hidden the cursor and holds the line: give both back
+                message = "\x1b[?25h\n" + message
+            os.write(console, message.encode())
         os._exit(2)
 
     def finish(self) -> None:

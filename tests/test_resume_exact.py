@@ -457,6 +457,7 @@ DAMAGED = {
     "wandb_id a directory": (lambda d: _replace_with_dir(d / "wandb_id"), "wandb_id is a directory"),
     "checkpoints a file": (lambda d: _replace_with_file(d / "checkpoints"), "checkpoints is a file"),
     "samples a file": (lambda d: _replace_with_file(d / "samples"), "samples is a file"),
+    "config.yaml a directory": (lambda d: _replace_with_dir(d / "config.yaml"), "config.yaml is a directory"),
     "overrides an int": (
         lambda d: _edit_json(d / "invocation.json", lambda v: {**v, "overrides": 5}),
         '"overrides" is 5, not a list of --set strings',

@@ -104,6 +104,8 @@ class RunDir:
                 "ignored. Drop the --set options to resume, or start a new run with them (without --resume)."
             )
         if output_dir is not None:
+            if Path(output_dir).is_dir():
+                check_layout(Path(output_dir))  # a config.yaml that is a directory is named, not "no run found"
             path = Path(output_dir) if (Path(output_dir) / CONFIG_FILE).is_file() else None
         else:
             path = newest_dir(Path(cfg.output.dir), cfg.name, CONFIG_FILE)
