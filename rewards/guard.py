@@ -1,7 +1,7 @@
 """What a user reward's call may not do to the run's process unnoticed: move its current directory, close or
 replace its stdout/stderr file descriptors, or write past the capture of its output.
 
-    with process_guarded(where, sink):
+    with process_guarded(where, sink, later, counted_as):
         scores = user_function(...)
 
 For the duration of the call, file descriptors 1 and 2 point at a temporary file (os.dup2), so output written
@@ -40,14 +40,11 @@ def console_stderr() -> int:
 
 
 @contextlib.contextmanager
-def process_guarded(
-    where: str, sink: TextIO, later: Callable[[str], object] | None = None, counted_as: str = ""
-) -> Iterator[None]:
+def process_guarded(where: str, sink: TextIO, later: Callable[[str], object], counted_as: str) -> Iterator[None]:
     """Run the body with its output captured into `sink` at the descriptor level; restore and name any change to
     the current directory or to file descriptors 1 and 2 (see the module docstring). What a thread started during
-    the body and still running after it prints goes to `later` (default: `sink.write`), not the console
-    (`_ThreadsLeftRunning`; `counted_as` says where it is counted, for the note said when such a thread first
-    prints)."""
+    the body and still running after it prints goes to `later`, not the console (`_ThreadsLeftRunning`;
+    `counted_as` names where it is counted, for the note said when such a thread first prints)."""
     threads_before = set(threading.enumerate())
     cwd = _cwd()
     _flush_all()
@@ -82,7 +79,7 @@ def process_guarded(
             capture.close()
         left = [thread for thread in threading.enumerate() if thread not in threads_before and thread.is_alive()]
         if left:
-            _ThreadsLeftRunning.follow(left, where, later or sink.write, counted_as)
+            _ThreadsLeftRunning.follow(left, where, later, counted_as)
         if cwd is not None and _cwd() != cwd:
             moved_to = _cwd()
             os.chdir(cwd)
@@ -132,11 +129,10 @@ class _ThreadsLeftRunning:
         thread, where, later, counted_as = followed
         if where not in self._noted:
             self._noted.add(where)
-            counted = f" (counted in {counted_as})" if counted_as else ""
             note = (
                 f"note: {where} left a thread running after its call ({thread.name}) that prints: what it prints goes "
-                f"with the reward's own output{counted}, not to the console. A reward should finish its work before "
-                "it returns.\n"
+                f"with the reward's own output (counted in {counted_as}), not to the console. A reward should finish "
+                "its work before it returns.\n"
             )
             console = sys.stderr._stream if isinstance(sys.stderr, _ThreadsLeftRunning) else sys.stderr
             with contextlib.suppress(Exception):

@@ -284,13 +284,13 @@ class _Watch:
         if self.on_main:
             self.previous_handler = signal.signal(_TIME_UP_SIGNAL, _on_time_up_signal)
             _main_thread_watches.append(self)
-        self.watchdog = threading.Thread(target=self._watch, args=(seconds,), name="reward time limit", daemon=True)
+        self.watchdog = threading.Thread(target=self._watch, name="reward time limit", daemon=True)
         self.watchdog.start()
 
-    def _watch(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
+    def _watch(self) -> None:
+        if self.stop.wait(self.seconds):
             return
-        give_up = time.monotonic() + hard_stop_after(seconds)
+        give_up = time.monotonic() + hard_stop_after(self.seconds)
         while time.monotonic() < give_up:
             with self.lock:
                 if self.done:

@@ -32,6 +32,7 @@ from train.grpo import workarounds
 from train.grpo.advantages import group_advantages
 from train.grpo.ledger import RewardLedger, weighted_rewards
 from train.records.resume import unloadable_checkpoint
+from train.records.rundir import checkpoint_before
 
 
 class GRPOLabTrainer(GRPOTrainer):
@@ -77,7 +78,8 @@ class GRPOLabTrainer(GRPOTrainer):
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         except (RuntimeError, ValueError) as error:
-            raise unloadable_checkpoint(Path(resume_from_checkpoint), error) from None
+            checkpoint = Path(resume_from_checkpoint)
+            raise unloadable_checkpoint(checkpoint, checkpoint_before(checkpoint), error) from None
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)

@@ -214,19 +214,11 @@ def check_checkpoint(checkpoint: Path, previous: Path | None) -> None:
     )
 
 
-def unloadable_checkpoint(checkpoint: Path, error: Exception) -> UserError:
+def unloadable_checkpoint(checkpoint: Path, previous: Path | None, error: Exception) -> UserError:
     """The error for a checkpoint whose weights the model this run's config builds cannot take (found only when the
     trainer loads them: a tensor of another shape, after an edit or from another model's run), naming the first
-    line of the library's complaint and the checkpoint before it."""
+    line of the library's complaint and the way back to `previous`."""
     checkpoint = Path(checkpoint)
-    earlier = [
-        path
-        for path in checkpoint.parent.glob("checkpoint-*")
-        if path.name.removeprefix("checkpoint-").isdigit()
-        and int(path.name.removeprefix("checkpoint-")) < int(checkpoint.name.removeprefix("checkpoint-") or 0)
-        and _readable(path / "trainer_state.json")
-    ]
-    previous = max(earlier, key=lambda path: int(path.name.removeprefix("checkpoint-")), default=None)
     said = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), None)
     said = (said or (str(error).strip().splitlines() or [type(error).__name__])[0])[:300].rstrip(".")
     return UserError(

@@ -103,19 +103,15 @@ class RunDir:
                 f"--resume runs with the run's own config.yaml, so --set {' --set '.join(overrides)} would be "
                 "ignored. Drop the --set options to resume, or start a new run with them (without --resume)."
             )
-        if output_dir is not None:
-            if Path(output_dir).is_dir():
-                check_layout(Path(output_dir))  # a config.yaml that is a directory is named, not "no run found"
-            path = Path(output_dir) if (Path(output_dir) / CONFIG_FILE).is_file() else None
-        else:
-            path = newest_dir(Path(cfg.output.dir), cfg.name, CONFIG_FILE)
-        if path is None:
+        path = Path(output_dir) if output_dir is not None else newest_dir(Path(cfg.output.dir), cfg.name, CONFIG_FILE)
+        if path is not None and path.is_dir():
+            check_layout(path)  # before anything is read (a config.yaml that is a directory: named, not "no run")
+        if path is None or not (path / CONFIG_FILE).is_file():
             where = output_dir or f"{cfg.output.dir}/{cfg.name}-*"
             raise UserError(
                 f"--resume found no run to continue at {where} (a run dir has a config.yaml). Pass the run's "
                 "directory with --output-dir, or start a new run without --resume."
             )
-        check_layout(path)
         started = read_invocation(path)
         return cls(path, load_config(path / CONFIG_FILE), resuming=True, overrides=started.get("overrides", []))
 
@@ -253,19 +249,11 @@ class RunDir:
         return self.path / CHECKPOINTS_DIR
 
     def _checkpoints(self) -> list[tuple[Checkpoint, bool]]:
-        """Every checkpoint-N dir, with whether its save finished: the trainer writes trainer_state.json last
-        (transformers' Trainer._save_checkpoint), so a save that finished has one that parses."""
-        found = []
-        for path in self.checkpoint_dir.glob("checkpoint-*"):
-            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-            if match and path.is_dir():
-                found.append((Checkpoint(path, int(match.group(1))), _parses(path / "trainer_state.json")))
-        return sorted(found, key=lambda found: found[0].step)
+        return _checkpoints_in(self.checkpoint_dir)
 
     def last_checkpoint(self, before: int | None = None) -> Checkpoint | None:
         """The newest checkpoint whose save finished, optionally before a step."""
-        finished = [c for c, done in self._checkpoints() if done and (before is None or c.step < before)]
-        return finished[-1] if finished else None
+        return _last_finished(self.checkpoint_dir, before)
 
     def _set_aside_unfinished_saves(self) -> None:
         """Move the saves a kill cut short (newer than the last finished one) out of the trainer's way.
@@ -322,6 +310,30 @@ class RunDir:
         if not path.exists():
             write_atomic(path, secrets.token_hex(4))
         return path.read_text().strip()
+
+
+def _checkpoints_in(checkpoint_dir: Path) -> list[tuple[Checkpoint, bool]]:
+    """Every checkpoint-N dir, with whether its save finished: the trainer writes trainer_state.json last
+    (transformers' Trainer._save_checkpoint), so a save that finished has one that parses."""
+    found = []
+    for path in Path(checkpoint_dir).glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            found.append((Checkpoint(path, int(match.group(1))), _parses(path / "trainer_state.json")))
+    return sorted(found, key=lambda found: found[0].step)
+
+
+def _last_finished(checkpoint_dir: Path, before: int | None = None) -> Checkpoint | None:
+    finished = [c for c, done in _checkpoints_in(checkpoint_dir) if done and (before is None or c.step < before)]
+    return finished[-1] if finished else None
+
+
+def checkpoint_before(checkpoint: Path) -> Path | None:
+    """The newest finished checkpoint before `checkpoint` (a checkpoint-N dir) in its checkpoints dir: where a
+    resume goes back to when that one cannot be used."""
+    match = re.fullmatch(r"checkpoint-(\d+)", Path(checkpoint).name)
+    previous = _last_finished(Path(checkpoint).parent, int(match.group(1))) if match else None
+    return previous.path if previous else None
 
 
 def _set_aside(checkpoint: Path, why: str) -> Path:
